@@ -1,0 +1,60 @@
+# spelab: the two set-up commands are `make run` and `make test` (README).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU wheel by default; on a CUDA machine install the CUDA build of the same version first
+# (README, "GPU"), and this step keeps it.
+TORCH ?= torch==2.13.0
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export WANDB_MODE ?= offline
+PYTEST := $(PY) -m pytest
+
+.PHONY: help install run test test-slow test-all bench gpu-check smoke sync-wandb clean clean-logs
+
+help:
+	@echo "make run        set up .venv and run the main job (ListOps, offline, a few CPU minutes)"
+	@echo "make test       set up .venv and run the fast tests"
+	@echo "make test-slow  the slow tests (full grids, SLURM, fault injection); CI runs both"
+	@echo "make bench      CPU benchmarks with their targets -> bench/results/"
+	@echo "make gpu-check  GPU tests and benchmarks in one call (on a CUDA machine)"
+	@echo "make sync-wandb upload offline W&B runs"
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+run: install
+	$(PY) run.py $(ARGS)
+
+test: install
+	$(PYTEST) -q -m "not slow and not gpu" $(PYTEST_ARGS)
+
+test-slow: install
+	$(PYTEST) -q -m "slow and not gpu" $(PYTEST_ARGS)
+
+test-all: test test-slow
+
+bench: install
+	$(PY) -m bench.run_all --device cpu
+
+gpu-check: install
+	$(PY) -m bench.gpu_check
+
+smoke: install
+	$(PY) run.py -m +sweep=smoke
+
+sync-wandb: install
+	@find logs -type d -name 'offline-run-*' -print0 2>/dev/null | xargs -0 -r -n1 $(VENV)/bin/wandb sync
+
+clean-logs:
+	rm -rf logs/runs logs/sweeps
+
+clean: clean-logs
+	rm -rf $(VENV) .pytest_cache
