@@ -1,0 +1,99 @@
+"""Shared forward/step logic of the kernel (linear-complexity) attention backends."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._checks import check_padding_mask, check_positive_int, check_qkv, check_step
+from .causal_linear import (
+    DEFAULT_CHUNK,
+    LinearState,
+    causal_linear_attention,
+    init_linear_state,
+    linear_attention,
+    linear_step,
+)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Half inputs are computed in float32: exp features and running sums lose too much in 16 bits."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+class KernelAttention(nn.Module):
+    """Base for attention of the form phi(q) . phi(k): subclasses define `num_features` and `features`."""
+
+    num_features: int
+
+    def __init__(self, head_dim: int, eps: float = 1e-6, chunk_size: int = DEFAULT_CHUNK) -> None:
+        super().__init__()
+        self.head_dim = check_positive_int("head_dim", head_dim)
+        self.chunk_size = check_positive_int("chunk_size", chunk_size)
+        if not eps > 0:
+            raise ValueError(f"eps must be > 0 (it keeps the normaliser away from zero), got {eps!r}")
+        self.eps = float(eps)
+
+    def features(
+        self, x: torch.Tensor, is_query: bool, causal: bool, key_padding_mask: torch.Tensor | None
+    ) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _prepare(self) -> None:
+        """Hook run at the start of forward (Performer redraws its features here)."""
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        causal: bool = False,
+        key_padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """q, k (B,N,H,Dk); v (B,N,H,Dv) -> (B,N,H,Dv). key_padding_mask bool (B,N), True = padding."""
+        check_qkv(q, k, v, self.head_dim)
+        mask = check_padding_mask(key_padding_mask, q)
+        self._prepare()
+        out_dtype = v.dtype
+        cdt = compute_dtype(v.dtype)
+        with torch.autocast(device_type=q.device.type, enabled=False):
+            q, k, v = q.to(cdt), k.to(cdt), v.to(cdt)
+            phi_q = self.features(q, True, causal, mask)
+            phi_k = self.features(k, False, causal, mask)
+            if mask is not None:  # padded keys get no weight: zero their features
+                phi_k = phi_k.masked_fill(mask[:, :, None, None], 0.0)
+            if causal:
+                out = causal_linear_attention(phi_q, phi_k, v, chunk_size=self.chunk_size, eps=self.eps)
+            else:
+                out = linear_attention(phi_q, phi_k, v, eps=self.eps)
+        return out.to(out_dtype)
+
+    def init_state(
+        self,
+        batch_size: int,
+        num_heads: int,
+        value_dim: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> LinearState:
+        """Zero (S, z) state for recurrent decoding: S (B,H,M,Dv), z (B,H,M); O(1) in the length."""
+        check_positive_int("batch_size", batch_size)
+        check_positive_int("num_heads", num_heads)
+        check_positive_int("value_dim", value_dim)
+        cdt = compute_dtype(dtype or torch.get_default_dtype())
+        return init_linear_state(batch_size, num_heads, self.num_features, value_dim, device=device, dtype=cdt)
+
+    def step(
+        self, q_t: torch.Tensor, k_t: torch.Tensor, v_t: torch.Tensor, state: LinearState
+    ) -> tuple[torch.Tensor, LinearState]:
+        """One token: q_t, k_t (B,H,Dk), v_t (B,H,Dv) -> (B,H,Dv), new state. Equals the causal forward."""
+        check_step(q_t, k_t, v_t, self.head_dim)
+        if not isinstance(state, LinearState):
+            raise ValueError(f"state must be the LinearState returned by init_state/step, got {type(state).__name__}")
+        out_dtype = v_t.dtype
+        cdt = state.S.dtype
+        with torch.autocast(device_type=q_t.device.type, enabled=False):
+            # features take (B,N,H,D): decode as a length-1 sequence
+            phi_q = self.features(q_t.to(cdt).unsqueeze(1), True, True, None).squeeze(1)
+            phi_k = self.features(k_t.to(cdt).unsqueeze(1), False, True, None).squeeze(1)
+            out, state = linear_step(phi_q, phi_k, v_t.to(cdt), state, eps=self.eps)
+        return out.to(out_dtype), state

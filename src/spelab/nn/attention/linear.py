@@ -1,0 +1,35 @@
+"""LinearAttention: Katharopoulos et al. (2020) with elu+1, or LRA's relu+1e-3 feature map."""
+from __future__ import annotations
+
+import torch
+
+from ._kernel_base import KernelAttention
+from .causal_linear import DEFAULT_CHUNK
+from .feature_maps import get_feature_map
+
+
+class LinearAttention(KernelAttention):
+    """out_t = sum_s phi(q_t).phi(k_s) v_s / (sum_s phi(q_t).phi(k_s) + eps), phi elementwise.
+
+    Args:
+        head_dim: dimension of the queries/keys this backend receives (R after SPE).
+        feature_map: "elu" (elu(x)+1) or "relu" (relu(x)+1e-3, the LRA variant).
+        eps: added to the normaliser.
+        chunk_size: chunk length of the causal chunked algorithm.
+    """
+
+    def __init__(
+        self, head_dim: int, feature_map: str = "elu", eps: float = 1e-6, chunk_size: int = DEFAULT_CHUNK
+    ) -> None:
+        super().__init__(head_dim, eps=eps, chunk_size=chunk_size)
+        self._phi = get_feature_map(feature_map)
+        self.feature_map = feature_map
+        self.num_features = head_dim
+
+    def features(
+        self, x: torch.Tensor, is_query: bool, causal: bool, key_padding_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        return self._phi(x)
+
+    def extra_repr(self) -> str:
+        return f"head_dim={self.head_dim}, feature_map={self.feature_map!r}, eps={self.eps}"

@@ -1,0 +1,79 @@
+"""PerformerAttention: FAVOR+ positive orthogonal random features (Choromanski et al., ICLR 2021)."""
+from __future__ import annotations
+
+import torch
+
+from ._checks import check_positive_int
+from ._kernel_base import KernelAttention
+from .causal_linear import DEFAULT_CHUNK
+from .feature_maps import favor_plus_features, orthogonal_gaussian_matrix
+
+REDRAW_CHOICES = ("step", "never", "a positive int n (every n training steps)")
+
+
+def _check_redraw(redraw: object) -> str | int:
+    if redraw in ("step", "never"):
+        return redraw  # type: ignore[return-value]
+    if isinstance(redraw, int) and not isinstance(redraw, bool) and redraw > 0:
+        return redraw
+    raise ValueError(f"redraw must be one of {REDRAW_CHOICES}, got {redraw!r}")
+
+
+class PerformerAttention(KernelAttention):
+    """Softmax attention approximated with FAVOR+ features: phi(q).phi(k) ~ exp(q.k / sqrt(head_dim)).
+
+    Args:
+        head_dim: dimension of the queries/keys this backend receives (R after SPE); it sets the
+            temperature (x * head_dim**-0.25 on each side) and the projection's width.
+        num_features: number of random features M (orthogonal blocks of head_dim rows).
+        redraw: "step" (a fresh projection for every training forward call), an int n (every n
+            training calls) or "never". The projection never changes in eval() or in `step`.
+        eps: added to each feature (FAVOR+'s numerical stabiliser) and to the normaliser.
+        chunk_size: chunk length of the causal chunked algorithm.
+
+    A "training step" is a forward call while `self.training`; a layer applied twice in one
+    optimisation step (e.g. both documents of a dual encoder) counts twice.
+    """
+
+    def __init__(
+        self,
+        head_dim: int,
+        num_features: int = 256,
+        redraw: str | int = "step",
+        eps: float = 1e-6,
+        chunk_size: int = DEFAULT_CHUNK,
+    ) -> None:
+        super().__init__(head_dim, eps=eps, chunk_size=chunk_size)
+        self.num_features = check_positive_int("num_features", num_features)
+        self.redraw = _check_redraw(redraw)
+        self.register_buffer("projection", orthogonal_gaussian_matrix(num_features, head_dim))
+        self._train_calls = 0  # training forward calls seen (drives the redraw policy)
+
+    @torch.no_grad()
+    def redraw_features(self) -> None:
+        """Draw a fresh orthogonal projection in place, on the buffer's device (no host round trip)."""
+        p = self.projection
+        self.projection.copy_(orthogonal_gaussian_matrix(self.num_features, self.head_dim, device=p.device, dtype=p.dtype))
+
+    def _prepare(self) -> None:
+        if not self.training or self.redraw == "never":
+            return
+        every = 1 if self.redraw == "step" else int(self.redraw)
+        if self._train_calls > 0 and self._train_calls % every == 0:
+            self.redraw_features()
+        self._train_calls += 1
+
+    def features(
+        self, x: torch.Tensor, is_query: bool, causal: bool, key_padding_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        return favor_plus_features(
+            x,
+            self.projection,
+            is_query=is_query,
+            stabilize_keys=not causal,
+            key_padding_mask=key_padding_mask,
+            eps=self.eps,
+        )
+
+    def extra_repr(self) -> str:
+        return f"head_dim={self.head_dim}, num_features={self.num_features}, redraw={self.redraw!r}, eps={self.eps}"

@@ -1,0 +1,119 @@
+"""SoftmaxAttention: exact attention through torch.nn.functional.scaled_dot_product_attention.
+
+Kernel selection matters (research/perf.md §1.4): an explicit mask rules out the flash kernel and
+the math fallback is O(N^2) memory. So masks are only built when needed:
+- no padding (mask None or all False)  -> no mask (flash / cuDNN / efficient);
+- causal with right padding only        -> is_causal=True, no mask: a real query t only sees keys
+  <= t, which are all real, so real outputs are exact (padded rows are computed but finite);
+- otherwise                             -> a boolean mask (efficient / cuDNN kernels still apply).
+Rows whose keys are all padded output 0 (never NaN).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._checks import check_padding_mask, check_positive_int, check_qkv, check_step
+
+
+class KVCache(NamedTuple):
+    """Recurrent state of softmax attention: keys (B,H,T,Dk) and values (B,H,T,Dv) seen so far."""
+
+    k: torch.Tensor
+    v: torch.Tensor
+
+
+def _padding_layout(mask: torch.Tensor) -> tuple[bool, bool]:
+    """(any padding, padding only at the end of each row), with one host sync."""
+    any_pad = mask.any()
+    right_only = (mask[:, 1:] >= mask[:, :-1]).all() if mask.shape[1] > 1 else torch.ones((), dtype=torch.bool, device=mask.device)
+    flags = torch.stack([any_pad, right_only]).tolist()
+    return bool(flags[0]), bool(flags[1])
+
+
+class SoftmaxAttention(nn.Module):
+    """softmax(q k^T / sqrt(head_dim)) v with dropout on the weights while training.
+
+    Args:
+        head_dim: dimension of the queries/keys this backend receives (sets the temperature).
+        dropout: attention-weight dropout probability (training only).
+    """
+
+    def __init__(self, head_dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.head_dim = check_positive_int("head_dim", head_dim)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
+        self.dropout = float(dropout)
+        self.scale = head_dim**-0.5
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        causal: bool = False,
+        key_padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """q, k (B,N,H,Dk); v (B,N,H,Dv) -> (B,N,H,Dv). key_padding_mask bool (B,N), True = padding."""
+        check_qkv(q, k, v, self.head_dim)
+        mask = check_padding_mask(key_padding_mask, q)
+        p = self.dropout if self.training else 0.0
+        qh, kh, vh = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B,H,N,D)
+
+        attn_mask, empty_rows = None, None
+        if mask is not None:
+            any_pad, right_only = _padding_layout(mask)
+            if not any_pad or (causal and right_only):
+                mask = None
+        if mask is not None:
+            n = q.shape[1]
+            allowed = ~mask[:, None, None, :]  # (B,1,1,N)
+            if causal:
+                allowed = allowed & torch.ones(n, n, dtype=torch.bool, device=q.device).tril()
+            empty_rows = ~allowed.any(dim=-1, keepdim=True)  # (B,1,Nq|1,1): no key to attend to
+            # let empty rows attend everywhere (finite), then zero them below
+            attn_mask = allowed | empty_rows
+            causal = False  # folded into the mask
+        out = F.scaled_dot_product_attention(
+            qh, kh, vh, attn_mask=attn_mask, dropout_p=p, is_causal=causal, scale=self.scale
+        )
+        if empty_rows is not None:
+            out = out.masked_fill(empty_rows, 0.0)
+        return out.transpose(1, 2)
+
+    def init_state(
+        self,
+        batch_size: int,
+        num_heads: int,
+        value_dim: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> KVCache:
+        """Empty K/V cache; it grows by one position per `step`."""
+        check_positive_int("batch_size", batch_size)
+        check_positive_int("num_heads", num_heads)
+        check_positive_int("value_dim", value_dim)
+        dtype = dtype or torch.get_default_dtype()
+        return KVCache(
+            k=torch.empty(batch_size, num_heads, 0, self.head_dim, device=device, dtype=dtype),
+            v=torch.empty(batch_size, num_heads, 0, value_dim, device=device, dtype=dtype),
+        )
+
+    def step(
+        self, q_t: torch.Tensor, k_t: torch.Tensor, v_t: torch.Tensor, state: KVCache
+    ) -> tuple[torch.Tensor, KVCache]:
+        """One token: q_t, k_t (B,H,Dk), v_t (B,H,Dv) -> (B,H,Dv) attending to every cached position."""
+        check_step(q_t, k_t, v_t, self.head_dim)
+        if not isinstance(state, KVCache):
+            raise ValueError(f"state must be the KVCache returned by init_state/step, got {type(state).__name__}")
+        kc = torch.cat([state.k, k_t.unsqueeze(2).to(state.k.dtype)], dim=2)
+        vc = torch.cat([state.v, v_t.unsqueeze(2).to(state.v.dtype)], dim=2)
+        out = F.scaled_dot_product_attention(q_t.unsqueeze(2).to(kc.dtype), kc, vc, scale=self.scale)
+        return out.squeeze(2).to(v_t.dtype), KVCache(kc, vc)
+
+    def extra_repr(self) -> str:
+        return f"head_dim={self.head_dim}, dropout={self.dropout}"
