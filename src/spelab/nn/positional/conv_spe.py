@@ -1,0 +1,135 @@
+"""convSPE: codes from white noise filtered by two learned length-P filters per (head, feature).
+
+Q̄[m] = Σ_j φQ[j] z[m + j] and K̄[n] = Σ_j φK[j] z[n + j] (cross-correlation, as PyTorch's conv), with
+one white noise z shared by both, so E[Q̄[m] K̄[n]] = P(m - n) = Σ_j φQ[j] φK[j + m - n]: the
+cross-correlation of the filters, exactly zero for |m - n| >= P (research/spe.md §1.4).
+
+Fast path: the noise is drawn directly in the frequency domain (its real FFT, Hermitian by
+construction) over n_fft >= length + P - 1 samples, so no wrap-around reaches the kept positions,
+and the filtering is one spectral product and one inverse real FFT per side instead of a depthwise
+convolution of width P. For a few positions (one-token decoding) the filters are applied directly
+to the time-domain noise, which the code caches.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from spelab.nn.positional._checks import check_positive_int
+from spelab.nn.positional.spe import StochasticPositionalEncoding
+
+
+def fft_size(n: int) -> int:
+    """The smallest 2^a 3^b 5^c >= n (fast FFT sizes, at most ~1.25 n instead of up to 2 n)."""
+    best = 1 << max(0, (n - 1).bit_length())
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+@dataclass
+class ConvCode:
+    """A convSPE code: the ortho-normalised real spectrum of white N(0,1) noise, (H, D, R, n_fft//2+1).
+
+    Valid for positions 0 ... length-1 (n_fft >= length + kernel_size - 1).
+    """
+
+    spectrum: torch.Tensor
+    length: int
+    n_fft: int
+    _noise: torch.Tensor | None = field(default=None, repr=False)
+
+    def noise(self) -> torch.Tensor:
+        """The time-domain white noise z, (H, D, R, n_fft), computed once and cached."""
+        if self._noise is None:
+            self._noise = torch.fft.irfft(self.spectrum, n=self.n_fft, norm="ortho")
+        return self._noise
+
+
+class ConvSPE(StochasticPositionalEncoding):
+    """Convolutional SPE. `ConvSPE(num_heads, head_dim, num_realizations=64, kernel_size=128, gated=True)`."""
+
+    def __init__(self, num_heads: int, head_dim: int, num_realizations: int = 64, kernel_size: int = 128,
+                 gated: bool = True) -> None:
+        super().__init__(num_heads, head_dim, num_realizations, gated)
+        check_positive_int("ConvSPE", kernel_size=kernel_size)
+        self.kernel_size = kernel_size
+        shape = (num_heads, head_dim, kernel_size)
+        # official init: U[0, 1) / sqrt(P/2), so the initial kernel is positive and smooth
+        self.filter_q = torch.nn.Parameter(torch.rand(shape) / math.sqrt(kernel_size / 2))
+        self.filter_k = torch.nn.Parameter(torch.rand(shape) / math.sqrt(kernel_size / 2))
+
+    def draw(self, length: int, device: torch.device | str | None = None) -> ConvCode:
+        """White noise for positions 0 ... length-1, drawn as its spectrum."""
+        check_positive_int("ConvSPE.draw", length=length)
+        ref = self._reference()
+        device = device or ref.device
+        n_fft = fft_size(length + self.kernel_size - 1)
+        bins = n_fft // 2 + 1
+        shape = (self.num_heads, self.head_dim, self.num_realizations, bins)
+        cdtype = torch.complex128 if ref.dtype == torch.float64 else torch.complex64
+        # ortho rfft of white N(0,1) noise: interior bins complex N(0,1) (1/2 per part); the DC and
+        # (even n) Nyquist bins are real N(0,1)
+        spectrum = torch.randn(shape, device=device, dtype=cdtype)
+        spectrum[..., 0] = torch.randn(shape[:-1], device=device, dtype=ref.dtype).to(cdtype)
+        if n_fft % 2 == 0:
+            spectrum[..., -1] = torch.randn(shape[:-1], device=device, dtype=ref.dtype).to(cdtype)
+        return ConvCode(spectrum=spectrum, length=length, n_fft=n_fft)
+
+    def _code_length(self, code: ConvCode) -> int:
+        if (not isinstance(code, ConvCode)
+                or tuple(code.spectrum.shape[:3]) != (self.num_heads, self.head_dim, self.num_realizations)
+                or code.n_fft < code.length + self.kernel_size - 1):
+            raise ValueError(f"ConvSPE: code must be a ConvCode from this module's draw() (heads={self.num_heads}, "
+                             f"head_dim={self.head_dim}, num_realizations={self.num_realizations}, "
+                             f"kernel_size={self.kernel_size}), got {code!r:.200}")
+        return code.length
+
+    def codes(self, code: ConvCode, offset: int, n: int, keep: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Q̄, K̄ at positions offset ... offset+n-1, each (H, D, R, n), scaled by (R·D)^(-1/4) [· sqrt(1-δ)]."""
+        scale = self.code_scale if keep is None else self.code_scale * keep[..., None]
+        phi_q, phi_k = self.filter_q * scale, self.filter_k * scale
+        if n * self.kernel_size <= code.n_fft:  # a few positions: direct filtering is cheaper
+            window = code.noise()[..., offset:offset + n + self.kernel_size - 1].unfold(-1, self.kernel_size, 1)
+            return (torch.einsum("hdrnj,hdj->hdrn", window, phi_q.to(window.dtype)),
+                    torch.einsum("hdrnj,hdj->hdrn", window, phi_k.to(window.dtype)))
+        out = []
+        for phi in (phi_q, phi_k):
+            # cross-correlation with φ = product with conj(rfft(φ)) in the frequency domain
+            spec_phi = torch.fft.rfft(phi.to(code.spectrum.real.dtype), n=code.n_fft).conj()
+            full = torch.fft.irfft(code.spectrum * spec_phi[:, :, None, :], n=code.n_fft, norm="ortho")
+            out.append(full[..., offset:offset + n])
+        return out[0], out[1]
+
+    def _project(self, q, k, code, offset, keep):
+        qbar, kbar = self.codes(code, offset, q.shape[1], keep)
+        qhat = torch.einsum("bnhd,hdrn->bnhr", q, qbar.to(q.dtype))
+        khat = torch.einsum("bnhd,hdrn->bnhr", k, kbar.to(k.dtype))
+        return qhat, khat
+
+    def _raw_kernel(self, lags: torch.Tensor) -> torch.Tensor:
+        p = self.kernel_size
+        heads, dim = self.num_heads, self.head_dim
+        # out[t] = Σ_j φQ[j] φK[t + j - (P-1)]: the cross-correlation at τ = t - (P-1), |τ| < P
+        padded = F.pad(self.filter_k.reshape(1, heads * dim, p), (p - 1, p - 1))
+        corr = F.conv1d(padded, self.filter_q.reshape(heads * dim, 1, p), groups=heads * dim)
+        corr = corr.reshape(heads, dim, 2 * p - 1)
+        inside = lags.abs() < p
+        index = torch.where(inside, lags + p - 1, torch.zeros_like(lags))
+        return corr[..., index] * inside.to(corr.dtype)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", kernel_size={self.kernel_size}"

@@ -1,0 +1,193 @@
+"""sineSPE: codes built from K learned sinusoids per (head, feature) and shared Gaussian noise.
+
+With f = sigmoid(freqs)/2 (cycles per position), θ = offsets, λ = softplus(gains) (all (H, D, K)):
+  Ω_q[m] = [cos(2π f m + θ), sin(2π f m + θ)],  Ω_k[n] = [cos(2π f n), sin(2π f n)]   (2K features)
+  Q̄[m] = Ω_q[m] diag(λ̃) Z,  K̄[n] = Ω_k[n] diag(λ̃) Z,  Z ~ N(0, 1/(2K)) of shape (H, D, 2K, R)
+so that E[Q̄[m] K̄[n]] = P(m - n) = (1/2K) Σ_k λ_k² cos(2π f_k (m - n) + θ_k) (research/spe.md §1.3).
+Features are laid out [cos_1..cos_K, sin_1..sin_K] (the official code interleaves them; Z is i.i.d.,
+so the distribution is the same).
+
+Fast path: the code Q̄ (N, H, D, R) is never built. q̂ = Σ_{d,j} (q_d Ω_q[d, j]) W[d, j, :] with
+W = λ̃ Z (H, D, 2K, R): the features q ⊙ Ω are contracted with W by one matmul per head, in chunks
+of positions, and the backward recomputes Ω and q ⊙ Ω instead of saving them. A code is just the
+noise Z (length-independent), so `draw` is cheap and positions can be computed at any offset.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from spelab.nn.positional._checks import check_positive_int
+from spelab.nn.positional.spe import StochasticPositionalEncoding
+
+# elements of the (H, B, n, D, 2K) temporaries per chunk of positions (2^25 fp32 = 128 MiB)
+CHUNK_ELEMENTS = 2**25
+
+
+@dataclass
+class SineCode:
+    """A sineSPE code: noise Z (H, D, 2K, R) ~ N(0, 1/(2K)), valid for positions 0 ... length-1."""
+
+    noise: torch.Tensor
+    length: int
+
+
+def sine_features(freq: torch.Tensor, phase: torch.Tensor | None, start: int, n: int,
+                  dtype: torch.dtype) -> torch.Tensor:
+    """Ω at positions start ... start+n-1: (H, n, D, 2K) = [cos a, sin a], a = 2π f t (+ θ).
+
+    The cycle count f·t is reduced modulo 1 in float64 first, so large positions keep their precision.
+    """
+    calc = torch.promote_types(dtype, torch.float32)
+    t = torch.arange(start, start + n, device=freq.device, dtype=torch.float64)
+    cycles = t[None, :, None, None] * freq.detach().to(torch.float64)[:, None]         # (H, n, D, K)
+    angle = (2 * math.pi * (cycles - torch.floor(cycles))).to(calc)
+    if phase is not None:
+        angle = angle + phase.detach().to(calc)[:, None]
+    return torch.cat((torch.cos(angle), torch.sin(angle)), dim=-1).to(dtype)
+
+
+def _chunk(batch: int, heads: int, per_position: int, n: int, chunk: int | None) -> int:
+    if chunk is None:
+        chunk = CHUNK_ELEMENTS // max(1, batch * heads * per_position)
+    return max(1, min(n, chunk))
+
+
+class _SineProjection(torch.autograd.Function):
+    """x (B, N, H, D) -> (B, N, H, R): Σ_{d,j} x_d Ω[d, j] W[d, j, :], Ω from (freq, phase)."""
+
+    @staticmethod
+    def forward(ctx, x, freq, phase, weight, offset, chunk):  # noqa: D401 (autograd signature)
+        batch, n, heads, dim = x.shape
+        two_k, reals = weight.shape[-2], weight.shape[-1]
+        step = _chunk(batch, heads, dim * two_k, n, chunk)
+        with torch.autocast(x.device.type, enabled=False):
+            xh = x.permute(2, 0, 1, 3).contiguous()                                   # (H, B, N, D)
+            w = weight.to(x.dtype).reshape(heads, dim * two_k, reals)
+            out = x.new_empty(heads, batch, n, reals)
+            for s in range(0, n, step):
+                e = min(n, s + step)
+                omega = sine_features(freq, phase, offset + s, e - s, x.dtype)        # (H, n, D, 2K)
+                u = (xh[:, :, s:e, :, None] * omega[:, None]).reshape(heads, batch * (e - s), dim * two_k)
+                out[:, :, s:e] = torch.matmul(u, w).view(heads, batch, e - s, reals)
+        ctx.save_for_backward(x, freq, phase, weight)
+        ctx.offset, ctx.step = offset, step
+        return out.permute(1, 2, 0, 3)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, freq, phase, weight = ctx.saved_tensors
+        need_x, need_f, need_p, need_w = ctx.needs_input_grad[:4]
+        need_p = need_p and phase is not None
+        batch, n, heads, dim = x.shape
+        two_k, reals = weight.shape[-2], weight.shape[-1]
+        k = two_k // 2
+        xh = x.permute(2, 0, 1, 3).contiguous()
+        gh = grad.to(x.dtype).permute(2, 0, 1, 3).contiguous()                        # (H, B, N, R)
+        w = weight.to(x.dtype).reshape(heads, dim * two_k, reals)
+        dx = torch.empty_like(xh) if need_x else None
+        dw = torch.zeros_like(w) if need_w else None
+        dfreq = torch.zeros(heads, dim, k, dtype=x.dtype, device=x.device) if need_f else None
+        dphase = torch.zeros(heads, dim, k, dtype=x.dtype, device=x.device) if need_p else None
+        for s in range(0, n, ctx.step):
+            e = min(n, s + ctx.step)
+            rows = batch * (e - s)
+            omega = sine_features(freq, phase, ctx.offset + s, e - s, x.dtype)            # (H, n, D, 2K)
+            gc = gh[:, :, s:e].reshape(heads, rows, reals)
+            if need_x or need_f or need_p:
+                g_feat = torch.matmul(gc, w.transpose(1, 2)).view(heads, batch, e - s, dim, two_k)
+                if need_x:
+                    dx[:, :, s:e] = (g_feat * omega[:, None]).sum(-1)
+                if need_f or need_p:
+                    d_omega = (g_feat * xh[:, :, s:e, :, None]).sum(1)                    # (H, n, D, 2K)
+                    cos, sin = omega.split(k, dim=-1)
+                    d_cos, d_sin = d_omega.split(k, dim=-1)
+                    d_angle = d_sin * cos - d_cos * sin                                     # (H, n, D, K)
+                    if need_p:
+                        dphase += d_angle.sum(1)
+                    if need_f:
+                        t = torch.arange(ctx.offset + s, ctx.offset + e, device=x.device, dtype=x.dtype)
+                        dfreq += (2 * math.pi) * torch.einsum("hndk,n->hdk", d_angle, t)
+            if need_w:
+                u = (xh[:, :, s:e, :, None] * omega[:, None]).reshape(heads, rows, dim * two_k)
+                dw += torch.matmul(u.transpose(1, 2), gc)
+        return (dx.permute(1, 2, 0, 3) if need_x else None,
+                dfreq.to(freq.dtype) if need_f else None,
+                dphase.to(phase.dtype) if need_p else None,
+                dw.view(weight.shape).to(weight.dtype) if need_w else None,
+                None, None)
+
+
+def sine_project(x: torch.Tensor, freq: torch.Tensor, phase: torch.Tensor | None, weight: torch.Tensor,
+                 offset: int = 0, chunk: int | None = None) -> torch.Tensor:
+    """Fast q̂ (or k̂ with phase=None): x (B, N, H, D), freq/phase (H, D, K), weight (H, D, 2K, R)."""
+    return _SineProjection.apply(x, freq, phase, weight, offset, chunk)
+
+
+class SineSPE(StochasticPositionalEncoding):
+    """Sinusoidal SPE. `SineSPE(num_heads, head_dim, num_realizations=64, num_sines=10, gated=True)`."""
+
+    def __init__(self, num_heads: int, head_dim: int, num_realizations: int = 64, num_sines: int = 10,
+                 gated: bool = True) -> None:
+        super().__init__(num_heads, head_dim, num_realizations, gated)
+        check_positive_int("SineSPE", num_sines=num_sines)
+        self.num_sines = num_sines
+        shape = (num_heads, head_dim, num_sines)
+        # official init: N(0,1); frequencies biased low (periods ~40-300 positions); gains rescaled
+        self.freqs = torch.nn.Parameter(torch.randn(shape) - 4.0)
+        self.offsets = torch.nn.Parameter(torch.randn(shape))
+        gains = torch.randn(shape)
+        self.gains = torch.nn.Parameter(2.0 * gains / gains.norm(dim=-1, keepdim=True).sqrt())
+        self.chunk: int | None = None  # positions per chunk of the fast path; None: automatic
+
+    def frequencies(self) -> torch.Tensor:
+        """f = sigmoid(freqs) / 2, cycles per position in (0, 0.5): (H, D, K)."""
+        return torch.sigmoid(self.freqs) / 2
+
+    def amplitudes(self) -> torch.Tensor:
+        """λ = softplus(gains): (H, D, K)."""
+        return F.softplus(self.gains)
+
+    def draw(self, length: int, device: torch.device | str | None = None) -> SineCode:
+        """A code for positions 0 ... length-1 (its noise does not depend on the length)."""
+        check_positive_int("SineSPE.draw", length=length)
+        ref = self._reference()
+        two_k = 2 * self.num_sines
+        noise = torch.randn(self.num_heads, self.head_dim, two_k, self.num_realizations,
+                            device=device or ref.device, dtype=ref.dtype) / math.sqrt(two_k)
+        return SineCode(noise=noise, length=length)
+
+    def mixing_weight(self, code: SineCode, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """W = λ̃ Z (R·D)^(-1/4) [· sqrt(1-δ)]: (H, D, 2K, R)."""
+        lam = self.amplitudes()
+        amp = torch.cat((lam, lam), dim=-1) * self.code_scale
+        if keep is not None:
+            amp = amp * keep[..., None]
+        return code.noise.to(amp.dtype) * amp[..., None]
+
+    def _code_length(self, code: SineCode) -> int:
+        expected = (self.num_heads, self.head_dim, 2 * self.num_sines, self.num_realizations)
+        if not isinstance(code, SineCode) or tuple(code.noise.shape) != expected:
+            raise ValueError(f"SineSPE: code must be a SineCode from this module's draw() with noise of "
+                             f"shape {expected}, got {code!r:.200}")
+        return code.length
+
+    def _project(self, q, k, code, offset, keep):
+        weight = self.mixing_weight(code, keep)
+        freq = self.frequencies()
+        qhat = sine_project(q, freq, self.offsets, weight, offset, self.chunk)
+        khat = sine_project(k, freq, None, weight, offset, self.chunk)
+        return qhat, khat
+
+    def _raw_kernel(self, lags: torch.Tensor) -> torch.Tensor:
+        freq, lam = self.frequencies(), self.amplitudes()
+        tau = lags.to(freq.dtype)
+        angle = 2 * math.pi * freq[..., None] * tau + self.offsets[..., None]          # (H, D, K, L)
+        return (lam[..., None] ** 2 * torch.cos(angle)).sum(-2) / (2 * self.num_sines)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", num_sines={self.num_sines}"
