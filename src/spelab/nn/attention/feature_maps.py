@@ -48,12 +48,13 @@ def orthogonal_gaussian_matrix(
     (batched QR, no host round trip).
     """
     num_blocks = math.ceil(num_rows / dim)
-    g = torch.randn(num_blocks, dim, dim, device=device, dtype=torch.float32, generator=generator)
+    work = torch.float64 if dtype == torch.float64 else torch.float32  # QR needs at least float32
+    g = torch.randn(num_blocks, dim, dim, device=device, dtype=work, generator=generator)
     q, r = torch.linalg.qr(g)
     # Haar correction: multiply column j by sign(r_jj) (avoids the QR sign bias).
     q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
     rows = q.transpose(-1, -2).reshape(num_blocks * dim, dim)[:num_rows]
-    norms = torch.randn(num_rows, dim, device=device, dtype=torch.float32, generator=generator).norm(dim=1)
+    norms = torch.randn(num_rows, dim, device=device, dtype=work, generator=generator).norm(dim=1)
     return (rows * norms.unsqueeze(1)).to(dtype)
 
 
