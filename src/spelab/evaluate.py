@@ -1,0 +1,270 @@
+"""NLL versus position: how a causal LM trained on windows of L tokens does on longer sequences.
+
+    python -m spelab.evaluate ckpt=PATH max_length=N output_dir=DIR
+    python -m spelab.evaluate 'ckpt=[A.ckpt,B.ckpt]' max_length=N output_dir=DIR
+    python -m spelab.evaluate sweep_dir=logs/sweeps/NAME max_length=N output_dir=DIR
+
+For every run: the first N+1 tokens of each test piece (no augmentation), per-position NLL averaged
+over the pieces that reach that position, token-weighted means "within" (< L) and "beyond" (>= L) the
+training length. Writes `nll_vs_position.json` and `nll_vs_position.png` (all runs on one figure)
+into DIR and logs the figure to W&B (offline unless wandb_online=true). As in the paper's eval.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+RESULTS_JSON = "nll_vs_position.json"
+FIGURE_PNG = "nll_vs_position.png"
+
+
+@dataclass
+class EvalConfig:
+    ckpt: Any = None              # a path or a list of paths
+    sweep_dir: str | None = None  # every <run>/checkpoints/{best,last}.ckpt below it
+    max_length: int = 2048        # evaluated tokens per piece (N); typically 4x the training length
+    output_dir: str = "nll_eval"
+    split: str = "test"
+    max_pieces: int | None = None  # evaluate on the first pieces only
+    batch_size: int = 4
+    device: str = "auto"
+    seed: int = 0                 # SPE codes are random: fixes the draw
+    bin_size: int | None = None   # plot/report windows; default: training length / 8
+    data_dir: str | None = None   # override the data location stored in the run config
+    wandb: bool = True
+    wandb_online: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+# -- the measurement -----------------------------------------------------------------------------
+
+@torch.no_grad()
+def per_position_nll(task, sequences: Sequence[torch.Tensor], batch_size: int = 4,
+                     device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Sum of NLL and count of pieces at each predicted position (position t = predicting token t+1)."""
+    length = max(int(s.numel()) for s in sequences) - 1
+    total = torch.zeros(length, dtype=torch.float64)
+    count = torch.zeros(length, dtype=torch.float64)
+    task.eval()
+    for start in range(0, len(sequences), batch_size):
+        chunk = sequences[start:start + batch_size]
+        n = max(int(s.numel()) for s in chunk)
+        ids = torch.full((len(chunk), n), task.pad_id, dtype=torch.long)
+        pad = torch.ones(len(chunk), n, dtype=torch.bool)
+        for i, s in enumerate(chunk):
+            ids[i, : s.numel()], pad[i, : s.numel()] = s, False
+        nll, valid = task.token_nll({"input_ids": ids.to(device), "padding_mask": pad.to(device)})
+        total[: n - 1] += nll.double().sum(0).cpu()
+        count[: n - 1] += valid.double().sum(0).cpu()
+    return total.numpy(), count.numpy()
+
+
+def summarise(total: np.ndarray, count: np.ndarray, train_length: int, bin_size: int) -> dict[str, Any]:
+    """Per-position means, per-bin means and the within/beyond-training-length averages."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    bins = []
+    for lo in range(0, len(total), bin_size):
+        hi = min(lo + bin_size, len(total))
+        c = count[lo:hi].sum()
+        bins.append({"start": lo, "end": hi, "nll": float(total[lo:hi].sum() / c) if c else None,
+                     "tokens": int(c)})
+
+    def avg(lo: int, hi: int) -> float | None:
+        c = count[lo:hi].sum()
+        return float(total[lo:hi].sum() / c) if c else None
+
+    return {
+        "nll": [None if np.isnan(x) else float(x) for x in mean], "count": count.astype(int).tolist(),
+        "bins": bins, "bin_size": bin_size,
+        "nll_within": avg(0, train_length), "nll_beyond": avg(train_length, len(total)),
+        "tokens_within": int(count[:train_length].sum()), "tokens_beyond": int(count[train_length:].sum()),
+    }
+
+
+# -- runs -------------------------------------------------------------------------------------------
+
+def find_checkpoints(sweep_dir: str | Path) -> list[Path]:
+    """One checkpoint per run below `sweep_dir`: best.ckpt, else last.ckpt."""
+    root = Path(sweep_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"sweep_dir={root} is not a directory")
+    found = []
+    for ckpt_dir in sorted(root.rglob("checkpoints")):
+        for name in ("best.ckpt", "last.ckpt"):
+            if (ckpt_dir / name).is_file():
+                found.append(ckpt_dir / name)
+                break
+    if not found:
+        raise FileNotFoundError(f"no checkpoints/best.ckpt or last.ckpt below sweep_dir={root}")
+    return found
+
+
+def run_label(cfg, run_dir: Path | None, ckpt: Path) -> dict[str, str]:
+    """attention / pos_enc names of a run (from results.json or the Hydra choices), and a label."""
+    info = {"attention": "?", "pos_enc": "?"}
+    if run_dir is not None:
+        results = run_dir / "results.json"
+        hydra_cfg = run_dir / ".hydra" / "hydra.yaml"
+        if results.is_file():
+            data = json.loads(results.read_text())
+            info.update({k: str(data[k]) for k in ("attention", "pos_enc") if k in data})
+        elif hydra_cfg.is_file():
+            from omegaconf import OmegaConf
+            choices = OmegaConf.load(hydra_cfg).hydra.runtime.choices
+            info.update({k: str(choices.get(k, "?")) for k in ("attention", "pos_enc")})
+    info["label"] = f"{info['attention']}-{info['pos_enc']}" if "?" not in info.values() else ckpt.parent.parent.name
+    return info
+
+
+def build_datamodule(cfg, data_dir: str | None = None, max_pieces: int | None = None):
+    from hydra.utils import instantiate
+
+    from spelab.tracking import register_resolvers
+    register_resolvers()
+    overrides: dict[str, Any] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if max_pieces is not None and "max_pieces" in cfg.task.datamodule:
+        overrides["max_pieces"] = max_pieces
+    return instantiate(cfg.task.datamodule, **overrides)
+
+
+def evaluate_checkpoint(ckpt: str | Path, ecfg: EvalConfig, device: torch.device, datamodules: dict) -> dict:
+    from omegaconf import OmegaConf
+
+    from spelab.tasks.language_model import find_run_config, load_language_model
+
+    ckpt = Path(ckpt)
+    cfg, run_dir = find_run_config(ckpt)
+    if cfg is None:
+        raise FileNotFoundError(f"no .hydra/config.yaml above {ckpt}: evaluate needs a run written by run.py")
+    key = json.dumps(OmegaConf.to_container(cfg.task.datamodule, resolve=False), sort_keys=True, default=str)
+    if key not in datamodules:  # runs of one sweep share their data
+        datamodules[key] = build_datamodule(cfg, ecfg.data_dir, ecfg.max_pieces)
+    dm = datamodules[key]
+    task = load_language_model(str(ckpt), map_location=device)
+    model_len = getattr(task.model, "max_len", None)
+    if task.model.absolute is not None and hasattr(task.model.absolute, "weight") and model_len < ecfg.max_length:
+        raise ValueError(f"{ckpt}: a learned absolute encoding has {model_len} positions, fewer than "
+                         f"max_length={ecfg.max_length}; train it with model.max_len>={ecfg.max_length}")
+    prefixes = dm.prefixes(ecfg.split, ecfg.max_length)
+    sequences = [prefixes[i]["input_ids"] for i in range(len(prefixes))]
+    if ecfg.max_pieces:
+        sequences = sequences[: ecfg.max_pieces]
+    torch.manual_seed(ecfg.seed)
+    total, count = per_position_nll(task, sequences, ecfg.batch_size, device)
+    train_length = int(cfg.task.datamodule.max_length)
+    result = summarise(total, count, train_length, ecfg.bin_size or max(1, train_length // 8))
+    result.update(run_label(cfg, run_dir, ckpt))
+    result.update({"ckpt": str(ckpt), "train_length": train_length, "eval_length": ecfg.max_length,
+                   "num_pieces": len(sequences), "task": str(cfg.task.name),
+                   "pieces_reaching_eval_length": int(sum(s.numel() >= ecfg.max_length + 1 for s in sequences))})
+    log.info("%s: NLL within %.4f, beyond %s (pieces %d)", result["label"], result["nll_within"] or float("nan"),
+             result["nll_beyond"], len(sequences))
+    return result
+
+
+# -- outputs ----------------------------------------------------------------------------------------
+
+def plot_runs(runs: list[dict], path: Path):
+    """NLL per bin versus position, one line per run, a dashed line at each training length."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for run in runs:
+        xs = [(b["start"] + b["end"]) / 2 for b in run["bins"] if b["nll"] is not None]
+        ys = [b["nll"] for b in run["bins"] if b["nll"] is not None]
+        ax.plot(xs, ys, marker=".", label=run["label"])
+    for length in sorted({r["train_length"] for r in runs}):
+        ax.axvline(length, color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel("position (tokens)")
+    ax.set_ylabel("NLL (nats/token)")
+    ax.set_title(f"NLL vs position ({runs[0]['task']}, trained at {runs[0]['train_length']})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def log_to_wandb(runs: list[dict], figure: Path, output_dir: Path, online: bool) -> None:
+    try:
+        import wandb
+    except ImportError:  # pragma: no cover - wandb is a dependency
+        return
+    run = wandb.init(project=f"spe-music", job_type="evaluate", dir=str(output_dir),
+                     mode="online" if online else "offline", config={"runs": [r["ckpt"] for r in runs]},
+                     reinit=True)
+    table = wandb.Table(columns=["label", "nll_within", "nll_beyond", "train_length", "eval_length"],
+                        data=[[r["label"], r["nll_within"], r["nll_beyond"], r["train_length"], r["eval_length"]]
+                              for r in runs])
+    run.log({"eval/nll_vs_position": wandb.Image(str(figure)), "eval/summary": table})
+    run.finish()
+
+
+def evaluate(ecfg: EvalConfig) -> dict:
+    ckpts: list[Path] = []
+    if ecfg.ckpt:
+        ckpts += [Path(c) for c in (ecfg.ckpt if isinstance(ecfg.ckpt, (list, tuple)) else [ecfg.ckpt])]
+    if ecfg.sweep_dir:
+        ckpts += find_checkpoints(ecfg.sweep_dir)
+    if not ckpts:
+        raise ValueError("evaluate: give ckpt=PATH (or a list) or sweep_dir=DIR")
+    if ecfg.max_length < 2:
+        raise ValueError(f"evaluate: max_length must be >= 2, got {ecfg.max_length}")
+    if ecfg.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(ecfg.device)
+    datamodules: dict = {}
+    runs = [evaluate_checkpoint(c, ecfg, device, datamodules) for c in ckpts]
+    out = Path(ecfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"split": ecfg.split, "max_length": ecfg.max_length, "seed": ecfg.seed, "runs": runs}
+    (out / RESULTS_JSON).write_text(json.dumps(summary, indent=1) + "\n")
+    figure = plot_runs(runs, out / FIGURE_PNG)
+    if ecfg.wandb:
+        try:
+            log_to_wandb(runs, figure, out, ecfg.wandb_online)
+        except Exception as err:  # tracking must never lose the measurement
+            log.warning("W&B logging failed: %s", err)
+    for r in runs:
+        print(f"{r['label']:<24} within(<{r['train_length']}) {r['nll_within']!s:<22} "
+              f"beyond {r['nll_beyond']!s:<22} pieces {r['num_pieces']}")
+    print(f"wrote {out / RESULTS_JSON} and {figure}")
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """`key=value` arguments (OmegaConf dotlist) over the EvalConfig defaults."""
+    import sys
+
+    from omegaconf import OmegaConf
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    base = OmegaConf.structured(EvalConfig)
+    try:
+        cfg = OmegaConf.merge(base, OmegaConf.from_dotlist(args))
+    except Exception as err:
+        allowed = ", ".join(EvalConfig.__dataclass_fields__)
+        raise SystemExit(f"spelab.evaluate: bad arguments {args}: {err}\nallowed keys: {allowed}")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return evaluate(EvalConfig(**OmegaConf.to_container(cfg)))
+
+
+if __name__ == "__main__":
+    main()
