@@ -1,0 +1,76 @@
+"""Sequence classification (single sequence, or two sequences through a shared encoder for retrieval)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from spelab.nn.heads import ClassificationHead, DualClassificationHead
+from spelab.tasks.base import SequenceTask
+
+
+class ClassificationTask(SequenceTask):
+    """Backbone -> pooled head -> cross-entropy. Logs {train,val,test}/{loss,acc} and val/acc_best.
+
+    Args:
+        model: backbone, (B, N) ids -> (B, N, d_model).
+        num_classes, d_model: head sizes; dual: batches hold two sequences (B, 2, N) (retrieval).
+        pooling: "mean" over real tokens, or "cls" (the backbone must prepend a [CLS] vector).
+        head_dropout: dropout inside the head MLP. Other keyword arguments: SequenceTask (optimizer).
+    """
+
+    def __init__(self, model: nn.Module, num_classes: int, d_model: int, dual: bool = False, pooling: str = "mean",
+                 head_dropout: float = 0.0, **optim) -> None:
+        super().__init__(model, **optim)
+        self.save_hyperparameters(ignore=["model"], logger=False)
+        self.dual = dual
+        head_cls = DualClassificationHead if dual else ClassificationHead
+        self.head = head_cls(d_model, num_classes, pooling=pooling, dropout=head_dropout)
+        # ModuleDict keys may not be "train" (an nn.Module attribute), hence the "<split>_" prefix.
+        self.acc = nn.ModuleDict({f"{s}_": MulticlassAccuracy(num_classes, average="micro")
+                                  for s in ("train", "val", "test")})
+        self.loss_mean = nn.ModuleDict({f"{s}_": MeanMetric() for s in ("val", "test")})
+        self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # survives a resume from last.ckpt
+
+    def forward(self, input_ids: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.dual:
+            return self.head(self.model(input_ids, padding_mask), padding_mask)
+        b, _, n = input_ids.shape
+        mask = padding_mask.reshape(2 * b, n) if padding_mask is not None else None
+        hidden = self.model(input_ids.reshape(2 * b, n), mask)
+        hidden = hidden.view(b, 2, *hidden.shape[1:])
+        m = mask.view(b, 2, n) if mask is not None else None
+        return self.head(hidden[:, 0], None if m is None else m[:, 0], hidden[:, 1], None if m is None else m[:, 1])
+
+    def _step(self, batch: dict, split: str) -> torch.Tensor:
+        logits = self(batch["input_ids"], batch.get("padding_mask")).float()
+        loss = F.cross_entropy(logits, batch["labels"])
+        self.acc[split + "_"](logits.argmax(-1), batch["labels"])
+        bs = batch["labels"].shape[0]
+        if split == "train":
+            self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=bs)
+            self.log("train/acc", self.acc[split + "_"], on_step=False, on_epoch=True, batch_size=bs)
+        else:
+            self.loss_mean[split + "_"](loss, weight=bs)
+            self.log(f"{split}/loss", self.loss_mean[split + "_"], on_step=False, on_epoch=True, batch_size=bs)
+            self.log(f"{split}/acc", self.acc[split + "_"], on_step=False, on_epoch=True, prog_bar=True, batch_size=bs)
+        return loss
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self.val_acc_best(self.acc["val_"].compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)

@@ -1,0 +1,185 @@
+"""Orchestration: composed config -> DataModule + LightningModule + Trainer; fit, test on the best
+checkpoint, and write results.json (also when the run fails).
+
+`train(cfg)` is what run.py calls; tests call it in-process with a composed config.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra.utils
+import lightning.pytorch as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from spelab.tracking import build_loggers, finish_wandb, read_results, run_id, write_results
+
+log = logging.getLogger(__name__)
+
+KINDS = ("classification", "lm")
+TASK_CLASSES = {"classification": "spelab.tasks.classification.ClassificationTask",
+                "lm": "spelab.tasks.language_model.LanguageModelTask"}
+
+
+class StopAtStep(pl.Callback):
+    """Fault injection (`fail_at_step=N`): raise once N optimizer steps are done, after the checkpoint
+    callbacks of earlier steps ran, to test resuming."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_step >= self.step:
+            raise RuntimeError(f"fail_at_step={self.step}: injected failure at step {trainer.global_step}")
+
+
+def _choice(cfg: DictConfig, group: str) -> str | None:
+    """The option chosen for a config group (e.g. attention -> "performer"), when Hydra is running."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return HydraConfig.get().runtime.choices.get(group)
+    except Exception:  # not under Hydra (plain compose): fall back to the target class name
+        node = cfg.model.get(group)
+        return str(node._target_).rsplit(".", 1)[-1] if node is not None and "_target_" in node else None
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Fail before any heavy work, naming the key and what is allowed."""
+    try:
+        from spelab.validation import validate_config
+    except ImportError:  # pragma: no cover - the validation module ships with the package
+        validate_config = None
+    if validate_config is not None:
+        validate_config(cfg)
+    kind = cfg.task.get("kind")
+    if kind not in KINDS:
+        raise ValueError(f"task.kind={kind!r} is not one of {list(KINDS)}")
+    m = cfg.model
+    for key in ("d_model", "num_layers", "num_heads"):
+        if not isinstance(m.get(key), int) or m.get(key) <= 0:
+            raise ValueError(f"model.{key} must be a positive integer, got {m.get(key)!r}")
+    if m.d_model % m.num_heads:
+        raise ValueError(f"model.num_heads={m.num_heads} must divide model.d_model={m.d_model}")
+    if cfg.get("test_ckpt", "best") not in ("best", "last"):
+        raise ValueError(f"test_ckpt={cfg.test_ckpt!r} is not one of ['best', 'last']")
+
+
+def resolve_precision(cfg: DictConfig) -> str | int:
+    """precision=auto: bf16-mixed on a GPU that supports it, else fp32."""
+    precision = cfg.trainer.get("precision", "auto")
+    if precision != "auto":
+        return precision
+    gpu = torch.cuda.is_available() and cfg.trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda")
+    return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def build_module(cfg: DictConfig, dm: Any) -> pl.LightningModule:
+    """The backbone from cfg.model (sizes, attention and pos_enc factories) inside the task's module."""
+    module_cfg = OmegaConf.to_container(cfg.task.module, resolve=True)
+    kind = cfg.task.kind
+    target = module_cfg.pop("_target_", TASK_CLASSES[kind])
+    extra = {"prepend_cls": True} if module_cfg.get("pooling") == "cls" else {}
+    model = hydra.utils.instantiate(cfg.model, vocab_size=dm.vocab_size, causal=(kind == "lm"), **extra)
+    cls = hydra.utils.get_class(target)
+    if kind == "classification":
+        return cls(model=model, num_classes=dm.num_classes, d_model=cfg.model.d_model, dual=dm.dual, **module_cfg)
+    return cls(model=model, vocab_size=dm.vocab_size, d_model=cfg.model.d_model, pad_id=dm.pad_id, **module_cfg)
+
+
+def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()
+                 if c is not None and "_target_" in c]
+    if cfg.get("fail_at_step"):
+        callbacks.append(StopAtStep(int(cfg.fail_at_step)))
+    return callbacks
+
+
+def _metrics(trainer: pl.Trainer) -> dict[str, float]:
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if k.split("/")[0] in ("train", "val", "test")}
+
+
+def _best_checkpoint(callbacks: list[pl.Callback]) -> str | None:
+    for cb in callbacks:
+        if isinstance(cb, pl.callbacks.ModelCheckpoint) and cb.monitor and cb.best_model_path:
+            if Path(cb.best_model_path).is_file():
+                return cb.best_model_path
+    return None
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Run one configuration end to end; returns the results.json content."""
+    start = time.time()
+    output_dir = Path(cfg.paths.output_dir).resolve()
+    prior = read_results(output_dir)
+    if prior and prior.get("status") == "done" and not cfg.get("force", False):
+        print(f"[spelab] already done, skipping: {output_dir / 'results.json'} "
+              f"({_summary(prior.get('metrics', {}))}). Add force=true to run it again.")
+        return prior
+    results: dict[str, Any] = {
+        "status": "failed", "task": cfg.task.get("name"), "attention": _choice(cfg, "attention"),
+        "pos_enc": _choice(cfg, "pos_enc"), "seed": cfg.get("seed"), "sweep_name": cfg.get("sweep_name"),
+        "metrics": {}, "params": None, "wall_time_s": None, "output_dir": str(output_dir), "error": None,
+    }
+    loggers: list = []
+    failed = True
+    try:
+        check_config(cfg)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        pl.seed_everything(cfg.seed, workers=True)
+        if torch.cuda.is_available():
+            torch.set_float32_matmul_precision("high")
+        dm = hydra.utils.instantiate(cfg.task.datamodule)
+        results["data"] = dm.info()
+        module = build_module(cfg, dm)
+        results["params"] = module.num_parameters()
+        callbacks = build_callbacks(cfg)
+        fresh = bool(cfg.get("force", False)) and prior is not None
+        wandb_id = run_id(output_dir) + (f"-{int(start)}" if fresh else "")
+        loggers = build_loggers(cfg, output_dir, wandb_id)
+        hparams = OmegaConf.to_container(cfg, resolve=True)
+        hparams.update({"cell/task": results["task"], "cell/attention": results["attention"],
+                        "cell/pos_enc": results["pos_enc"], "model/params/total": results["params"]})
+        for logger in loggers:
+            if type(logger).__name__ != "WandbLogger":  # W&B got the config at start-up
+                logger.log_hyperparams(hparams)
+        trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                                      precision=resolve_precision(cfg))
+        last = output_dir / "checkpoints" / "last.ckpt"
+        ckpt_path = str(last) if cfg.get("resume", True) and not fresh and last.is_file() else None
+        if ckpt_path:
+            print(f"[spelab] resuming from {ckpt_path}")
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+        if trainer.interrupted:
+            raise KeyboardInterrupt("training was interrupted")
+        if not trainer.fast_dev_run:
+            trainer.save_checkpoint(last)  # the final state, whatever the checkpoint cadence
+        metrics = _metrics(trainer)
+        best = _best_checkpoint(callbacks) if cfg.get("test_ckpt", "best") == "best" else None
+        test_out = trainer.test(module, datamodule=dm, ckpt_path=best, weights_only=False) if best else \
+            trainer.test(module, datamodule=dm)
+        metrics.update({k: float(v) for k, v in (test_out[0] if test_out else {}).items()})
+        metrics["global_step"] = int(trainer.global_step)
+        results["metrics"] = metrics
+        results["test_ckpt"] = best or "last"
+        results["status"] = "done"
+        failed = False
+    except BaseException as err:
+        results["error"] = f"{type(err).__name__}: {err}"
+        raise
+    finally:
+        results["wall_time_s"] = round(time.time() - start, 3)
+        write_results(output_dir, results)
+        finish_wandb(loggers, failed)
+    print(f"[spelab] {results['task']} {results['attention']}-{results['pos_enc']} seed {results['seed']}: "
+          f"{_summary(results['metrics'])}; results in {output_dir / 'results.json'}")
+    return results
+
+
+def _summary(metrics: dict) -> str:
+    keys = [k for k in ("test/acc", "test/loss", "test/nll", "val/acc_best") if k in metrics]
+    return ", ".join(f"{k}={metrics[k]:.4f}" for k in keys) or "no metrics"
