@@ -49,3 +49,17 @@ class ByteTokenDataset(Dataset):
             for j in range(2):
                 ids[j, int(self.lengths[i, j]):] = PAD_ID
         return {"input_ids": ids, "label": int(self.labels[i])}
+
+
+def flatten(parts: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """{split: packed} -> {"split/name": tensor}: one flat dict for the cache file."""
+    return {f"{split}/{name}": t for split, packed in parts.items() for name, t in packed.items()}
+
+
+def unflatten(flat: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """Inverse of `flatten`."""
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in flat.items():
+        split, name = key.split("/")
+        out.setdefault(split, {})[name] = value
+    return out

@@ -14,19 +14,11 @@ import torch
 from spelab.data.lra.bytes import text_to_bytes
 from spelab.data.lra.cache import cached
 from spelab.data.lra.common import ByteLRADataModule
-from spelab.data.lra.dataset import pack
+from spelab.data.lra.dataset import pack, unflatten
 from spelab.data.lra.readers import find_in_release, read_aan_tsv
 from spelab.data.lra.stdlib_links import build_link_pairs, corpus_id
 
 AAN_FILES = {"train": "new_aan_pairs.train.tsv", "val": "new_aan_pairs.eval.tsv", "test": "new_aan_pairs.test.tsv"}
-
-
-def unflatten(flat: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
-    out: dict[str, dict[str, torch.Tensor]] = {}
-    for key, value in flat.items():
-        split, name = key.split("/")
-        out.setdefault(split, {})[name] = value
-    return out
 
 
 class RetrievalDataModule(ByteLRADataModule):

@@ -19,7 +19,7 @@ import torch
 from spelab.data.lra.bytes import text_to_bytes
 from spelab.data.lra.cache import cached
 from spelab.data.lra.common import ByteLRADataModule, check_positive
-from spelab.data.lra.dataset import pack
+from spelab.data.lra.dataset import flatten, pack, unflatten
 from spelab.data.lra.hf import load_hf_splits
 from spelab.data.lra.vader import ensure_vader_snippets, read_vader_snippets
 from spelab.errors import ConfigError
@@ -96,12 +96,10 @@ class TextDataModule(ByteLRADataModule):
             for split in ("train", "test"):
                 seqs = [text_to_bytes(t, self.max_length) for t in ds[split]["text"]]
                 out[split] = pack(seqs, [int(y) for y in ds[split]["label"]])
-            return {f"{s}/{k}": v for s, d in out.items() for k, v in d.items()}
+            return flatten(out)
 
-        flat = cached(self.cache_dir, "text-official", params, build)
-        train = {k.split("/")[1]: v for k, v in flat.items() if k.startswith("train/")}
-        test = {k.split("/")[1]: v for k, v in flat.items() if k.startswith("test/")}
-        return {"train": train, "val": test, "test": test}
+        parts = unflatten(cached(self.cache_dir, "text-official", params, build))
+        return {"train": parts["train"], "val": parts["test"], "test": parts["test"]}
 
     def _load_offline(self):
         params = {"max_length": self.max_length, "doc_min": self.doc_bytes[0], "doc_max": self.doc_bytes[1],
@@ -120,5 +118,4 @@ class TextDataModule(ByteLRADataModule):
                 out.update({f"{split}/{k}": v for k, v in packed.items()})
             return out
 
-        flat = cached(self.cache_dir, "text-vader", params, build)
-        return {s: {k.split("/")[1]: v for k, v in flat.items() if k.startswith(f"{s}/")} for s in ("train", "val", "test")}
+        return unflatten(cached(self.cache_dir, "text-vader", params, build))
