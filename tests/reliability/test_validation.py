@@ -174,3 +174,20 @@ def test_interpolations_resolved_and_unresolvable_ones_skipped():
     with pytest.raises(ConfigError) as info:
         validate_config(dc)
     assert info.value.key == "task.datamodule.max_length"
+
+
+def test_min_length_above_max_length_refused_anywhere():
+    cfg = base_cfg()
+    cfg["task"]["datamodule"]["generator"] = {"min_length": 50, "max_length": 40}
+    with pytest.raises(ConfigError) as info:
+        validate_config(cfg)
+    assert info.value.key == "task.datamodule.generator.min_length"
+    assert "task.datamodule.generator.max_length=40" in str(info.value)
+
+
+def test_generator_length_beyond_model_table_is_fine():
+    # inputs are truncated to task.datamodule.max_length: only that one must fit the table
+    cfg = base_cfg()
+    cfg["model"]["pos_enc"] = {"_target_": "x.LearnedPositionalEncoding"}
+    cfg["task"]["datamodule"]["generator"] = {"min_length": 5, "max_length": 500}
+    validate_config(cfg)

@@ -1,0 +1,93 @@
+"""Atomic checkpoint writes: a crash (kill -9, power loss, full disk) while saving never leaves a
+truncated `last.ckpt`; the previous file stays until the new one is complete on disk.
+
+Lightning's own `_atomic_save` serialises to memory first but then overwrites the target in place,
+so a kill during the write still truncates it. Here the bytes go to a temporary file in the same
+directory (same filesystem, so the rename is atomic), are flushed and fsynced, and only then
+`os.replace`d over the target; the directory is fsynced so the rename itself survives a crash.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from spelab.errors import OutputDirError
+
+TMP_PREFIX = ".tmp-"  # temporary files are hidden and never match *.ckpt globs
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save `obj` to `path` atomically (temp file + fsync + os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f"{TMP_PREFIX}{path.name}.{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as err:
+        _remove_quietly(tmp)
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OutputDirError(path.parent, f"no space left on the device while writing checkpoint "
+                                 f"{path.name} ({err.strerror}); the previous checkpoint, if any, is intact",
+                                 hint="Free disk space (or use paths.log_dir=... on a larger disk) and rerun "
+                                      "the same command to resume") from err
+        if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise OutputDirError(path.parent, f"cannot write checkpoint {path.name} ({err.strerror})") from err
+        raise
+    except BaseException:  # KeyboardInterrupt, pickling errors: never leave the temp file behind
+        _remove_quietly(tmp)
+        raise
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
+
+
+def remove_stale_temp_files(directory: str | os.PathLike) -> list[Path]:
+    """Delete temp files left by a process killed while saving; returns what was removed."""
+    directory = Path(directory)
+    removed = []
+    if directory.is_dir():
+        for tmp in directory.glob(f"{TMP_PREFIX}*"):
+            _remove_quietly(tmp)
+            removed.append(tmp)
+    return removed
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning CheckpointIO plugin: `Trainer(plugins=[AtomicCheckpointIO()])`.
+
+    Loading is unchanged (TorchCheckpointIO). Only local paths are written atomically; remote URLs
+    (s3://, ...) fall back to Lightning's writer.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Optional[Any] = None) -> None:
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        atomic_torch_save(checkpoint, path)
