@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from spelab.nn.positional import ConvSPE, SineSPE
-from tests.nn._spe_reference import conv_kernel_direct, gate_mix, sine_kernel_closed_form
+from test_spe_reference import conv_kernel_direct, gate_mix, sine_kernel_closed_form
 
 LAGS = list(range(-9, 10))
 
