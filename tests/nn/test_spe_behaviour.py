@@ -32,8 +32,10 @@ def test_shapes_and_attributes(kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_fresh_code_per_call_and_fixed_code_reused(kind):
-    spe = KINDS[kind](gated=False).double()
+@pytest.mark.parametrize("gated", [False, True])
+def test_fresh_code_per_call_and_fixed_code_reused(kind, gated):
+    """Without a code every call draws afresh (gate noise included); a given code fixes everything."""
+    spe = KINDS[kind](gated=gated).double()
     q, k = _qk(6)
     a, _ = spe(q, k)
     b, _ = spe(q, k)
@@ -140,6 +142,8 @@ def test_bad_call_arguments_raise(kind):
         "draw a longer code": lambda: spe(q, k, code=spe.draw(4)),
         "code must be": lambda: spe(q, k, code=other.draw(5)),
         "gate must be": lambda: spe(q, k, gate=torch.nn.Linear(2, 2)),
+        "code drawn by a gated module": lambda: spe(q, k, code=KINDS[kind](gated=False).draw(5),
+                                                    gate=spe.make_gate()),
         "lags must be a 1-D integer tensor": lambda: spe.kernel(torch.linspace(0, 1, 3)),
         "length must be": lambda: spe.draw(0),
     }

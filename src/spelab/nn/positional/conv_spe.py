@@ -43,12 +43,14 @@ def fft_size(n: int) -> int:
 class ConvCode:
     """A convSPE code: the ortho-normalised real spectrum of white N(0,1) noise, (H, D, R, n_fft//2+1).
 
-    Valid for positions 0 ... length-1 (n_fft >= length + kernel_size - 1).
+    Valid for positions 0 ... length-1 (n_fft >= length + kernel_size - 1); gate_noise ε (H, D, R)
+    when the module is gated.
     """
 
     spectrum: torch.Tensor
     length: int
     n_fft: int
+    gate_noise: torch.Tensor | None = None
     _noise: torch.Tensor | None = field(default=None, repr=False)
 
     def noise(self) -> torch.Tensor:
@@ -71,11 +73,9 @@ class ConvSPE(StochasticPositionalEncoding):
         self.filter_q = torch.nn.Parameter(torch.rand(shape) / math.sqrt(kernel_size / 2))
         self.filter_k = torch.nn.Parameter(torch.rand(shape) / math.sqrt(kernel_size / 2))
 
-    def draw(self, length: int, device: torch.device | str | None = None) -> ConvCode:
+    def _draw(self, length: int, device: torch.device) -> ConvCode:
         """White noise for positions 0 ... length-1, drawn as its spectrum."""
-        check_positive_int("ConvSPE.draw", length=length)
         ref = self._reference()
-        device = device or ref.device
         n_fft = fft_size(length + self.kernel_size - 1)
         bins = n_fft // 2 + 1
         shape = (self.num_heads, self.head_dim, self.num_realizations, bins)

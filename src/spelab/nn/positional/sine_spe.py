@@ -30,10 +30,12 @@ CHUNK_ELEMENTS = 2**25
 
 @dataclass
 class SineCode:
-    """A sineSPE code: noise Z (H, D, 2K, R) ~ N(0, 1/(2K)), valid for positions 0 ... length-1."""
+    """A sineSPE code: noise Z (H, D, 2K, R) ~ N(0, 1/(2K)), valid for positions 0 ... length-1,
+    and the gate noise ε (H, D, R) when the module is gated."""
 
     noise: torch.Tensor
     length: int
+    gate_noise: torch.Tensor | None = None
 
 
 def sine_features(freq: torch.Tensor, phase: torch.Tensor | None, start: int, n: int,
@@ -152,13 +154,11 @@ class SineSPE(StochasticPositionalEncoding):
         """λ = softplus(gains): (H, D, K)."""
         return F.softplus(self.gains)
 
-    def draw(self, length: int, device: torch.device | str | None = None) -> SineCode:
+    def _draw(self, length: int, device: torch.device) -> SineCode:
         """A code for positions 0 ... length-1 (its noise does not depend on the length)."""
-        check_positive_int("SineSPE.draw", length=length)
-        ref = self._reference()
         two_k = 2 * self.num_sines
         noise = torch.randn(self.num_heads, self.head_dim, two_k, self.num_realizations,
-                            device=device or ref.device, dtype=ref.dtype) / math.sqrt(two_k)
+                            device=device, dtype=self._reference().dtype) / math.sqrt(two_k)
         return SineCode(noise=noise, length=length)
 
     def mixing_weight(self, code: SineCode, keep: torch.Tensor | None = None) -> torch.Tensor:

@@ -7,8 +7,11 @@ q̂_m·k̂_n / sqrt(R) = Σ_d q_md k_nd P̃_d(m - n) / sqrt(D). Codes carry the 
 side (research/spe.md §1.2); the attention then uses the temperature of an R-dimensional key.
 
 Gate (§1.5): δ = sigmoid(g) per (head, feature); Q̄' = sqrt(1-δ) Q̄ + sqrt(δ) ε and the same for K̄,
-ε ~ N(0, 1)/(D·R)^(1/4) of shape (H, D, R), shared by q and k, redrawn at every call. The effective
-kernel is P̃ = (1-δ) P + δ. The gated code is never built: sqrt(1-δ) is folded into the (small)
+ε ~ N(0, 1)/(D·R)^(1/4) of shape (H, D, R), shared by q and k. The effective kernel is
+P̃ = (1-δ) P + δ. ε is part of the code (drawn with it): a call without a code draws both afresh
+(the official behaviour in training), and a code reused across layers or decoding steps keeps one
+ε, so one-token-at-a-time decoding reproduces the full pass (with a fresh ε per step, the cached
+keys and the new query would carry independent ε and the position-free term would average out). The gated code is never built: sqrt(1-δ) is folded into the (small)
 generator parameters by the subclasses, and the ε term is a separate (H, D, R) contraction.
 """
 
@@ -69,6 +72,15 @@ class StochasticPositionalEncoding(nn.Module):
         return SPEGate(self.num_heads, self.head_dim).to(self._reference().device) if self.gated else None
 
     def draw(self, length: int, device: torch.device | str | None = None) -> Any:
+        """One code for positions 0 ... length-1 (with the gate noise ε when gated)."""
+        check_positive_int(f"{type(self).__name__}.draw", length=length)
+        device = device if device is not None else self._reference().device
+        code = self._draw(length, torch.device(device))
+        if self.gated:
+            code.gate_noise = self.draw_gate_noise(device)
+        return code
+
+    def _draw(self, length: int, device: torch.device) -> Any:
         raise NotImplementedError
 
     def draw_gate_noise(self, device: torch.device | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -90,21 +102,20 @@ class StochasticPositionalEncoding(nn.Module):
         offset = check_offset(name, offset)
         if code is None:
             code = self.draw(offset + q.shape[1], device=q.device)
-        gate = self._resolve_gate(gate)
-        noise = self.draw_gate_noise(q.device, self._reference().dtype) if gate is not None else None
-        return self.filter(q, k, code, offset=offset, gate=gate, gate_noise=noise)
+        return self.filter(q, k, code, offset=offset, gate=self._resolve_gate(gate))
 
     def filter(self, q: torch.Tensor, k: torch.Tensor, code: Any, offset: int = 0,
                gate: SPEGate | None = None, gate_noise: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Deterministic part of forward: everything random is passed in (code, gate_noise)."""
+        """Deterministic part of forward: everything random comes in the code (gate_noise overrides ε)."""
         name = type(self).__name__
         self._check_code(code, offset, q.shape[1])
         keep = None
         if gate is not None:
+            gate_noise = gate_noise if gate_noise is not None else getattr(code, "gate_noise", None)
             if gate_noise is None or gate_noise.shape != (self.num_heads, self.head_dim, self.num_realizations):
-                raise ValueError(f"{name}: a gated filter needs gate_noise of shape "
-                                 f"{(self.num_heads, self.head_dim, self.num_realizations)}, got "
+                raise ValueError(f"{name}: a gated filter needs a code drawn by a gated module (gate noise of shape "
+                                 f"{(self.num_heads, self.head_dim, self.num_realizations)}), got "
                                  f"{None if gate_noise is None else tuple(gate_noise.shape)}")
             delta = gate.delta()
             keep = torch.sqrt(1.0 - delta)
