@@ -6,8 +6,8 @@
 
 For every run: the first N+1 tokens of each test piece (no augmentation), per-position NLL averaged
 over the pieces that reach that position, token-weighted means "within" (< L) and "beyond" (>= L) the
-training length. Writes `nll_vs_position.json` and `nll_vs_position.png` (all runs on one figure)
-into DIR and logs the figure to W&B (offline unless wandb_online=true). As in the paper's eval.py.
+training length. Writes `nll_eval.json` and `nll_vs_position.png` (all runs on one figure) into DIR,
+`nll_vs_position.json` ({positions, nll} per bin, for spelab.report) into each run's directory, and logs the figure to W&B (offline unless wandb_online=true). As in the paper's eval.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,7 +24,8 @@ import torch
 
 log = logging.getLogger(__name__)
 
-RESULTS_JSON = "nll_vs_position.json"
+RESULTS_JSON = "nll_eval.json"          # all runs, in output_dir
+RUN_CURVE_JSON = "nll_vs_position.json"  # per run, in its run dir (read by spelab.report)
 FIGURE_PNG = "nll_vs_position.png"
 
 
@@ -41,9 +42,9 @@ class EvalConfig:
     seed: int = 0                 # SPE codes are random: fixes the draw
     bin_size: int | None = None   # plot/report windows; default: training length / 8
     data_dir: str | None = None   # override the data location stored in the run config
+    write_run_curves: bool = True  # also <run dir>/nll_vs_position.json
     wandb: bool = True
     wandb_online: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 # -- the measurement -----------------------------------------------------------------------------
@@ -170,9 +171,23 @@ def evaluate_checkpoint(ckpt: str | Path, ecfg: EvalConfig, device: torch.device
     result.update({"ckpt": str(ckpt), "train_length": train_length, "eval_length": ecfg.max_length,
                    "num_pieces": len(sequences), "task": str(cfg.task.name),
                    "pieces_reaching_eval_length": int(sum(s.numel() >= ecfg.max_length + 1 for s in sequences))})
+    if ecfg.write_run_curves and run_dir is not None:
+        write_run_curve(run_dir / RUN_CURVE_JSON, result)
     log.info("%s: NLL within %.4f, beyond %s (pieces %d)", result["label"], result["nll_within"] or float("nan"),
              result["nll_beyond"], len(sequences))
     return result
+
+
+def write_run_curve(path: Path, result: dict) -> None:
+    """The per-run curve in spelab.report's format: bin centres and bin means, plus the summary."""
+    bins = [b for b in result["bins"] if b["nll"] is not None]
+    curve = {"positions": [(b["start"] + b["end"] - 1) / 2 for b in bins], "nll": [b["nll"] for b in bins],
+             **{k: result[k] for k in ("train_length", "eval_length", "bin_size", "nll_within", "nll_beyond",
+                                       "num_pieces", "ckpt")}}
+    try:
+        path.write_text(json.dumps(curve, indent=1) + "\n")
+    except OSError as err:  # a read-only run dir must not lose the measurement in output_dir
+        log.warning("could not write %s: %s", path, err)
 
 
 # -- outputs ----------------------------------------------------------------------------------------

@@ -16,13 +16,17 @@ from spelab.data.music.vocab import random_transpose
 
 
 class RandomWindows(Dataset):
-    """Training: `windows_per_piece` random windows of each piece per epoch, randomly transposed."""
+    """Training: `windows_per_piece` random windows of each piece per epoch (starting at one of `starts`
+    when given), randomly transposed."""
 
     def __init__(self, pieces: Sequence[np.ndarray], length: int, table: np.ndarray | None = None,
-                 windows_per_piece: int = 1) -> None:
+                 windows_per_piece: int = 1, starts: Sequence[np.ndarray] | None = None) -> None:
         if length <= 0:
             raise ValueError(f"RandomWindows: length must be positive, got {length}")
-        self.pieces = [p for p in pieces if len(p) >= 2]
+        keep = [i for i, p in enumerate(pieces) if len(p) >= 2]
+        self.pieces = [pieces[i] for i in keep]
+        # optional allowed window starts per piece (e.g. bar starts); none left means any start
+        self.starts = [np.asarray(starts[i]) for i in keep] if starts is not None else None
         self.length, self.table, self.windows_per_piece = length, table, windows_per_piece
 
     def __len__(self) -> int:
@@ -34,7 +38,13 @@ class RandomWindows(Dataset):
         seed = int(torch.randint(0, 2**31 - 1, ()).item())
         rng = np.random.default_rng(seed)
         span = self.length + 1
-        start = int(rng.integers(0, len(piece) - span + 1)) if len(piece) > span else 0
+        last = max(len(piece) - span, 0)
+        allowed = self.starts[index % len(self.pieces)] if self.starts is not None else None
+        allowed = allowed[allowed <= last] if allowed is not None else None
+        if allowed is not None and allowed.size:
+            start = int(rng.choice(allowed))
+        else:
+            start = int(rng.integers(0, last + 1))
         window = piece[start:start + span]
         if self.table is not None:
             window = random_transpose(window, self.table, rng)
