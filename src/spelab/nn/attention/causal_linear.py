@@ -85,6 +85,86 @@ def causal_linear_naive(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tenso
 # ----------------------------------------------------------------------------- chunked
 
 
+def _to_chunks(t: torch.Tensor, c: int) -> torch.Tensor:
+    """(B,N,H,X) -> (B,H,L,C,X), zero-padded at the end to L*C positions (zeros add nothing)."""
+    b, n, h, x = t.shape
+    t = t.permute(0, 2, 1, 3)
+    pad = (-n) % c
+    if pad:
+        t = torch.nn.functional.pad(t, (0, 0, 0, pad))
+    return t.reshape(b, h, (n + pad) // c, c, x)
+
+
+def _from_chunks(t: torch.Tensor, n: int) -> torch.Tensor:
+    """(B,H,L,C,X) -> (B,N,H,X), dropping the padded tail."""
+    b, h, nl, c, x = t.shape
+    return t.reshape(b, h, nl * c, x)[:, :, :n].permute(0, 2, 1, 3)
+
+
+def _exclusive_cumsum(t: torch.Tensor, dim: int) -> torch.Tensor:
+    return t.cumsum(dim) - t
+
+
+def _reverse_exclusive_cumsum(t: torch.Tensor, dim: int) -> torch.Tensor:
+    return t.flip(dim).cumsum(dim).flip(dim) - t
+
+
+def _chunk_states(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tril: torch.Tensor):
+    """Masked intra-chunk scores A and the exclusive inter-chunk states S_{<c}, z_{<c}."""
+    a = torch.matmul(q, k.transpose(-1, -2)) * tril  # (B,H,L,C,C)
+    s_prev = _exclusive_cumsum(torch.matmul(k.transpose(-1, -2), v), dim=2)  # (B,H,L,M,E)
+    z_prev = _exclusive_cumsum(k.sum(dim=3), dim=2)  # (B,H,L,M)
+    return a, s_prev, z_prev
+
+
+class _ChunkedCausalLinear(torch.autograd.Function):
+    """Chunked causal linear attention with a hand-written backward.
+
+    Autograd on the plain chunked form would save the C x C scores and the per-chunk states; here only
+    the inputs, the output and the normaliser are saved (O(N (M + 2E)) floats), and scores and states
+    are recomputed chunk-parallel in backward, as flash-linear-attention does.
+    """
+
+    @staticmethod
+    def forward(ctx, phi_q, phi_k, v, chunk_size: int, eps: float):  # type: ignore[override]
+        n = phi_q.shape[1]
+        c = min(chunk_size, n)
+        q, k, vv = _to_chunks(phi_q, c), _to_chunks(phi_k, c), _to_chunks(v, c)
+        tril = torch.ones(c, c, dtype=q.dtype, device=q.device).tril()
+        a, s_prev, z_prev = _chunk_states(q, k, vv, tril)
+        num = torch.matmul(a, vv) + torch.matmul(q, s_prev)
+        den = a.sum(-1) + torch.matmul(q, z_prev.unsqueeze(-1)).squeeze(-1) + eps  # (B,H,L,C)
+        out = num / den.unsqueeze(-1)
+        ctx.save_for_backward(phi_q, phi_k, v, out, den)
+        ctx.c, ctx.n = c, n
+        return _from_chunks(out, n)
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        phi_q, phi_k, v, out, den = ctx.saved_tensors
+        c, n = ctx.c, ctx.n
+        q, k, vv = _to_chunks(phi_q, c), _to_chunks(phi_k, c), _to_chunks(v, c)
+        g = _to_chunks(grad_out, c)
+        tril = torch.ones(c, c, dtype=q.dtype, device=q.device).tril()
+        a, s_prev, z_prev = _chunk_states(q, k, vv, tril)
+        # out = num / den: d num = g / den; d den = -(g . out) / den
+        inv = den.reciprocal()
+        dnum = g * inv.unsqueeze(-1)  # (B,H,L,C,E)
+        dden = -(g * out).sum(-1) * inv  # (B,H,L,C)
+        # intra-chunk: num_t = sum_s A_ts v_s, den_t = sum_s A_ts, A_ts = (q_t . k_s) [s <= t]
+        da = (torch.matmul(dnum, vv.transpose(-1, -2)) + dden.unsqueeze(-1)) * tril
+        dq = torch.matmul(da, k)
+        dk = torch.matmul(da.transpose(-1, -2), q)
+        dv = torch.matmul(a.transpose(-1, -2), dnum)
+        # inter-chunk: num_t += q_t S_{<c}, den_t += q_t . z_{<c}
+        dq = dq + torch.matmul(dnum, s_prev.transpose(-1, -2)) + dden.unsqueeze(-1) * z_prev.unsqueeze(-2)
+        ds = _reverse_exclusive_cumsum(torch.matmul(q.transpose(-1, -2), dnum), dim=2)  # (B,H,L,M,E)
+        dz = _reverse_exclusive_cumsum(torch.matmul(q.transpose(-1, -2), dden.unsqueeze(-1)).squeeze(-1), dim=2)
+        dk = dk + torch.matmul(vv, ds.transpose(-1, -2)) + dz.unsqueeze(-2)
+        dv = dv + torch.matmul(k, ds)
+        return _from_chunks(dq, n), _from_chunks(dk, n), _from_chunks(dv, n), None, None
+
+
 def causal_linear_chunked(
     phi_q: torch.Tensor,
     phi_k: torch.Tensor,
@@ -95,40 +175,13 @@ def causal_linear_chunked(
     """Causal linear attention, chunkwise parallel, in pure PyTorch (any device, differentiable).
 
     Per chunk c of C positions: out = [tril(Q_c K_c^T) V_c + Q_c S_{<c}] / [rowsum(tril(Q_c K_c^T))
-    + Q_c z_{<c}], where S_{<c}, z_{<c} are exclusive prefix sums of the per-chunk states.
+    + Q_c z_{<c} + eps], where S_{<c}, z_{<c} are exclusive prefix sums of the per-chunk states.
+    Memory O(N (C + M E / C)) in forward; backward saves only inputs, output and normaliser.
     """
     check_positive_int("chunk_size", chunk_size)
-    b, n, h, m = phi_q.shape
-    e = v.shape[-1]
-    c = min(chunk_size, n)
-    pad = (-n) % c
-    # (B,H,N,·): heads next to batch so every chunk product is one batched matmul.
-    q, k, vv = (t.permute(0, 2, 1, 3) for t in (phi_q, phi_k, v))
-    if pad:  # zero features/values at the end: they add nothing, and their outputs are dropped
-        q, k, vv = (torch.nn.functional.pad(t, (0, 0, 0, pad)) for t in (q, k, vv))
-    nc = (n + pad) // c
-    q = q.reshape(b, h, nc, c, m)
-    k = k.reshape(b, h, nc, c, m)
-    vv = vv.reshape(b, h, nc, c, e)
-
-    # intra-chunk: masked C x C products
-    a = torch.matmul(q, k.transpose(-1, -2))  # (B,H,L,C,C)
-    a = a * torch.ones(c, c, dtype=a.dtype, device=a.device).tril()
-    num = torch.matmul(a, vv)
-    den = a.sum(-1)
-
-    # inter-chunk: states at chunk boundaries only (B,H,L,M,E), exclusive prefix sum over chunks
-    if nc > 1:
-        kv = torch.matmul(k.transpose(-1, -2), vv)  # (B,H,L,M,E)
-        s_prev = kv.cumsum(dim=2) - kv
-        z_chunk = k.sum(dim=3)  # (B,H,L,M)
-        z_prev = z_chunk.cumsum(dim=2) - z_chunk
-        num = num + torch.matmul(q, s_prev)
-        den = den + torch.matmul(q, z_prev.unsqueeze(-1)).squeeze(-1)
-
-    out = num / (den.unsqueeze(-1) + eps)
-    out = out.reshape(b, h, nc * c, e)[:, :, :n]
-    return out.permute(0, 2, 1, 3)
+    if phi_q.shape[1] == 0:
+        return v.new_zeros(v.shape)
+    return _ChunkedCausalLinear.apply(phi_q, phi_k, v, chunk_size, eps)
 
 
 def _causal_linear_fla(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tensor, eps: float) -> torch.Tensor:
@@ -190,8 +243,10 @@ def linear_step(
     phi_q_t: torch.Tensor, phi_k_t: torch.Tensor, v_t: torch.Tensor, state: LinearState, eps: float = DEFAULT_EPS
 ) -> tuple[torch.Tensor, LinearState]:
     """One causal step: S += phi_k v^T, z += phi_k; out = phi_q S / (phi_q . z + eps). (B,H,·) tensors."""
-    s = state.S + phi_k_t.unsqueeze(-1) * v_t.unsqueeze(-2)
+    s = torch.baddbmm(
+        state.S.flatten(0, 1), phi_k_t.flatten(0, 1).unsqueeze(-1), v_t.flatten(0, 1).unsqueeze(-2)
+    ).view_as(state.S)
     z = state.z + phi_k_t
-    num = torch.einsum("bhm,bhme->bhe", phi_q_t, s)
+    num = torch.matmul(phi_q_t.unsqueeze(-2), s).squeeze(-2)
     den = (phi_q_t * z).sum(-1, keepdim=True)
     return num / (den + eps), LinearState(s, z)
