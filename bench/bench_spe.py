@@ -1,0 +1,147 @@
+"""SPE benchmarks: the cost of sineSPE / convSPE in front of a Performer, each figure beside its target.
+
+Attention op only, fwd+bwd (gradients for q, k, v and every SPE parameter), gated SPE with a fresh
+code per call (training), non-causal Performer with 256 features; H=8, D=64, R=64, K=10, P=128.
+Ratios are measured in this one process (research/perf.md §5.2-5.3):
+
+- time (Performer + sineSPE) / Performer: CPU N=1024, B=4 <= 2.5x; GPU N=16384, B=2 <= 2.0x   [G7]
+- peak memory (Performer + sineSPE) / Performer, GPU N=16384, B=2 <= 2.0x                    [G9]
+- time (Performer + convSPE) / Performer, GPU N=16384, B=2 <= 3x (CPU: reported)             [G8]
+- memory per token flat in N with sineSPE: peak(N=16k, B=1) / peak(N=1k, B=16) <= 2 on GPU;
+  on CPU saved bytes of N=2048, B=1 over N=256, B=8                                          [G6]
+
+`python -m bench.bench_spe --device cpu|cuda` runs it alone; `python -m bench.run_all` runs all.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+import torch
+
+from bench.common import (
+    MiB,
+    Result,
+    peak_cuda_mem,
+    print_results,
+    resolve_device,
+    saved_bytes,
+    time_fn,
+    write_results,
+)
+from spelab.nn.attention import PerformerAttention
+from spelab.nn.positional import ConvSPE, SineSPE
+
+HEADS, DIM, REALIZATIONS, SINES, KERNEL, FEATURES = 8, 64, 64, 10, 128, 256
+
+
+@dataclass(frozen=True)
+class Sizes:
+    length: int           # N of the time/memory ratios
+    batch: int
+    flat: tuple[tuple[int, int], tuple[int, int]]  # (N, B) long and short, same tokens
+    repeats: int
+    warmup: int
+    max_seconds: float
+    time_target: float    # sineSPE time ratio
+    conv_target: float | None
+
+
+CPU = Sizes(length=1024, batch=4, flat=((2048, 1), (256, 8)), repeats=5, warmup=1, max_seconds=6.0,
+            time_target=2.5, conv_target=None)
+GPU = Sizes(length=16384, batch=2, flat=((16384, 1), (1024, 16)), repeats=10, warmup=3, max_seconds=10.0,
+            time_target=2.0, conv_target=3.0)
+
+
+class Case:
+    """Inputs and modules of one configuration; `run()` is one fwd+bwd, `forward()` the forward only."""
+
+    def __init__(self, scheme: str | None, length: int, batch: int, device: torch.device) -> None:
+        g = torch.Generator(device="cpu").manual_seed(0)
+        shape = (batch, length, HEADS, DIM)
+        self.q, self.k, self.v = (torch.randn(shape, generator=g).to(device).requires_grad_() for _ in range(3))
+        if scheme == "sine":
+            self.spe = SineSPE(HEADS, DIM, REALIZATIONS, num_sines=SINES, gated=True).to(device)
+        elif scheme == "conv":
+            self.spe = ConvSPE(HEADS, DIM, REALIZATIONS, kernel_size=KERNEL, gated=True).to(device)
+        else:
+            self.spe = None
+        key_dim = REALIZATIONS if self.spe is not None else DIM
+        self.attn = PerformerAttention(head_dim=key_dim, num_features=FEATURES).to(device).train()
+        self.leaves = [self.q, self.k, self.v] + (list(self.spe.parameters()) if self.spe is not None else [])
+
+    def forward(self) -> torch.Tensor:
+        q, k = (self.q, self.k) if self.spe is None else self.spe(self.q, self.k)
+        return self.attn(q, k, self.v)
+
+    def run(self) -> None:
+        out = self.forward()
+        torch.autograd.grad(out, self.leaves, torch.ones_like(out))
+
+
+class Bench:
+    def __init__(self, device: torch.device, sizes: Sizes) -> None:
+        self.dev, self.s, self.cuda = device, sizes, device.type == "cuda"
+
+    def _time(self, case: Case) -> float:
+        return time_fn(case.run, self.dev, repeats=self.s.repeats, warmup=self.s.warmup,
+                       max_seconds=self.s.max_seconds)
+
+    def _memory(self, case: Case) -> float:
+        """Peak CUDA memory of fwd+bwd (GPU) or bytes saved for backward (CPU), in MiB."""
+        if self.cuda:
+            return peak_cuda_mem(case.run, self.dev) / MiB
+        return saved_bytes(case.forward) / MiB
+
+    def overhead(self) -> list[Result]:
+        s = self.s
+        shape = f"N={s.length}, B={s.batch}"
+        base = Case(None, s.length, s.batch, self.dev)
+        t_base, m_base = self._time(base), self._memory(base)
+        del base
+        results = [Result(f"Performer fwd+bwd ({shape})", t_base * 1e3, "ms"),
+                   Result(f"Performer {'peak' if self.cuda else 'saved'} memory ({shape})", m_base, "MiB")]
+        for scheme, target in (("sine", s.time_target), ("conv", s.conv_target)):
+            case = Case(scheme, s.length, s.batch, self.dev)
+            t, m = self._time(case), self._memory(case)
+            del case
+            if self.cuda:
+                torch.cuda.empty_cache()
+            results += [
+                Result(f"Performer+{scheme}SPE fwd+bwd ({shape})", t * 1e3, "ms"),
+                Result(f"{scheme}SPE time ratio over Performer ({shape})", t / t_base, "x", target, "<=",
+                       note="G7" if scheme == "sine" else "G8"),
+                Result(f"{scheme}SPE {'peak' if self.cuda else 'saved'} memory ratio over Performer ({shape})",
+                       m / m_base, "x", 2.0 if (scheme == "sine" and self.cuda) else None, "<=",
+                       note="G9" if scheme == "sine" else ""),
+            ]
+        return results
+
+    def memory_flat(self) -> list[Result]:
+        (n_long, b_long), (n_short, b_short) = self.s.flat
+        long_ = self._memory(Case("sine", n_long, b_long, self.dev))
+        short = self._memory(Case("sine", n_short, b_short, self.dev))
+        kind = "peak" if self.cuda else "saved"
+        return [Result(f"sineSPE+Performer {kind} memory per token, N={n_long},B={b_long} over N={n_short},B={b_short}",
+                       long_ / short, "x", 2.0, "<=", note=f"G6; {long_:.0f} vs {short:.0f} MiB")]
+
+
+def main(device: str = "cpu") -> list[Result]:
+    dev = resolve_device(device)
+    torch.manual_seed(0)
+    b = Bench(dev, GPU if dev.type == "cuda" else CPU)
+    results: list[Result] = []
+    for part in (b.overhead, b.memory_flat):
+        rs = part()
+        print_results(rs, title=f"spe.{part.__name__} ({dev.type})")
+        results += rs
+        if b.cuda:
+            torch.cuda.empty_cache()
+    write_results("spe", dev, results)
+    return results
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    main(ap.parse_args().device)
