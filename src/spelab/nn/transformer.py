@@ -120,7 +120,8 @@ class Transformer(nn.Module):
         blocks = []
         for _ in range(num_layers):
             own = (pos if not blocks else make_pos()) if pos.relative and not share_code else None
-            gate = pos.make_gate() if self.relative is not None else None
+            # the shared scheme's own gate serves layer 0 (gate=None); every other layer gets its own
+            gate = pos.make_gate() if self.relative is not None and blocks else None
             blocks.append(TransformerBlock(d_model, num_heads, ff_dim, dropout, attention, key_dim, own, gate))
         self.blocks = nn.ModuleList(blocks)
         self.norm = nn.LayerNorm(d_model)
