@@ -289,12 +289,11 @@ def main(device: str = "cpu") -> list[Result]:
         results += rs
         if b.cuda:
             torch.cuda.empty_cache()
+    write_results("attention", dev, results)
     return results
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    args = ap.parse_args()
-    res = main(args.device)
-    print(*write_results("attention", args.device, res), sep="\n")
+    main(ap.parse_args().device)

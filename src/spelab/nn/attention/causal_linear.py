@@ -101,12 +101,21 @@ def _from_chunks(t: torch.Tensor, n: int) -> torch.Tensor:
     return t.reshape(b, h, nl * c, x)[:, :, :n].permute(0, 2, 1, 3)
 
 
-def _exclusive_cumsum(t: torch.Tensor, dim: int) -> torch.Tensor:
-    return t.cumsum(dim) - t
+def _exclusive_cumsum(t: torch.Tensor, dim: int, reverse: bool = False) -> torch.Tensor:
+    """sum_{j<i} t_j (or sum_{j>i} when reverse) along `dim`; used without autograd (chunk states).
 
-
-def _reverse_exclusive_cumsum(t: torch.Tensor, dim: int) -> torch.Tensor:
-    return t.flip(dim).cumsum(dim).flip(dim) - t
+    CUDA: one cumsum kernel. CPU: an in-place running sum over the (few) chunks, since CPU cumsum over
+    a non-innermost dim is several times slower than the additions it replaces.
+    """
+    if t.is_cuda:
+        inc = t.flip(dim).cumsum(dim).flip(dim) if reverse else t.cumsum(dim)
+        return inc - t
+    inc = t.clone()
+    length = t.shape[dim]
+    order = range(length - 2, -1, -1) if reverse else range(1, length)
+    for i in order:
+        inc.select(dim, i).add_(inc.select(dim, i + 1 if reverse else i - 1))
+    return inc.sub_(t)
 
 
 def _chunk_states(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tril: torch.Tensor):
@@ -158,8 +167,8 @@ class _ChunkedCausalLinear(torch.autograd.Function):
         dv = torch.matmul(a.transpose(-1, -2), dnum)
         # inter-chunk: num_t += q_t S_{<c}, den_t += q_t . z_{<c}
         dq = dq + torch.matmul(dnum, s_prev.transpose(-1, -2)) + dden.unsqueeze(-1) * z_prev.unsqueeze(-2)
-        ds = _reverse_exclusive_cumsum(torch.matmul(q.transpose(-1, -2), dnum), dim=2)  # (B,H,L,M,E)
-        dz = _reverse_exclusive_cumsum(torch.matmul(q.transpose(-1, -2), dden.unsqueeze(-1)).squeeze(-1), dim=2)
+        ds = _exclusive_cumsum(torch.matmul(q.transpose(-1, -2), dnum), dim=2, reverse=True)  # (B,H,L,M,E)
+        dz = _exclusive_cumsum(torch.matmul(q.transpose(-1, -2), dden.unsqueeze(-1)).squeeze(-1), dim=2, reverse=True)
         dk = dk + torch.matmul(vv, ds.transpose(-1, -2)) + dz.unsqueeze(-2)
         dv = dv + torch.matmul(k, ds)
         return _from_chunks(dq, n), _from_chunks(dk, n), _from_chunks(dv, n), None, None
