@@ -39,3 +39,46 @@ def tiny_loader(n: int = 64, batch_size: int = 4) -> DataLoader:
     x = torch.randn(n, 4, generator=g)
     y = x.sum(dim=1, keepdim=True)
     return DataLoader(TensorDataset(x, y), batch_size=batch_size)
+
+
+class NoisyModule(TinyModule):
+    """TinyModule with dropout and a random draw per step, like SPE codes: uses the global RNG."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.drop = torch.nn.Dropout(0.3)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        noise = 0.01 * torch.randn_like(x)
+        loss = torch.nn.functional.mse_loss(self.layer(self.drop(x + noise)), y)
+        self.log("train/loss", loss)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        torch.randn(7)  # validation that consumes the global RNG must not shift training's stream
+        self.log("val/loss", torch.nn.functional.mse_loss(self.layer(x), y))
+
+
+class SimulatedCrash(RuntimeError):
+    pass
+
+
+class CrashAt(pl.Callback):
+    """Simulates a crash once `step` optimizer steps are done (after that step's checkpoint)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step >= self.step:
+            raise SimulatedCrash(f"simulated crash at step {trainer.global_step}")
+
+
+def shuffled_loader(cls=DataLoader, n: int = 64, batch_size: int = 4, seed: int = 0) -> DataLoader:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 4, generator=g)
+    y = x.sum(dim=1, keepdim=True)
+    return cls(TensorDataset(x, y), batch_size=batch_size, shuffle=True,
+               generator=torch.Generator().manual_seed(seed))
