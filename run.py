@@ -17,6 +17,9 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    if cfg.get("dry_run"):  # show where this configuration's run dir is, and do nothing else
+        print(f"run dir: {cfg.paths.output_dir}")
+        return None
     from spelab.train import train  # heavy imports only once the config is valid
 
     results = train(cfg)
