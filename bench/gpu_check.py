@@ -1,0 +1,134 @@
+"""One-call GPU check: `python -m bench.gpu_check` (`make gpu-check`).
+
+1. `pytest -m gpu -q tests` (every test directory; modules that fail to import are reported, and the
+   GPU tests that could be collected still run);
+2. every benchmark (bench/bench_*.py) with device cuda, at GPU sizes (N up to 16384), within a time
+   budget (modules left when it is spent are recorded as skipped);
+3. writes bench/results/gpu_check.json (+ .md and the pytest log) and prints a summary.
+
+Peer libraries (fla, performer-pytorch) are used only when importable. Sized to finish in a few
+minutes on one H100 (target < 8 min in total). Exit status 0 when no GPU test failed and no benchmark
+crashed; 2 without CUDA.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from bench import run_all as runner
+from bench.common import RESULTS_DIR, env_info
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    src = str(ROOT / "src")
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    for key, val in (("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"), ("WANDB_MODE", "offline")):
+        env.setdefault(key, val)
+    return env
+
+
+def _counts(text: str) -> dict:
+    """Counts from pytest's closing line ('3 passed, 1 skipped, 2 errors in 4.5s')."""
+    lines = [ln for ln in text.strip().splitlines() if re.search(r"\b(passed|failed|skipped|error|deselected)", ln)]
+    last = lines[-1] if lines else ""
+    counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected|xfailed|xpassed)", last)}
+    if "error" in counts:
+        counts["errors"] = counts.pop("error") + counts.get("errors", 0)
+    counts["summary"] = last.strip("= ")
+    return counts
+
+
+def run_gpu_tests(timeout_s: int) -> dict:
+    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "tests", "-p", "no:cacheprovider",
+           "--continue-on-collection-errors"]
+    print("$ " + " ".join(cmd), flush=True)
+    start = time.time()
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout_s)
+        out, rc = proc.stdout + proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired as err:
+        out = (err.stdout or b"").decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
+        out, rc = out + f"\n[gpu_check] pytest killed after {timeout_s} s", 124
+    log = RESULTS_DIR / "gpu_check_pytest.log"
+    log.write_text(out)
+    print(out[-4000:], flush=True)
+    res = {"rc": rc, "wall_s": round(time.time() - start, 1), "log": str(log.relative_to(ROOT))}
+    res.update(_counts(out))
+    return res
+
+
+def run_benchmarks(budget_s: float, only: list[str] | None) -> list[dict]:
+    names = [n for n in runner.discover() if not only or n in only]
+    start, records = time.time(), []
+    for name in names:
+        if time.time() - start > budget_s:
+            records.append({"name": name, "status": "skipped", "error": f"time budget of {budget_s:.0f} s spent",
+                            "results": [], "wall_s": 0.0})
+            continue
+        records.append(runner.run_module(name, "cuda"))
+        torch.cuda.empty_cache()
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="GPU tests + GPU benchmarks in one call.")
+    ap.add_argument("--skip-tests", action="store_true")
+    ap.add_argument("--skip-bench", action="store_true")
+    ap.add_argument("--only", default="", help="comma-separated benchmark names (default: all)")
+    ap.add_argument("--pytest-timeout", type=int, default=240, help="seconds for the GPU tests")
+    ap.add_argument("--bench-budget", type=float, default=240.0, help="seconds after which no new benchmark starts")
+    args = ap.parse_args(argv)
+
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out_json = RESULTS_DIR / "gpu_check.json"
+    if not torch.cuda.is_available():
+        msg = "CUDA is not available: run `make gpu-check` on a machine with an NVIDIA GPU and a CUDA build of torch"
+        print(msg)
+        out_json.write_text(json.dumps({"status": "no-cuda", "message": msg}, indent=2) + "\n")
+        return 2
+
+    start = time.time()
+    tests = None if args.skip_tests else run_gpu_tests(args.pytest_timeout)
+    records = [] if args.skip_bench else run_benchmarks(args.bench_budget, [x for x in args.only.split(",") if x] or None)
+    if records:
+        runner.write_summary(records, "cuda")
+    passed, missed, crashed = runner.summarize(records)
+    tests_ok = tests is None or (tests["rc"] != 124 and tests.get("failed", 0) == 0 and tests.get("passed", 0) > 0)
+    payload = {
+        "status": "ok" if tests_ok and not crashed else "failed",
+        "env": env_info("cuda"),
+        "total_wall_s": round(time.time() - start, 1),
+        "pytest_gpu": tests,
+        "targets_passed": passed,
+        "targets_missed": missed,
+        "benchmarks_crashed": crashed,
+        "benchmarks": records,
+    }
+    out_json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+    print("\n======== gpu_check summary")
+    print(f"device: {payload['env'].get('gpu')}, torch {torch.__version__}, total {payload['total_wall_s']} s")
+    if tests is not None:
+        print(f"pytest -m gpu: rc={tests['rc']} ({tests.get('summary', '')}) in {tests['wall_s']} s")
+    for r in records:
+        missed_here = [x["name"] for x in r["results"] if x.get("passed") is False]
+        print(f"bench {r['name']}: {r['status']} in {r['wall_s']} s; missed: {missed_here or 'none'}"
+              + (f"; {r['error']}" if r.get("error") else ""))
+    print(f"targets passed {passed}, missed {missed}; benchmarks crashed {crashed}; status {payload['status']}")
+    print(out_json)
+    return 0 if payload["status"] == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
