@@ -8,15 +8,26 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 SMOKE_PIECES = 8  # chorales in the smoke subset (6 train / 1 val / 1 test)
 
 
-def compose(overrides: list[str]):
+def compose(overrides: list[str], output_dir: Path | None = None):
+    """The config `python run.py <overrides>` would see (${hydra:...} resolvable), without the hydra node."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
 
     from spelab.tracking import register_resolvers
 
     register_resolvers()
+    GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=overrides, return_hydra_config=False)
+        cfg = hydra_compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+        if output_dir is not None:
+            cfg.paths.output_dir = str(output_dir)
+    return cfg
 
 
 def smoke_overrides(cache: Path, attention: str = "linear", pos_enc: str = "sinespe", length: int = 32) -> list[str]:
@@ -29,25 +40,17 @@ def smoke_overrides(cache: Path, attention: str = "linear", pos_enc: str = "sine
     ]
 
 
-def train_run(run_dir: Path, overrides: list[str], steps: int = 4) -> Path:
-    """Train a smoke model as a run directory (`.hydra/config.yaml` + `checkpoints/best.ckpt`)."""
-    import lightning.pytorch as pl
-    from hydra.utils import instantiate
+def train_run(run_dir: Path, overrides: list[str]) -> Path:
+    """Train through spelab.train like run.py does (and save .hydra/config.yaml as Hydra would);
+    returns the checkpoint evaluate/generate read."""
     from omegaconf import OmegaConf
 
-    from spelab.tasks.language_model import LanguageModelTask
+    from spelab.train import train
 
-    cfg = compose(overrides)
+    cfg = compose(overrides + ["logger=csv"], output_dir=run_dir)
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
-    pl.seed_everything(0, verbose=False)
-    dm = instantiate(cfg.task.datamodule)
-    module_args = {k: v for k, v in OmegaConf.to_container(cfg.task.module, resolve=True).items() if k != "_target_"}
-    task = LanguageModelTask(model=cfg.model, vocab_size=dm.vocab_size, **module_args)
-    trainer = pl.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=2,
-                         val_check_interval=min(steps, 2), check_val_every_n_epoch=None)
-    trainer.fit(task, dm)
-    ckpt = run_dir / "checkpoints" / "best.ckpt"
-    trainer.save_checkpoint(ckpt)
-    return ckpt
+    results = train(cfg)
+    assert results["status"] == "done", results
+    ckpts = run_dir / "checkpoints"
+    return ckpts / "best.ckpt" if (ckpts / "best.ckpt").is_file() else ckpts / "last.ckpt"

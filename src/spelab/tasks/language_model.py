@@ -81,7 +81,9 @@ class LanguageModelTask(SequenceTask):
             mask = ids.eq(self.pad_id)
         inputs, targets = ids[:, :-1], ids[:, 1:]
         logits = self.logits(inputs, padding_mask=mask[:, :-1] if mask[:, :-1].any() else None)
-        nll = F.cross_entropy(logits.transpose(1, 2).float(), targets, reduction="none")
+        # fp32 at least (bf16 logits lose the loss), fp64 kept
+        logits = logits if logits.dtype == torch.float64 else logits.float()
+        nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
         valid = ~mask[:, 1:]
         return nll * valid, valid
 
