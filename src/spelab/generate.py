@@ -47,7 +47,7 @@ def filter_logits(logits: torch.Tensor, temperature: float, top_p: float,
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    logits = logits.float() / temperature
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature
     if banned:
         logits[:, list(banned)] = float("-inf")
     if top_p < 1.0:
