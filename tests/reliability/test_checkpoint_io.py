@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from spelab.errors import OutputDirError
 from spelab.reliability.checkpoint_io import AtomicCheckpointIO, atomic_torch_save, remove_stale_temp_files
 
-from rel_helpers import TinyModule, tiny_loader
+from .rel_helpers import TinyModule, tiny_loader
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 

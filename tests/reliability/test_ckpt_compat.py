@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf
 
-from rel_helpers import TinyModule, tiny_loader
+from .rel_helpers import TinyModule, tiny_loader
 from spelab.errors import CheckpointMismatchError, DataError
 from spelab.reliability.ckpt_compat import (CONFIG_KEY, ConfigStamp, check_checkpoint_compatible,
                                             config_differences, flatten)

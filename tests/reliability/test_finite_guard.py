@@ -9,7 +9,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from rel_helpers import TinyModule, tiny_loader
+from .rel_helpers import TinyModule, tiny_loader
 from spelab.errors import NonFiniteLossError
 from spelab.reliability import AtomicCheckpointIO, FiniteLossGuard
 
