@@ -37,6 +37,19 @@ class StopAtStep(pl.Callback):
             raise RuntimeError(f"fail_at_step={self.step}: injected failure at step {trainer.global_step}")
 
 
+def instantiate(node: Any, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate, but a constructor's own error (naming the key or the missing file)
+    reaches the user as itself rather than wrapped in Hydra's InstantiationException."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return hydra.utils.instantiate(node, **kwargs)
+    except InstantiationException as err:
+        if err.__cause__ is not None:
+            raise err.__cause__ from None
+        raise
+
+
 def _choice(cfg: DictConfig, group: str) -> str | None:
     """The option chosen for a config group (e.g. attention -> "performer"), when Hydra is running."""
     try:
@@ -84,7 +97,7 @@ def build_module(cfg: DictConfig, dm: Any) -> pl.LightningModule:
     kind = cfg.task.kind
     target = module_cfg.pop("_target_", TASK_CLASSES[kind])
     extra = {"prepend_cls": True} if module_cfg.get("pooling") == "cls" else {}
-    model = hydra.utils.instantiate(cfg.model, vocab_size=dm.vocab_size, causal=(kind == "lm"), **extra)
+    model = instantiate(cfg.model, vocab_size=dm.vocab_size, causal=(kind == "lm"), **extra)
     cls = hydra.utils.get_class(target)
     if kind == "classification":
         return cls(model=model, num_classes=dm.num_classes, d_model=cfg.model.d_model, dual=dm.dual, **module_cfg)
@@ -133,7 +146,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         pl.seed_everything(cfg.seed, workers=True)
         if torch.cuda.is_available():
             torch.set_float32_matmul_precision("high")
-        dm = hydra.utils.instantiate(cfg.task.datamodule)
+        dm = instantiate(cfg.task.datamodule)
         results["data"] = dm.info()
         module = build_module(cfg, dm)
         results["params"] = module.num_parameters()
