@@ -32,10 +32,10 @@ def sine_codes(spe, code, offset: int, n: int, gate_noise=None, gate=None):
 
 def conv_codes(spe, code, offset: int, n: int, gate_noise=None, gate=None):
     """Direct depthwise cross-correlation of the time-domain noise with the two filters."""
-    z = torch.fft.irfft(code.spectrum, n=code.n_fft, norm="ortho")       # (H, D, R, n_fft) white noise
-    h, d, r, _ = z.shape
+    z = torch.fft.irfft(code.spectrum, n=code.n_fft, dim=0, norm="ortho")   # (n_fft, H, D, R) white noise
+    _, h, d, r = z.shape
     p = spe.kernel_size
-    seg = z[..., offset:offset + n + p - 1].permute(2, 0, 1, 3).reshape(r, h * d, n + p - 1)
+    seg = z[offset:offset + n + p - 1].permute(3, 1, 2, 0).reshape(r, h * d, n + p - 1)
     out = []
     for phi in (spe.filter_q, spe.filter_k):
         y = F.conv1d(seg, phi.reshape(h * d, 1, p), groups=h * d)        # (R, H*D, n)
@@ -147,11 +147,11 @@ def test_conv_noise_is_white_unit_variance():
     """The frequency-domain draw is white N(0, 1) noise in time (else the kernel's scale is off)."""
     torch.manual_seed(0)
     spe = ConvSPE(4, 8, num_realizations=64, kernel_size=3, gated=False).double()
-    z = spe.draw(200).noise()                                               # (H, D, R, n_fft)
+    z = spe.draw(200).noise()                                               # (n_fft, H, D, R)
     count = z.numel()
     assert abs(z.mean().item()) < 5 / count**0.5
     assert abs(z.var().item() - 1) < 5 * (2 / count) ** 0.5
-    lag1 = (z[..., 1:] * z[..., :-1]).mean().item()                         # whiteness
+    lag1 = (z[1:] * z[:-1]).mean().item()                                   # whiteness
     assert abs(lag1) < 5 / count**0.5
 
 

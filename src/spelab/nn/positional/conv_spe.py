@@ -41,7 +41,7 @@ def fft_size(n: int) -> int:
 
 @dataclass
 class ConvCode:
-    """A convSPE code: the ortho-normalised real spectrum of white N(0,1) noise, (H, D, R, n_fft//2+1).
+    """A convSPE code: the ortho-normalised real spectrum of white N(0,1) noise, (n_fft//2+1, H, D, R).
 
     Valid for positions 0 ... length-1 (n_fft >= length + kernel_size - 1); gate_noise ε (H, D, R)
     when the module is gated.
@@ -54,9 +54,9 @@ class ConvCode:
     _noise: torch.Tensor | None = field(default=None, repr=False)
 
     def noise(self) -> torch.Tensor:
-        """The time-domain white noise z, (H, D, R, n_fft), computed once and cached."""
+        """The time-domain white noise z, (n_fft, H, D, R), computed once and cached."""
         if self._noise is None:
-            self._noise = torch.fft.irfft(self.spectrum, n=self.n_fft, norm="ortho")
+            self._noise = torch.fft.irfft(self.spectrum, n=self.n_fft, dim=0, norm="ortho")
         return self._noise
 
 
@@ -78,19 +78,20 @@ class ConvSPE(StochasticPositionalEncoding):
         ref = self._reference()
         n_fft = fft_size(length + self.kernel_size - 1)
         bins = n_fft // 2 + 1
-        shape = (self.num_heads, self.head_dim, self.num_realizations, bins)
+        # frequency (then time) first: the codes come out as (N, H, D, R), the layout of the contraction
+        shape = (bins, self.num_heads, self.head_dim, self.num_realizations)
         cdtype = torch.complex128 if ref.dtype == torch.float64 else torch.complex64
         # ortho rfft of white N(0,1) noise: interior bins complex N(0,1) (1/2 per part); the DC and
         # (even n) Nyquist bins are real N(0,1)
         spectrum = torch.randn(shape, device=device, dtype=cdtype)
-        spectrum[..., 0] = torch.randn(shape[:-1], device=device, dtype=ref.dtype).to(cdtype)
+        spectrum[0] = torch.randn(shape[1:], device=device, dtype=ref.dtype).to(cdtype)
         if n_fft % 2 == 0:
-            spectrum[..., -1] = torch.randn(shape[:-1], device=device, dtype=ref.dtype).to(cdtype)
+            spectrum[-1] = torch.randn(shape[1:], device=device, dtype=ref.dtype).to(cdtype)
         return ConvCode(spectrum=spectrum, length=length, n_fft=n_fft)
 
     def _code_length(self, code: ConvCode) -> int:
         if (not isinstance(code, ConvCode)
-                or tuple(code.spectrum.shape[:3]) != (self.num_heads, self.head_dim, self.num_realizations)
+                or tuple(code.spectrum.shape[1:]) != (self.num_heads, self.head_dim, self.num_realizations)
                 or code.n_fft < code.length + self.kernel_size - 1):
             raise ValueError(f"ConvSPE: code must be a ConvCode from this module's draw() (heads={self.num_heads}, "
                              f"head_dim={self.head_dim}, num_realizations={self.num_realizations}, "
@@ -99,25 +100,26 @@ class ConvSPE(StochasticPositionalEncoding):
 
     def codes(self, code: ConvCode, offset: int, n: int, keep: torch.Tensor | None = None
               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Q̄, K̄ at positions offset ... offset+n-1, each (H, D, R, n), scaled by (R·D)^(-1/4) [· sqrt(1-δ)]."""
+        """Q̄, K̄ at positions offset ... offset+n-1, each (n, H, D, R), scaled by (R·D)^(-1/4) [· sqrt(1-δ)]."""
         scale = self.code_scale if keep is None else self.code_scale * keep[..., None]
         phi_q, phi_k = self.filter_q * scale, self.filter_k * scale
         if n * self.kernel_size <= code.n_fft:  # a few positions: direct filtering is cheaper
-            window = code.noise()[..., offset:offset + n + self.kernel_size - 1].unfold(-1, self.kernel_size, 1)
-            return (torch.einsum("hdrnj,hdj->hdrn", window, phi_q.to(window.dtype)),
-                    torch.einsum("hdrnj,hdj->hdrn", window, phi_k.to(window.dtype)))
+            window = code.noise()[offset:offset + n + self.kernel_size - 1].unfold(0, self.kernel_size, 1)
+            return (torch.einsum("nhdrj,hdj->nhdr", window, phi_q.to(window.dtype)),
+                    torch.einsum("nhdrj,hdj->nhdr", window, phi_k.to(window.dtype)))
         out = []
         for phi in (phi_q, phi_k):
             # cross-correlation with φ = product with conj(rfft(φ)) in the frequency domain
-            spec_phi = torch.fft.rfft(phi.to(code.spectrum.real.dtype), n=code.n_fft).conj()
-            full = torch.fft.irfft(code.spectrum * spec_phi[:, :, None, :], n=code.n_fft, norm="ortho")
-            out.append(full[..., offset:offset + n])
+            spec_phi = torch.fft.rfft(phi.to(code.spectrum.real.dtype), n=code.n_fft).conj()   # (H, D, F)
+            full = torch.fft.irfft(code.spectrum * spec_phi.permute(2, 0, 1)[..., None], n=code.n_fft, dim=0,
+                                   norm="ortho")
+            out.append(full[offset:offset + n])
         return out[0], out[1]
 
     def _project(self, q, k, code, offset, keep):
         qbar, kbar = self.codes(code, offset, q.shape[1], keep)
-        qhat = torch.einsum("bnhd,hdrn->bnhr", q, qbar.to(q.dtype))
-        khat = torch.einsum("bnhd,hdrn->bnhr", k, kbar.to(k.dtype))
+        qhat = torch.einsum("bnhd,nhdr->bnhr", q, qbar.to(q.dtype))
+        khat = torch.einsum("bnhd,nhdr->bnhr", k, kbar.to(k.dtype))
         return qhat, khat
 
     def _raw_kernel(self, lags: torch.Tensor) -> torch.Tensor:

@@ -42,21 +42,36 @@ def sine_features(freq: torch.Tensor, phase: torch.Tensor | None, start: int, n:
                   dtype: torch.dtype) -> torch.Tensor:
     """Ω at positions start ... start+n-1: (H, n, D, 2K) = [cos a, sin a], a = 2π f t (+ θ).
 
-    The cycle count f·t is reduced modulo 1 in float64 first, so large positions keep their precision.
+    The phase at `start` is reduced modulo one cycle in float64 on the small (H, D, K) tensor, so a
+    large offset keeps its precision; within the chunk the angle grows by 2π f per position.
     """
     calc = torch.promote_types(dtype, torch.float32)
-    t = torch.arange(start, start + n, device=freq.device, dtype=torch.float64)
-    cycles = t[None, :, None, None] * freq.detach().to(torch.float64)[:, None]         # (H, n, D, K)
-    angle = (2 * math.pi * (cycles - torch.floor(cycles))).to(calc)
+    f = freq.detach()
+    start_cycles = f.to(torch.float64) * start
+    base = (2 * math.pi * (start_cycles - torch.floor(start_cycles))).to(calc)            # (H, D, K)
     if phase is not None:
-        angle = angle + phase.detach().to(calc)[:, None]
-    return torch.cat((torch.cos(angle), torch.sin(angle)), dim=-1).to(dtype)
+        base = base + phase.detach().to(calc)
+    steps = torch.arange(n, device=f.device, dtype=calc)[None, :, None, None]
+    angle = torch.addcmul(base[:, None], steps, f.to(calc)[:, None], value=2 * math.pi)  # (H, n, D, K)
+    k = f.shape[-1]
+    omega = torch.empty(*angle.shape[:-1], 2 * k, device=f.device, dtype=dtype)
+    torch.cos(angle, out=omega[..., :k])
+    torch.sin(angle, out=omega[..., k:])
+    return omega
 
 
 def _chunk(batch: int, heads: int, per_position: int, n: int, chunk: int | None) -> int:
     if chunk is None:
         chunk = CHUNK_ELEMENTS // max(1, batch * heads * per_position)
     return max(1, min(n, chunk))
+
+
+def _features_times(x: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
+    """u = x ⊗ Ω written straight into a contiguous (H, B·n, D·2K) buffer (one pass, no reshape copy)."""
+    heads, batch, n, dim = x.shape
+    u = torch.empty(heads, batch, n, dim, omega.shape[-1], device=x.device, dtype=x.dtype)
+    torch.mul(x[..., None], omega[:, None], out=u)
+    return u.view(heads, batch * n, -1)
 
 
 class _SineProjection(torch.autograd.Function):
@@ -74,7 +89,7 @@ class _SineProjection(torch.autograd.Function):
             for s in range(0, n, step):
                 e = min(n, s + step)
                 omega = sine_features(freq, phase, offset + s, e - s, x.dtype)        # (H, n, D, 2K)
-                u = (xh[:, :, s:e, :, None] * omega[:, None]).reshape(heads, batch * (e - s), dim * two_k)
+                u = _features_times(xh[:, :, s:e], omega)
                 out[:, :, s:e] = torch.matmul(u, w).view(heads, batch, e - s, reals)
         ctx.save_for_backward(x, freq, phase, weight)
         ctx.offset, ctx.step = offset, step
@@ -115,8 +130,7 @@ class _SineProjection(torch.autograd.Function):
                         t = torch.arange(ctx.offset + s, ctx.offset + e, device=x.device, dtype=x.dtype)
                         dfreq += (2 * math.pi) * torch.einsum("hndk,n->hdk", d_angle, t)
             if need_w:
-                u = (xh[:, :, s:e, :, None] * omega[:, None]).reshape(heads, rows, dim * two_k)
-                dw += torch.matmul(u.transpose(1, 2), gc)
+                dw += torch.matmul(_features_times(xh[:, :, s:e], omega).transpose(1, 2), gc)
         return (dx.permute(1, 2, 0, 3) if need_x else None,
                 dfreq.to(freq.dtype) if need_f else None,
                 dphase.to(phase.dtype) if need_p else None,
