@@ -240,3 +240,16 @@ def test_softmax_dropout_only_in_training() -> None:
     torch.testing.assert_close(att(q, k, v), att(q, k, v))
     att.train()
     assert not torch.allclose(att(q, k, v), att(q, k, v))
+
+
+def test_softmax_mask_decision_follows_in_place_changes() -> None:
+    """The padding-layout decision is cached per mask tensor; editing the mask must invalidate it."""
+    att = _make("softmax")
+    q, k, v = _qkv(n=8)
+    mask = torch.zeros(2, 8, dtype=torch.bool)
+    first = att(q, k, v, key_padding_mask=mask)
+    torch.testing.assert_close(first, att(q, k, v))
+    mask[0, :3] = True  # same tensor object, new content
+    out = att(q, k, v, key_padding_mask=mask)
+    torch.testing.assert_close(out[~mask], _kernel_reference(att, q, k, v, False, mask)[~mask])
+    assert not torch.allclose(out[0], first[0])

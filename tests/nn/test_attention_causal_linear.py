@@ -125,3 +125,16 @@ def test_chunked_gradients_match_naive_shapes(n: int, chunk: int) -> None:
     gb = torch.autograd.grad((causal_linear_naive(phi_q, phi_k, v) * g).sum(), (phi_q, phi_k, v))
     for a, b in zip(ga, gb):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("use_cumsum", [False, True])  # the CPU loop and the CUDA cumsum formula
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("length", [1, 2, 7])
+def test_exclusive_prefix_sums_of_chunk_states(use_cumsum: bool, reverse: bool, length: int) -> None:
+    from spelab.nn.attention.causal_linear import _exclusive_cumsum_
+
+    x = torch.randn(2, 3, length, 4, 5, dtype=torch.float64)
+    want = torch.stack(
+        [(x[:, :, i + 1 :] if reverse else x[:, :, :i]).sum(2) for i in range(length)], dim=2
+    )
+    torch.testing.assert_close(_exclusive_cumsum_(x.clone(), 2, reverse, use_cumsum=use_cumsum), want)

@@ -101,37 +101,51 @@ def _from_chunks(t: torch.Tensor, n: int) -> torch.Tensor:
     return t.reshape(b, h, nl * c, x)[:, :, :n].permute(0, 2, 1, 3)
 
 
-def _exclusive_cumsum(t: torch.Tensor, dim: int, reverse: bool = False) -> torch.Tensor:
-    """sum_{j<i} t_j (or sum_{j>i} when reverse) along `dim`; used without autograd (chunk states).
+def _exclusive_cumsum_(t: torch.Tensor, dim: int, reverse: bool = False, use_cumsum: bool | None = None) -> torch.Tensor:
+    """In place: t_i <- sum_{j<i} t_j (or sum_{j>i} when reverse) along `dim` (chunk states, no autograd).
 
-    CUDA: one cumsum kernel. CPU: an in-place running sum over the (few) chunks, since CPU cumsum over
-    a non-innermost dim is several times slower than the additions it replaces.
+    CUDA: one cumsum kernel. CPU: a running sum over the (few) chunks, since CPU cumsum over a
+    non-innermost dim is several times slower than the additions it replaces.
     """
-    if t.is_cuda:
-        inc = t.flip(dim).cumsum(dim).flip(dim) if reverse else t.cumsum(dim)
-        return inc - t
-    inc = t.clone()
     length = t.shape[dim]
+    if t.is_cuda if use_cumsum is None else use_cumsum:
+        inc = t.cumsum(dim)
+        if reverse:  # sum_{j>i} = total - sum_{j<=i}
+            return t.copy_(inc.narrow(dim, length - 1, 1).sub(inc))
+        return t.copy_(inc.sub_(t))
     order = range(length - 2, -1, -1) if reverse else range(1, length)
+    prev = t.select(dim, length - 1 if reverse else 0).clone()
+    t.select(dim, length - 1 if reverse else 0).zero_()
     for i in order:
-        inc.select(dim, i).add_(inc.select(dim, i + 1 if reverse else i - 1))
-    return inc.sub_(t)
+        cur = t.select(dim, i)
+        nxt = cur.clone()
+        cur.copy_(prev)
+        prev.add_(nxt)
+    return t
 
 
-def _chunk_states(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tril: torch.Tensor):
-    """Masked intra-chunk scores A and the exclusive inter-chunk states S_{<c}, z_{<c}."""
-    a = torch.matmul(q, k.transpose(-1, -2)) * tril  # (B,H,L,C,C)
-    s_prev = _exclusive_cumsum(torch.matmul(k.transpose(-1, -2), v), dim=2)  # (B,H,L,M,E)
-    z_prev = _exclusive_cumsum(k.sum(dim=3), dim=2)  # (B,H,L,M)
-    return a, s_prev, z_prev
+def _bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Batched matmul over all leading dims (a, b may be transposed views)."""
+    return torch.matmul(a, b)
+
+
+def _bmm_add_(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """out += a @ b in place, as one baddbmm over the flattened leading dims (no temporary)."""
+    o3 = out.view(-1, *out.shape[-2:])
+    o3.baddbmm_(a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:]))
+    return out
+
+
+def _t(x: torch.Tensor) -> torch.Tensor:
+    return x.transpose(-1, -2)
 
 
 class _ChunkedCausalLinear(torch.autograd.Function):
     """Chunked causal linear attention with a hand-written backward.
 
-    Autograd on the plain chunked form would save the C x C scores and the per-chunk states; here only
-    the inputs, the output and the normaliser are saved (O(N (M + 2E)) floats), and scores and states
-    are recomputed chunk-parallel in backward, as flash-linear-attention does.
+    Saves only the chunked inputs, the output and the normaliser (O(N (M + 2E)) floats); the C x C
+    scores and the chunk states are recomputed chunk-parallel in backward, as flash-linear-attention
+    does, and gradients are accumulated in place (baddbmm) so no O(N M E / C) temporaries pile up.
     """
 
     @staticmethod
@@ -139,38 +153,52 @@ class _ChunkedCausalLinear(torch.autograd.Function):
         n = phi_q.shape[1]
         c = min(chunk_size, n)
         q, k, vv = _to_chunks(phi_q, c), _to_chunks(phi_k, c), _to_chunks(v, c)
+        q, k, vv = q.contiguous(), k.contiguous(), vv.contiguous()
         tril = torch.ones(c, c, dtype=q.dtype, device=q.device).tril()
-        a, s_prev, z_prev = _chunk_states(q, k, vv, tril)
-        num = torch.matmul(a, vv) + torch.matmul(q, s_prev)
-        den = a.sum(-1) + torch.matmul(q, z_prev.unsqueeze(-1)).squeeze(-1) + eps  # (B,H,L,C)
-        out = num / den.unsqueeze(-1)
-        ctx.save_for_backward(phi_q, phi_k, v, out, den)
-        ctx.c, ctx.n = c, n
+        a = _bmm(q, _t(k)).mul_(tril)  # (B,H,L,C,C) masked intra-chunk scores
+        num = _bmm(a, vv)
+        den = a.sum(-1)
+        del a
+        s_prev = _exclusive_cumsum_(_bmm(_t(k), vv), dim=2)  # (B,H,L,M,E) states before each chunk
+        _bmm_add_(num, q, s_prev)
+        del s_prev
+        z_prev = _exclusive_cumsum_(k.sum(dim=3), dim=2)  # (B,H,L,M)
+        den.add_(_bmm(q, z_prev.unsqueeze(-1)).squeeze(-1)).add_(eps)
+        out = num.div_(den.unsqueeze(-1))
+        ctx.save_for_backward(q, k, vv, out, den)
+        ctx.n = n
         return _from_chunks(out, n)
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
-        phi_q, phi_k, v, out, den = ctx.saved_tensors
-        c, n = ctx.c, ctx.n
-        q, k, vv = _to_chunks(phi_q, c), _to_chunks(phi_k, c), _to_chunks(v, c)
-        g = _to_chunks(grad_out, c)
+        q, k, vv, out, den = ctx.saved_tensors
+        n, c = ctx.n, q.shape[-2]
         tril = torch.ones(c, c, dtype=q.dtype, device=q.device).tril()
-        a, s_prev, z_prev = _chunk_states(q, k, vv, tril)
+        g = _to_chunks(grad_out, c)
         # out = num / den: d num = g / den; d den = -(g . out) / den
         inv = den.reciprocal()
         dnum = g * inv.unsqueeze(-1)  # (B,H,L,C,E)
-        dden = -(g * out).sum(-1) * inv  # (B,H,L,C)
-        # intra-chunk: num_t = sum_s A_ts v_s, den_t = sum_s A_ts, A_ts = (q_t . k_s) [s <= t]
-        da = (torch.matmul(dnum, vv.transpose(-1, -2)) + dden.unsqueeze(-1)) * tril
-        dq = torch.matmul(da, k)
-        dk = torch.matmul(da.transpose(-1, -2), q)
-        dv = torch.matmul(a.transpose(-1, -2), dnum)
+        dden = torch.linalg.vecdot(g, out).mul_(inv).neg_()  # (B,H,L,C)
+        del g, inv
+        # intra-chunk: num_t = sum_{s<=t} A_ts v_s, den_t = sum_{s<=t} A_ts, A_ts = q_t . k_s
+        da = _bmm(dnum, _t(vv)).add_(dden.unsqueeze(-1)).mul_(tril)
+        dq = _bmm(da, k)
+        dk = _bmm(_t(da), q)
+        del da
+        a = _bmm(q, _t(k)).mul_(tril)
+        dv = _bmm(_t(a), dnum)
+        del a
         # inter-chunk: num_t += q_t S_{<c}, den_t += q_t . z_{<c}
-        dq = dq + torch.matmul(dnum, s_prev.transpose(-1, -2)) + dden.unsqueeze(-1) * z_prev.unsqueeze(-2)
-        ds = _exclusive_cumsum(torch.matmul(q.transpose(-1, -2), dnum), dim=2, reverse=True)  # (B,H,L,M,E)
-        dz = _exclusive_cumsum(torch.matmul(q.transpose(-1, -2), dden.unsqueeze(-1)).squeeze(-1), dim=2, reverse=True)
-        dk = dk + torch.matmul(vv, ds.transpose(-1, -2)) + dz.unsqueeze(-2)
-        dv = dv + torch.matmul(k, ds)
+        s_prev = _exclusive_cumsum_(_bmm(_t(k), vv), dim=2)
+        _bmm_add_(dq, dnum, _t(s_prev))
+        del s_prev
+        z_prev = _exclusive_cumsum_(k.sum(dim=3), dim=2)  # (B,H,L,M)
+        _bmm_add_(dq, dden.unsqueeze(-1), z_prev.unsqueeze(-2))
+        ds = _exclusive_cumsum_(_bmm(_t(q), dnum), dim=2, reverse=True)  # grads of later chunks' S
+        dz = _exclusive_cumsum_(_bmm(_t(q), dden.unsqueeze(-1)).squeeze(-1), dim=2, reverse=True)
+        _bmm_add_(dk, vv, _t(ds))
+        dk.add_(dz.unsqueeze(-2))
+        _bmm_add_(dv, k, ds)
         return _from_chunks(dq, n), _from_chunks(dk, n), _from_chunks(dv, n), None, None
 
 

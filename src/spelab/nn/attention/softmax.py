@@ -10,6 +10,7 @@ Rows whose keys are all padded output 0 (never NaN).
 """
 from __future__ import annotations
 
+import weakref
 from typing import NamedTuple
 
 import torch
@@ -26,12 +27,27 @@ class KVCache(NamedTuple):
     v: torch.Tensor
 
 
+_layout_cache: tuple[weakref.ref, int, tuple[bool, bool]] | None = None
+
+
 def _padding_layout(mask: torch.Tensor) -> tuple[bool, bool]:
-    """(any padding, padding only at the end of each row), with one host sync."""
+    """(any padding, padding only at the end of each row), with one host sync per mask tensor.
+
+    The decision is cached by tensor identity and version: a model passes the same mask to every
+    layer, so only the first layer waits for the device.
+    """
+    global _layout_cache
+    cached = _layout_cache
+    if cached is not None and cached[0]() is mask and cached[1] == mask._version:
+        return cached[2]
     any_pad = mask.any()
-    right_only = (mask[:, 1:] >= mask[:, :-1]).all() if mask.shape[1] > 1 else torch.ones((), dtype=torch.bool, device=mask.device)
-    flags = torch.stack([any_pad, right_only]).tolist()
-    return bool(flags[0]), bool(flags[1])
+    if mask.shape[1] > 1:
+        right_only = (mask[:, 1:] >= mask[:, :-1]).all()
+    else:
+        right_only = torch.ones((), dtype=torch.bool, device=mask.device)
+    flags = tuple(bool(x) for x in torch.stack([any_pad, right_only]).tolist())
+    _layout_cache = (weakref.ref(mask), mask._version, flags)
+    return flags  # type: ignore[return-value]
 
 
 class SoftmaxAttention(nn.Module):
