@@ -48,8 +48,11 @@ def test_nonfinite_parameters_are_never_checkpointed(tmp_path, trainer_kwargs):
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
 
 
-def test_finite_run_is_untouched(tmp_path, trainer_kwargs):
+def test_finite_run_is_untouched_even_with_infinite_buffers(tmp_path, trainer_kwargs):
+    module = TinyModule()
+    module.register_buffer("best_so_far", torch.tensor(-float("inf")))  # like torchmetrics' MaxMetric
     ckpt = ModelCheckpoint(dirpath=tmp_path, save_top_k=0, save_last=True, every_n_train_steps=2)
     trainer = pl.Trainer(max_steps=6, callbacks=[FiniteLossGuard(), ckpt], **trainer_kwargs)
-    trainer.fit(TinyModule(), tiny_loader())
+    trainer.fit(module, tiny_loader())
     assert trainer.global_step == 6
+    assert torch.load(tmp_path / "last.ckpt", weights_only=False)["global_step"] == 6

@@ -2,7 +2,7 @@
 
 The loss is checked in `on_before_backward`: the optimizer has not stepped yet, so the weights in
 memory and in every checkpoint are still the last good ones. `on_save_checkpoint` also refuses to
-write non-finite parameters (weights can go bad through an infinite gradient with a finite loss);
+write non-finite parameters (buffers are not checked) (weights can go bad through an infinite gradient with a finite loss);
 since it runs before the file is written, `last.ckpt` keeps the last good state.
 """
 
@@ -17,9 +17,11 @@ import torch
 from spelab.errors import NonFiniteLossError
 
 
-def _first_nonfinite(state: dict[str, Any]) -> str | None:
-    for name, value in state.items():
-        if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+def _first_nonfinite(module: torch.nn.Module) -> str | None:
+    """The first parameter that holds a NaN/inf. Buffers are not checked: metric states such as
+    MaxMetric's -inf start value are legitimately infinite."""
+    for name, value in module.named_parameters():
+        if not bool(torch.isfinite(value.detach()).all()):
             return name
     return None
 
@@ -52,7 +54,7 @@ class FiniteLossGuard(pl.Callback):
                            checkpoint: dict[str, Any]) -> None:
         if not self.check_params_on_save:
             return
-        name = _first_nonfinite(checkpoint.get("state_dict", {}))
+        name = _first_nonfinite(pl_module)
         if name is not None:
             raise NonFiniteLossError(trainer.global_step, math.nan,
                                      hint=f"Parameter {name!r} is not finite, so this checkpoint was not "

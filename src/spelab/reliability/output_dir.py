@@ -8,7 +8,7 @@ import errno
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from spelab.errors import OutputDirError
 
@@ -83,3 +83,46 @@ def disk_errors_as_output_dir_errors(path: str | os.PathLike) -> Iterator[None]:
         if clear is None:
             raise
         raise clear from err
+
+
+def _hydra_callback_base() -> type:
+    try:
+        from hydra.experimental.callback import Callback
+
+        return Callback
+    except ImportError:  # pragma: no cover - hydra is a dependency
+        return object
+
+
+class HydraOutputDirCheck(_hydra_callback_base()):  # type: ignore[misc]
+    """Hydra callback (conf/hydra/default.yaml `callbacks:`) checking the run/sweep dir *before* Hydra
+    creates it, so an unwritable or full disk ends with one clear line instead of a pathlib traceback
+    from inside Hydra. Exits with status 1 after printing the message."""
+
+    def __init__(self, min_free_mb: float = DEFAULT_MIN_FREE_MB) -> None:
+        self.min_free_mb = min_free_mb
+
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        self._check(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        self._check(config, "hydra.sweep.dir")
+
+    def _check(self, config: Any, key: str) -> None:
+        import sys
+
+        from hydra.core.hydra_config import HydraConfig
+        from omegaconf import OmegaConf
+
+        try:
+            HydraConfig.instance().set_config(config)  # so ${hydra:runtime.choices...} resolves
+            path = OmegaConf.select(config, key)
+        except Exception:  # an unresolvable dir is Hydra's to report
+            return
+        if not path:
+            return
+        try:
+            check_output_dir(path, min_free_mb=self.min_free_mb)
+        except OutputDirError as err:
+            print(f"Error: {err}", file=sys.stderr)
+            sys.exit(1)

@@ -1,0 +1,125 @@
+"""Faults, end to end through `python run.py`: kill -9 and resume, NaN loss, unwritable output dir,
+W&B misconfigured online. Marked slow (each is one or two smoke runs); CI runs them."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from .e2e import LONG_SMOKE, cli, cli_env, csv_rows, popen, results, train_steps
+
+pytestmark = pytest.mark.slow
+
+
+def _wait_for(path: Path, proc, timeout: float = 180.0) -> None:
+    end = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"run ended before {path} existed:\n{proc.stdout.read()[-3000:]}"
+        assert time.time() < end, f"no {path} after {timeout}s"
+        time.sleep(0.02)
+
+
+def test_kill9_then_rerun_resumes_and_matches_uninterrupted_run(tmp_path, data_dir):
+    """Tolerance: none. The resumed run must reproduce the uninterrupted run's metrics bit for bit
+    (same seed, CPU), which needs the in-epoch data position and the RNG streams restored too."""
+    common = LONG_SMOKE + [f"paths.data_dir={data_dir}"]
+    ref = cli(common + [f"hydra.run.dir={tmp_path / 'ref'}"])
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    expected = results(tmp_path / "ref")
+
+    run_dir = tmp_path / "run"
+    args = common + [f"hydra.run.dir={run_dir}"]
+    proc = popen(args)
+    try:
+        _wait_for(run_dir / "checkpoints" / "last.ckpt", proc)
+        time.sleep(random.uniform(0.0, 0.3))  # a random point after the first checkpoint
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    killed_at = ckpt["global_step"]
+    assert 0 < killed_at < 24, "the kill must come after a checkpoint and before the end"
+    assert not (run_dir / "results.json").exists() or results(run_dir)["status"] != "done"
+
+    again = cli(args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming from" in again.stdout + again.stderr
+    got = results(run_dir)
+    assert got["status"] == "done"
+    for key in ("test/acc", "test/loss", "val/acc_best", "global_step"):
+        assert got["metrics"][key] == expected["metrics"][key], (key, killed_at)
+    # one continuous run in the CSV log: every training step once, in order
+    assert train_steps(run_dir) == train_steps(tmp_path / "ref") == list(range(24))
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp_path, data_dir, monkeypatch,
+                                                                       make_cfg):
+    """A test-only hook makes the loss NaN at step 7 (checkpoints every 3 steps)."""
+    from spelab.errors import NonFiniteLossError
+    from spelab.tasks.classification import ClassificationTask
+    from spelab.train import train
+
+    original = ClassificationTask.training_step
+
+    def poisoned(self, batch, batch_idx):
+        loss = original(self, batch, batch_idx)
+        return loss * float("nan") if self.global_step == 7 else loss
+
+    monkeypatch.setattr(ClassificationTask, "training_step", poisoned)
+    run_dir = tmp_path / "run"
+    cfg = make_cfg(LONG_SMOKE, run_dir=run_dir)
+    with pytest.raises(NonFiniteLossError) as info:
+        train(cfg)
+    assert info.value.step == 7 and "step 7" in str(info.value)
+    res = results(run_dir)
+    assert res["status"] == "failed" and "NonFiniteLossError" in res["error"] and "step 7" in res["error"]
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == 6  # the last checkpoint before the bad step, not a NaN state
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+
+
+def test_huge_learning_rate_fails_cleanly_with_results_failed(tmp_path, data_dir):
+    run_dir = tmp_path / "run"
+    out = cli(["debug=smoke", "logger=csv", "task.module.lr=1e30", "trainer.max_steps=20",
+               f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}"])
+    assert out.returncode != 0
+    assert "Non-finite training loss" in out.stderr and "at step" in out.stderr
+    assert "Traceback" not in out.stderr
+    res = results(run_dir)
+    assert res["status"] == "failed" and "Non-finite training loss" in res["error"]
+
+
+@pytest.mark.parametrize("which", ["hydra.run.dir", "paths.output_dir"])
+def test_unwritable_output_dir_is_one_clear_message(tmp_path, data_dir, which):
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file where the output dir should go")
+    target = blocker / "run"
+    args = ["debug=smoke", "logger=csv", f"paths.data_dir={data_dir}", f"{which}={target}"]
+    if which == "paths.output_dir":
+        args.append(f"hydra.run.dir={tmp_path / 'hydra'}")
+    out = cli(args)
+    assert out.returncode != 0
+    assert f"Cannot write to output directory {target}" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    assert "Epoch" not in out.stdout  # failed before any training
+
+
+def test_wandb_online_without_credentials_goes_on_with_local_loggers(tmp_path, data_dir):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = cli_env(HOME=str(home), WANDB_MODE="online", WANDB_BASE_URL="http://127.0.0.1:9")
+    env.pop("WANDB_API_KEY", None)
+    run_dir = tmp_path / "run"
+    out = cli(["debug=smoke", "wandb_online=true", f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}"],
+              env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "W&B logging disabled" in out.stdout + out.stderr
+    assert "CSV logger" in out.stdout + out.stderr
+    assert results(run_dir)["status"] == "done"
+    assert any(r.get("train/loss") for r in csv_rows(run_dir))
