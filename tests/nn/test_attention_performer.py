@@ -111,3 +111,16 @@ def test_large_inputs_stay_finite(causal: bool) -> None:
     out = att(q, k, v, causal=causal)
     out.sum().backward()
     assert torch.isfinite(out).all() and torch.isfinite(q.grad).all()
+
+
+def test_redraw_keeps_pending_graphs_valid() -> None:
+    """Two training calls before one backward (a layer used twice): the redraw must not break the
+    first call's graph, and each call used its own features."""
+    att = PerformerAttention(8, num_features=16, redraw="step").train()
+    q, k, v = (x.float().requires_grad_() for x in _qkv(8))
+    first = att(q, k, v)
+    p1 = att.projection
+    second = att(q, k, v)
+    assert not torch.equal(p1, att.projection)
+    (first.sum() + second.sum()).backward()
+    assert torch.isfinite(q.grad).all()

@@ -246,7 +246,12 @@ def causal_linear_attention(
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "fla" and not (fla_available() and phi_q.is_cuda):
         raise ValueError("backend='fla' needs the fla-core package (pip install fla-core) and CUDA tensors")
-    use_fla = backend == "fla" or (backend == "auto" and fla_available() and phi_q.is_cuda and not _fla_failed)
+    # fla refuses sequences shorter than the head count (it suspects a head-first layout); short
+    # sequences gain nothing from it anyway
+    long_enough = phi_q.shape[1] >= max(phi_q.shape[2], DEFAULT_CHUNK)
+    use_fla = backend == "fla" or (
+        backend == "auto" and fla_available() and phi_q.is_cuda and long_enough and not _fla_failed
+    )
     if use_fla:
         try:
             return _causal_linear_fla(phi_q, phi_k, v, eps)

@@ -51,9 +51,13 @@ class PerformerAttention(KernelAttention):
 
     @torch.no_grad()
     def redraw_features(self) -> None:
-        """Draw a fresh orthogonal projection in place, on the buffer's device (no host round trip)."""
+        """Draw a fresh orthogonal projection on the buffer's device (no host round trip).
+
+        The buffer is replaced, not overwritten in place: a graph built by an earlier call that has
+        not been backpropagated yet (gradient accumulation, a layer applied twice) keeps its features.
+        """
         p = self.projection
-        self.projection.copy_(orthogonal_gaussian_matrix(self.num_features, self.head_dim, device=p.device, dtype=p.dtype))
+        self.projection = orthogonal_gaussian_matrix(self.num_features, self.head_dim, device=p.device, dtype=p.dtype)
 
     def _prepare(self) -> None:
         if not self.training or self.redraw == "never":
