@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,17 @@ def read_wandb_records(run_file: Path) -> list:
     return records
 
 
+def read_finished_run(run_file: Path, timeout: float = 60.0) -> list:
+    """The records once the run's exit record is on disk: wandb.finish() returns before W&B's
+    service process has written everything in offline mode."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = read_wandb_records(run_file)
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
 def _history(records: list) -> list[dict]:
     rows = []
     for rec in records:
@@ -54,10 +66,10 @@ def _history(records: list) -> list[dict]:
 
 
 def test_wandb_offline_run_holds_the_logged_metrics(make_cfg, tmp_path: Path) -> None:
-    res = train(make_cfg(SMOKE + ["attention=linear", "pos_enc=convspe", "seed=2"]))
+    res = train(make_cfg(SMOKE + ["attention=linear", "pos_enc=convspe", "seed=2", "tags=[mine]"]))
     run_dir = tmp_path / "run"
     [run_file] = run_dir.glob("wandb/offline-run-*/run-*.wandb")
-    records = read_wandb_records(run_file)
+    records = read_finished_run(run_file)
     history = _history(records)
     logged = {k: v for row in history for k, v in row.items()}
     for key in ("test/acc", "test/loss", "val/acc", "val/acc_best"):
@@ -66,7 +78,7 @@ def test_wandb_offline_run_holds_the_logged_metrics(make_cfg, tmp_path: Path) ->
     [run] = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     assert run.run_id == run_id(run_dir)
     assert run.run_group == "listops/linear/convspe" and run.display_name == "listops/linear/convspe/s2"
-    assert {"listops", "linear", "convspe", "adhoc"} <= set(run.tags)
+    assert {"listops", "linear", "convspe", "adhoc", "mine"} <= set(run.tags)
     config = {}
     for rec in records:
         if rec.WhichOneof("record_type") == "config":
@@ -82,10 +94,10 @@ def test_wandb_resumes_the_same_run_id(make_cfg, tmp_path: Path) -> None:
     train(make_cfg(run))
     files = sorted((tmp_path / "run").glob("wandb/offline-run-*/run-*.wandb"))
     assert len(files) == 2
-    ids = {r.run.run_id for f in files for r in read_wandb_records(f) if r.WhichOneof("record_type") == "run"}
+    ids = {r.run.run_id for f in files for r in read_finished_run(f) if r.WhichOneof("record_type") == "run"}
     assert ids == {run_id(tmp_path / "run")}
     # the failed attempt's W&B run was closed with a non-zero exit code
-    exits = [r.exit.exit_code for r in read_wandb_records(files[0]) if r.WhichOneof("record_type") == "exit"]
+    exits = [r.exit.exit_code for r in read_finished_run(files[0]) if r.WhichOneof("record_type") == "exit"]
     assert exits and exits[-1] != 0
 
 

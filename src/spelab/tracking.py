@@ -87,7 +87,9 @@ def _build_wandb(cfg: DictConfig, lcfg: DictConfig, output_dir: Path, rid: str |
 
     offline = bool(lcfg.get("offline", True)) and not bool(cfg.get("wandb_online", False))
     try:
-        logger = hydra.utils.instantiate(lcfg, offline=offline, id=rid or run_id(output_dir))
+        tags = [str(t) for t in list(lcfg.get("tags") or []) + list(cfg.get("tags") or [])]
+        logger = hydra.utils.instantiate(lcfg, offline=offline, id=rid or run_id(output_dir),
+                                         tags=list(dict.fromkeys(tags)))
         experiment = logger.experiment  # starts the run now, so a failure surfaces here
         experiment.config.update(OmegaConf.to_container(cfg, resolve=True), allow_val_change=True)
         for key, summary in (("val/acc", "max"), ("val/loss", "min"), ("val/acc_best", "max")):
