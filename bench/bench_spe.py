@@ -7,6 +7,7 @@ Ratios are measured in this one process (research/perf.md §5.2-5.3):
 - time (Performer + sineSPE) / Performer: CPU N=1024, B=4 <= 2.5x; GPU N=16384, B=2 <= 2.0x   [G7]
 - peak memory (Performer + sineSPE) / Performer, GPU N=16384, B=2 <= 2.0x                    [G9]
 - time (Performer + convSPE) / Performer, GPU N=16384, B=2 <= 3x (CPU: reported)             [G8]
+- the sineSPE ratios again with bf16 autocast on both sides (GPU only; how GPU training runs)
 - memory per token flat in N with sineSPE: peak(N=16k, B=1) / peak(N=1k, B=16) <= 2 on GPU;
   on CPU saved bytes of N=2048, B=1 over N=256, B=8                                          [G6]
 
@@ -15,6 +16,7 @@ Ratios are measured in this one process (research/perf.md §5.2-5.3):
 from __future__ import annotations
 
 import argparse
+import statistics
 from dataclasses import dataclass
 
 import torch
@@ -42,21 +44,21 @@ class Sizes:
     flat: tuple[tuple[int, int], tuple[int, int]]  # (N, B) long and short, same tokens
     repeats: int
     warmup: int
-    max_seconds: float
     time_target: float    # sineSPE time ratio
     conv_target: float | None
 
 
-CPU = Sizes(length=1024, batch=4, flat=((2048, 1), (256, 8)), repeats=5, warmup=1, max_seconds=6.0,
+CPU = Sizes(length=1024, batch=4, flat=((2048, 1), (256, 8)), repeats=3, warmup=1,
             time_target=2.5, conv_target=None)
-GPU = Sizes(length=16384, batch=2, flat=((16384, 1), (1024, 16)), repeats=10, warmup=3, max_seconds=10.0,
+GPU = Sizes(length=16384, batch=2, flat=((16384, 1), (1024, 16)), repeats=10, warmup=3,
             time_target=2.0, conv_target=3.0)
 
 
 class Case:
     """Inputs and modules of one configuration; `run()` is one fwd+bwd, `forward()` the forward only."""
 
-    def __init__(self, scheme: str | None, length: int, batch: int, device: torch.device) -> None:
+    def __init__(self, scheme: str | None, length: int, batch: int, device: torch.device, amp: bool = False) -> None:
+        self.amp = amp
         g = torch.Generator(device="cpu").manual_seed(0)
         shape = (batch, length, HEADS, DIM)
         self.q, self.k, self.v = (torch.randn(shape, generator=g).to(device).requires_grad_() for _ in range(3))
@@ -71,8 +73,9 @@ class Case:
         self.leaves = [self.q, self.k, self.v] + (list(self.spe.parameters()) if self.spe is not None else [])
 
     def forward(self) -> torch.Tensor:
-        q, k = (self.q, self.k) if self.spe is None else self.spe(self.q, self.k)
-        return self.attn(q, k, self.v)
+        with torch.autocast(self.q.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            q, k = (self.q, self.k) if self.spe is None else self.spe(self.q, self.k)
+            return self.attn(q, k, self.v)
 
     def run(self) -> None:
         out = self.forward()
@@ -83,9 +86,17 @@ class Bench:
     def __init__(self, device: torch.device, sizes: Sizes) -> None:
         self.dev, self.s, self.cuda = device, sizes, device.type == "cuda"
 
-    def _time(self, case: Case) -> float:
-        return time_fn(case.run, self.dev, repeats=self.s.repeats, warmup=self.s.warmup,
-                       max_seconds=self.s.max_seconds)
+    def _times(self, *cases: Case) -> list[float]:
+        """Median fwd+bwd time of each case, timed in alternation (A B C A B C ...) so that a change of
+        machine load during the measurement affects all of them alike."""
+        for case in cases:
+            for _ in range(self.s.warmup):
+                case.run()
+        samples: list[list[float]] = [[] for _ in cases]
+        for _ in range(self.s.repeats):
+            for case, out in zip(cases, samples):
+                out.append(time_fn(case.run, self.dev, repeats=1, warmup=0))
+        return [statistics.median(x) for x in samples]
 
     def _memory(self, case: Case) -> float:
         """Peak CUDA memory of fwd+bwd (GPU) or bytes saved for backward (CPU), in MiB."""
@@ -96,17 +107,15 @@ class Bench:
     def overhead(self) -> list[Result]:
         s = self.s
         shape = f"N={s.length}, B={s.batch}"
-        base = Case(None, s.length, s.batch, self.dev)
-        t_base, m_base = self._time(base), self._memory(base)
-        del base
+        cases = {name: Case(name, s.length, s.batch, self.dev) for name in (None, "sine", "conv")}
+        memory = {name: self._memory(case) for name, case in cases.items()}
+        times = dict(zip(cases, self._times(*cases.values())))
+        del cases
+        t_base, m_base = times[None], memory[None]
         results = [Result(f"Performer fwd+bwd ({shape})", t_base * 1e3, "ms"),
                    Result(f"Performer {'peak' if self.cuda else 'saved'} memory ({shape})", m_base, "MiB")]
         for scheme, target in (("sine", s.time_target), ("conv", s.conv_target)):
-            case = Case(scheme, s.length, s.batch, self.dev)
-            t, m = self._time(case), self._memory(case)
-            del case
-            if self.cuda:
-                torch.cuda.empty_cache()
+            t, m = times[scheme], memory[scheme]
             results += [
                 Result(f"Performer+{scheme}SPE fwd+bwd ({shape})", t * 1e3, "ms"),
                 Result(f"{scheme}SPE time ratio over Performer ({shape})", t / t_base, "x", target, "<=",
@@ -116,6 +125,23 @@ class Bench:
                        note="G9" if scheme == "sine" else ""),
             ]
         return results
+
+    def autocast(self) -> list[Result]:
+        """The same sineSPE ratios with bf16 autocast on both sides (how GPU training runs)."""
+        if not self.cuda:
+            return []
+        s = self.s
+        shape = f"N={s.length}, B={s.batch}, bf16 autocast"
+        base = Case(None, s.length, s.batch, self.dev, amp=True)
+        case = Case("sine", s.length, s.batch, self.dev, amp=True)
+        m_base, m = self._memory(base), self._memory(case)
+        t_base, t = self._times(base, case)
+        return [Result(f"Performer fwd+bwd ({shape})", t_base * 1e3, "ms"),
+                Result(f"Performer+sineSPE fwd+bwd ({shape})", t * 1e3, "ms"),
+                Result(f"sineSPE time ratio over Performer ({shape})", t / t_base, "x", s.time_target, "<=",
+                       note="G7, bf16"),
+                Result(f"sineSPE peak memory ratio over Performer ({shape})", m / m_base, "x", 2.0, "<=",
+                       note="G9, bf16")]
 
     def memory_flat(self) -> list[Result]:
         (n_long, b_long), (n_short, b_short) = self.s.flat
@@ -131,7 +157,7 @@ def main(device: str = "cpu") -> list[Result]:
     torch.manual_seed(0)
     b = Bench(dev, GPU if dev.type == "cuda" else CPU)
     results: list[Result] = []
-    for part in (b.overhead, b.memory_flat):
+    for part in (b.overhead, b.autocast, b.memory_flat):
         rs = part()
         print_results(rs, title=f"spe.{part.__name__} ({dev.type})")
         results += rs

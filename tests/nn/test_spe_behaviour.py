@@ -150,3 +150,19 @@ def test_bad_call_arguments_raise(kind):
     for message, call in cases.items():
         with pytest.raises(ValueError, match=message):
             call()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_autocast_bfloat16_close_to_float32(kind):
+    """Under autocast the matmul-heavy parts run in bf16 (as torch.matmul would): close to fp32."""
+    spe = KINDS[kind](gated=True)
+    q, k = _qk(40, dtype=torch.float32)
+    q.requires_grad_()
+    code = spe.draw(40)
+    ref_q, ref_k = spe(q, k, code=code)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got_q, got_k = spe(q, k, code=code)
+    for got, ref in ((got_q, ref_q), (got_k, ref_k)):
+        assert ((got.float() - ref).norm() / ref.norm()) < 3e-2
+    grads = torch.autograd.grad(got_q.float().sum(), [q, *spe.parameters()], allow_unused=True)
+    assert all(g is None or torch.isfinite(g).all() for g in grads) and grads[0].dtype == torch.float32

@@ -107,6 +107,12 @@ class ConvSPE(StochasticPositionalEncoding):
             window = code.noise()[offset:offset + n + self.kernel_size - 1].unfold(0, self.kernel_size, 1)
             return (torch.einsum("nhdrj,hdj->nhdr", window, phi_q.to(window.dtype)),
                     torch.einsum("nhdrj,hdj->nhdr", window, phi_k.to(window.dtype)))
+        with torch.autocast(code.spectrum.device.type, enabled=False):  # FFTs in the code's precision
+            return self._fft_codes(code, offset, n, phi_q, phi_k)
+
+    @staticmethod
+    def _fft_codes(code: ConvCode, offset: int, n: int, phi_q: torch.Tensor, phi_k: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
         out = []
         for phi in (phi_q, phi_k):
             # cross-correlation with φ = product with conj(rfft(φ)) in the frequency domain

@@ -61,9 +61,12 @@ def sine_features(freq: torch.Tensor, phase: torch.Tensor | None, start: int, n:
 
 
 def _chunk(batch: int, heads: int, per_position: int, n: int, chunk: int | None) -> int:
+    """Positions per chunk: at most `chunk` (default: CHUNK_ELEMENTS per temporary), equal-sized."""
     if chunk is None:
         chunk = CHUNK_ELEMENTS // max(1, batch * heads * per_position)
-    return max(1, min(n, chunk))
+    chunk = max(1, min(n, chunk))
+    pieces = -(-n // chunk)
+    return -(-n // pieces)  # no tiny last chunk
 
 
 def _features_times(x: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
@@ -107,9 +110,10 @@ class _SineProjection(torch.autograd.Function):
         gh = grad.to(x.dtype).permute(2, 0, 1, 3).contiguous()                        # (H, B, N, R)
         w = weight.to(x.dtype).reshape(heads, dim * two_k, reals)
         dx = torch.empty_like(xh) if need_x else None
-        dw = torch.zeros_like(w) if need_w else None
-        dfreq = torch.zeros(heads, dim, k, dtype=x.dtype, device=x.device) if need_f else None
-        dphase = torch.zeros(heads, dim, k, dtype=x.dtype, device=x.device) if need_p else None
+        acc = torch.promote_types(x.dtype, torch.float32)  # parameter gradients sum over all positions
+        dw = torch.zeros(w.shape, dtype=acc, device=x.device) if need_w else None
+        dfreq = torch.zeros(heads, dim, k, dtype=acc, device=x.device) if need_f else None
+        dphase = torch.zeros(heads, dim, k, dtype=acc, device=x.device) if need_p else None
         for s in range(0, n, ctx.step):
             e = min(n, s + ctx.step)
             rows = batch * (e - s)
@@ -127,8 +131,8 @@ class _SineProjection(torch.autograd.Function):
                     if need_p:
                         dphase += d_angle.sum(1)
                     if need_f:
-                        t = torch.arange(ctx.offset + s, ctx.offset + e, device=x.device, dtype=x.dtype)
-                        dfreq += (2 * math.pi) * torch.einsum("hndk,n->hdk", d_angle, t)
+                        t = torch.arange(ctx.offset + s, ctx.offset + e, device=x.device, dtype=acc)
+                        dfreq += (2 * math.pi) * torch.einsum("hndk,n->hdk", d_angle.to(acc), t)
             if need_w:
                 dw += torch.matmul(_features_times(xh[:, :, s:e], omega).transpose(1, 2), gc)
         return (dx.permute(1, 2, 0, 3) if need_x else None,
@@ -140,7 +144,14 @@ class _SineProjection(torch.autograd.Function):
 
 def sine_project(x: torch.Tensor, freq: torch.Tensor, phase: torch.Tensor | None, weight: torch.Tensor,
                  offset: int = 0, chunk: int | None = None) -> torch.Tensor:
-    """Fast q̂ (or k̂ with phase=None): x (B, N, H, D), freq/phase (H, D, K), weight (H, D, 2K, R)."""
+    """Fast q̂ (or k̂ with phase=None): x (B, N, H, D), freq/phase (H, D, K), weight (H, D, 2K, R).
+
+    Under autocast the features and matmuls run in the autocast dtype (as torch.matmul would); the
+    angles are always computed in float32 or wider, and parameter gradients are accumulated in float32.
+    """
+    device_type = x.device.type
+    if torch.is_autocast_enabled(device_type):
+        x = x.to(torch.get_autocast_dtype(device_type))
     return _SineProjection.apply(x, freq, phase, weight, offset, chunk)
 
 
