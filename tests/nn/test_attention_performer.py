@@ -124,3 +124,12 @@ def test_redraw_keeps_pending_graphs_valid() -> None:
     assert not torch.equal(p1, att.projection)
     (first.sum() + second.sum()).backward()
     assert torch.isfinite(q.grad).all()
+
+
+def test_redraw_schedule_survives_a_checkpoint() -> None:
+    att = PerformerAttention(8, num_features=16, redraw=3).train()
+    assert _changes(att, 2) == [False, False]
+    resumed = PerformerAttention(8, num_features=16, redraw=3).train()
+    resumed.load_state_dict(att.state_dict())
+    torch.testing.assert_close(resumed.projection, att.projection)
+    assert _changes(resumed, 4) == [False, True, False, False]  # calls 3..6 of the same schedule

@@ -59,6 +59,14 @@ class PerformerAttention(KernelAttention):
         p = self.projection
         self.projection = orthogonal_gaussian_matrix(self.num_features, self.head_dim, device=p.device, dtype=p.dtype)
 
+    # The redraw counter travels in state_dict (as extra state, no device tensor and no host sync),
+    # so a run resumed from a checkpoint redraws on the same steps as an uninterrupted one.
+    def get_extra_state(self) -> dict:
+        return {"train_calls": self._train_calls}
+
+    def set_extra_state(self, state: dict) -> None:
+        self._train_calls = int(state.get("train_calls", 0)) if isinstance(state, dict) else 0
+
     def _prepare(self) -> None:
         if not self.training or self.redraw == "never":
             return
