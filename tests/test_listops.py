@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from spelab.errors import DataError, MissingDataError
+
 from spelab.data.lra import listops_generator as gen
 from spelab.data.lra.listops import (LEGACY_VOCAB, VOCAB, ListOpsDataModule, ListOpsTokenizer, find_official_dir,
                                      read_listops_tsv, tokenize)
@@ -173,7 +175,7 @@ def test_official_reader_and_layouts(tmp_path: Path, layout: str) -> None:
 
 def test_missing_official_dir_names_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(MissingDataError) as err:
         ListOpsDataModule(str(missing), source="official")
     assert str(missing) in str(err.value) and "lra_release" in str(err.value)
 
@@ -181,8 +183,12 @@ def test_missing_official_dir_names_the_path(tmp_path: Path) -> None:
 def test_bad_header_and_bad_options(tmp_path: Path) -> None:
     bad = tmp_path / "basic_train.tsv"
     bad.write_text("a\tb\n( [MIN 1 ] )\t1\n")
-    with pytest.raises(ValueError, match="Source"):
+    with pytest.raises(DataError, match="Source"):
         read_listops_tsv(bad)
+    bad.write_text("Source\tTarget\n( [MIN 1 ] )\t1\n( [MAX 2 ] )\t12\n")
+    with pytest.raises(DataError) as err:
+        read_listops_tsv(bad)
+    assert err.value.line == 3 and "0..9" in str(err.value)
     with pytest.raises(ValueError, match="task.datamodule.source"):
         ListOpsDataModule(str(tmp_path), source="web")
     with pytest.raises(ValueError, match="generator.num_train"):

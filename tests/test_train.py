@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import ATTENTIONS, POS_ENCS, ROOT
+from spelab.errors import MissingDataError
 from spelab.train import train
 
 SMOKE = ["debug=smoke", "logger=csv"]
@@ -98,7 +99,7 @@ def test_bad_size_fails_at_once_naming_the_key(make_cfg, tmp_path: Path, overrid
 
 def test_missing_official_data_fails_naming_the_path(make_cfg, tmp_path: Path) -> None:
     missing = tmp_path / "no_lra_release"
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(MissingDataError) as err:
         train(make_cfg(SMOKE + ["task.datamodule.source=official", f"task.datamodule.data_dir={missing}"]))
     assert str(missing) in str(err.value) and "lra_release.gz" in str(err.value)
 

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from spelab.data.base import SPLITS, SequenceDataModule
 from spelab.data.lra import listops_generator
+from spelab.errors import DataError, MissingDataError
 
 # Fixed upstream tokenizer (google-research/long-range-arena c209b2a4): `]` -> X, round brackets dropped.
 VOCAB = ("[MIN", "[MAX", "[MED", "[SM", "X") + tuple(str(v) for v in range(10))
@@ -56,24 +57,43 @@ class ListOpsTokenizer:
 
 
 def read_listops_tsv(path: str | Path) -> list[tuple[str, int]]:
-    """Rows (source, target) of an official-format ListOps TSV (header `Source\\tTarget`)."""
+    """Rows (source, target) of an official-format ListOps TSV (header `Source\tTarget`).
+
+    A missing file raises MissingDataError, a malformed one DataError naming the file and line."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"ListOps file not found: {path}. {DOWNLOAD_HINT}")
-    with open(path, newline="") as f:
-        reader = csv.reader(f, delimiter="\t")
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:2]] != ["Source", "Target"]:
-            raise ValueError(f"{path}: expected the header 'Source<TAB>Target', got {header!r}")
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            try:
-                rows.append((row[0], int(float(row[1]))))
-            except (IndexError, ValueError) as err:
-                raise ValueError(f"{path}:{line}: bad ListOps row {row!r} ({err})") from None
+        raise MissingDataError(path, "ListOps file not found", hint=DOWNLOAD_HINT)
+    rows = []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f, delimiter="\t")
+            header = next(reader, None)
+            if header is None or [h.strip() for h in header[:2]] != ["Source", "Target"]:
+                raise DataError(path, f"expected the header 'Source<TAB>Target', got {header!r}", line=1)
+            for row in reader:
+                if not row:
+                    continue
+                if len(row) != 2:
+                    raise DataError(path, f"expected 2 tab-separated fields (Source, Target), got {len(row)}",
+                                    line=reader.line_num)
+                rows.append((row[0], _target(row[1], path, reader.line_num)))
+    except UnicodeDecodeError as err:
+        raise DataError(path, f"not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except csv.Error as err:
+        raise DataError(path, f"malformed TSV ({err})") from None
     return rows
+
+
+def _target(text: str, path: Path, line: int) -> int:
+    """A class label 0..9 (written as an int, or a float with an integral value)."""
+    try:
+        value = float(text)
+        label = int(value)
+    except (ValueError, OverflowError):
+        raise DataError(path, f"Target {text!r} is not an integer", line=line) from None
+    if label != value or not 0 <= label <= 9:
+        raise DataError(path, f"Target {text!r} is not an integer in 0..9", line=line)
+    return label
 
 
 def find_official_dir(data_dir: str | Path, task: str = "basic") -> Path:
@@ -84,9 +104,9 @@ def find_official_dir(data_dir: str | Path, task: str = "basic") -> Path:
     for cand in candidates:
         if all((cand / f"{task}_{split}.tsv").is_file() for split in SPLITS):
             return cand
-    raise FileNotFoundError(
-        f"task.datamodule.data_dir={root}: no ListOps files {task}_{{train,val,test}}.tsv in "
-        f"{', '.join(str(c) for c in candidates)}. {DOWNLOAD_HINT}")
+    raise MissingDataError(
+        root, f"task.datamodule.data_dir: no ListOps files {task}_{{train,val,test}}.tsv in "
+        f"{', '.join(str(c) for c in candidates)}", hint=DOWNLOAD_HINT)
 
 
 class ListOpsDataset(Dataset):
