@@ -1,7 +1,8 @@
 """Shared benchmark harness: timing, memory, result records with targets, JSON + markdown output.
 
-Every benchmark module `bench/bench_<name>.py` exposes `main(device: str) -> list[Result]`;
-`python -m bench.run_all --device cpu|cuda` runs them all and writes `bench/results/`.
+Every benchmark module `bench/bench_<name>.py` exposes `main(device: str) -> list[Result]` and
+usually calls `write_results("<name>", device, results)` itself; `python -m bench.run_all --device
+cpu|cuda` runs them all (writing a module's files when it did not) plus a summary in `bench/results/`.
 Ratios are always measured inside one process (same machine, same load), medians after warm-up.
 """
 from __future__ import annotations
