@@ -113,14 +113,17 @@ def make_spe(kind: str, gated: bool, kernel_size: int = 4):
     return spe.double()
 
 
-@pytest.mark.parametrize("kind", ["sine", "conv"])
+PATHS = [("sine", "features"), ("sine", "code"), ("conv", None)]
+
+
+@pytest.mark.parametrize("kind,strategy", PATHS)
 @pytest.mark.parametrize("gated", [False, True])
 @pytest.mark.parametrize("n,offset,length", [(13, 0, 13), (9, 5, 20), (1, 17, 18)])
-def test_fast_path_equals_naive_for_the_same_draw(kind, gated, n, offset, length):
-    """n=13/9 take the FFT path of convSPE, n=1 the direct one; the sine path runs in chunks of 4."""
+def test_fast_path_equals_naive_for_the_same_draw(kind, strategy, gated, n, offset, length):
+    """n=13/9 take the FFT path of convSPE, n=1 the direct one; both sine paths run in chunks of 4."""
     spe = make_spe(kind, gated)
     if kind == "sine":
-        spe.chunk = 4
+        spe.chunk, spe.strategy = 4, strategy
     q = torch.randn(2, n, 3, 4, dtype=torch.float64)
     k = torch.randn(2, n, 3, 4, dtype=torch.float64)
     code = spe.draw(length)
@@ -132,15 +135,16 @@ def test_fast_path_equals_naive_for_the_same_draw(kind, gated, n, offset, length
     torch.testing.assert_close(khat, ref_k, rtol=1e-10, atol=1e-12)
 
 
-def test_sine_projection_gradients_match_finite_differences():
-    """The hand-written backward of the factorised sine path (several chunks, query and key sides)."""
+@pytest.mark.parametrize("strategy", ["features", "code"])
+def test_sine_projection_gradients_match_finite_differences(strategy):
+    """The hand-written backwards of the sine paths (several chunks, query and key sides)."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 5, 2, 3, dtype=torch.float64, generator=g, requires_grad=True)
     f = (torch.rand(2, 3, 4, dtype=torch.float64, generator=g) * 0.5).requires_grad_()
     p = torch.randn(2, 3, 4, dtype=torch.float64, generator=g, requires_grad=True)
     w = torch.randn(2, 3, 8, 6, dtype=torch.float64, generator=g, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x, f, p, w: sine_project(x, f, p, w, 7, 2), (x, f, p, w))
-    assert torch.autograd.gradcheck(lambda x, f, w: sine_project(x, f, None, w, 3, 3), (x, f, w))
+    assert torch.autograd.gradcheck(lambda x, f, p, w: sine_project(x, f, p, w, 7, 2, strategy), (x, f, p, w))
+    assert torch.autograd.gradcheck(lambda x, f, w: sine_project(x, f, None, w, 3, 3, strategy), (x, f, w))
 
 
 def test_conv_noise_is_white_unit_variance():
@@ -160,14 +164,14 @@ CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch
 
 
 @pytest.mark.parametrize("device", ["cpu", CUDA])
-@pytest.mark.parametrize("kind", ["sine", "conv"])
-def test_float32_matches_float64_reference(kind, device):
+@pytest.mark.parametrize("kind,strategy", PATHS)
+def test_float32_matches_float64_reference(kind, strategy, device):
     """Forward and gradients in fp32 (several sine chunks, conv FFT) against the CPU fp64 naive."""
     torch.manual_seed(0)
     spe = (SineSPE(4, 16, num_realizations=32, num_sines=5) if kind == "sine"
            else ConvSPE(4, 16, num_realizations=32, kernel_size=16)).double()
     if kind == "sine":
-        spe.chunk = 64
+        spe.chunk, spe.strategy = 64, strategy
     q = torch.randn(2, 300, 4, 16, dtype=torch.float64, requires_grad=True)
     k = torch.randn(2, 300, 4, 16, dtype=torch.float64, requires_grad=True)
     code = spe.draw(320)

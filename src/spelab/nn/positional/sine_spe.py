@@ -26,6 +26,7 @@ from spelab.nn.positional.spe import StochasticPositionalEncoding
 
 # elements of the (H, B, n, D, 2K) temporaries per chunk of positions (2^25 fp32 = 128 MiB)
 CHUNK_ELEMENTS = 2**25
+STRATEGIES = ("features", "code")
 
 
 @dataclass
@@ -39,8 +40,9 @@ class SineCode:
 
 
 def sine_features(freq: torch.Tensor, phase: torch.Tensor | None, start: int, n: int,
-                  dtype: torch.dtype) -> torch.Tensor:
-    """Ω at positions start ... start+n-1: (H, n, D, 2K) = [cos a, sin a], a = 2π f t (+ θ).
+                  dtype: torch.dtype, position_axis: int = 1) -> torch.Tensor:
+    """Ω at positions start ... start+n-1: [cos a, sin a], a = 2π f t (+ θ), of shape (H, n, D, 2K)
+    (position_axis=1) or (H, D, n, 2K) (position_axis=2).
 
     The phase at `start` is reduced modulo one cycle in float64 on the small (H, D, K) tensor, so a
     large offset keeps its precision; within the chunk the angle grows by 2π f per position.
@@ -51,8 +53,11 @@ def sine_features(freq: torch.Tensor, phase: torch.Tensor | None, start: int, n:
     base = (2 * math.pi * (start_cycles - torch.floor(start_cycles))).to(calc)            # (H, D, K)
     if phase is not None:
         base = base + phase.detach().to(calc)
-    steps = torch.arange(n, device=f.device, dtype=calc)[None, :, None, None]
-    angle = torch.addcmul(base[:, None], steps, f.to(calc)[:, None], value=2 * math.pi)  # (H, n, D, K)
+    shape = [1, 1, 1, 1]
+    shape[position_axis] = n
+    steps = torch.arange(n, device=f.device, dtype=calc).view(shape)
+    angle = torch.addcmul(base.unsqueeze(position_axis), steps, f.to(calc).unsqueeze(position_axis),
+                          value=2 * math.pi)
     k = f.shape[-1]
     omega = torch.empty(*angle.shape[:-1], 2 * k, device=f.device, dtype=dtype)
     torch.cos(angle, out=omega[..., :k])
@@ -142,9 +147,85 @@ class _SineProjection(torch.autograd.Function):
                 None, None)
 
 
+class _SineCodeProjection(torch.autograd.Function):
+    """Same map as _SineProjection, through a transient chunk of the code instead of x ⊗ Ω.
+
+    Per chunk of positions: C = Ω W (H, D, n, R) by one batched matmul, then q̂ = Σ_d x_d C_d by one
+    (B × D)(D × R) matmul per (head, position); the backward recomputes C. Everything is a matmul
+    (no broadcast elementwise passes), and the temporaries do not grow with the batch.
+    """
+
+    @staticmethod
+    def forward(ctx, x, freq, phase, weight, offset, chunk):  # noqa: D401 (autograd signature)
+        batch, n, heads, dim = x.shape
+        reals = weight.shape[-1]
+        step = _chunk(1, heads, dim * reals, n, chunk)
+        with torch.autocast(x.device.type, enabled=False):
+            xh = x.permute(2, 1, 0, 3).contiguous()                                   # (H, N, B, D)
+            w = weight.to(x.dtype)
+            out = x.new_empty(heads, n, batch, reals)
+            for s in range(0, n, step):
+                e = min(n, s + step)
+                omega = sine_features(freq, phase, offset + s, e - s, x.dtype, position_axis=2)
+                code = torch.matmul(omega, w)                                             # (H, D, n, R)
+                for h in range(heads):
+                    torch.bmm(xh[h, s:e], code[h].transpose(0, 1), out=out[h, s:e])
+        ctx.save_for_backward(x, freq, phase, weight)
+        ctx.offset, ctx.step = offset, step
+        return out.permute(2, 1, 0, 3)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, freq, phase, weight = ctx.saved_tensors
+        need_x, need_f, need_p, need_w = ctx.needs_input_grad[:4]
+        need_p = need_p and phase is not None
+        need_code = need_f or need_p or need_w
+        batch, n, heads, dim = x.shape
+        k, reals = weight.shape[-2] // 2, weight.shape[-1]
+        xh = x.permute(2, 1, 0, 3).contiguous()                                       # (H, N, B, D)
+        gh = grad.to(x.dtype).permute(2, 1, 0, 3).contiguous()                        # (H, N, B, R)
+        w = weight.to(x.dtype)
+        acc = torch.promote_types(x.dtype, torch.float32)
+        dx = torch.empty_like(xh) if need_x else None
+        dw = torch.zeros(w.shape, dtype=acc, device=x.device) if need_w else None
+        dfreq = torch.zeros(heads, dim, k, dtype=acc, device=x.device) if need_f else None
+        dphase = torch.zeros(heads, dim, k, dtype=acc, device=x.device) if need_p else None
+        for s in range(0, n, ctx.step):
+            e = min(n, s + ctx.step)
+            omega = sine_features(freq, phase, ctx.offset + s, e - s, x.dtype, position_axis=2)
+            code = torch.matmul(omega, w) if need_x else None                            # (H, D, n, R)
+            d_code = x.new_empty(heads, dim, e - s, reals) if need_code else None
+            for h in range(heads):
+                if need_x:
+                    torch.bmm(gh[h, s:e], code[h].permute(1, 2, 0), out=dx[h, s:e])
+                if need_code:
+                    d_code[h].transpose(0, 1).copy_(torch.bmm(xh[h, s:e].transpose(1, 2), gh[h, s:e]))
+            if need_w:
+                dw += torch.matmul(omega.transpose(-1, -2), d_code)
+            if need_f or need_p:
+                d_omega = torch.matmul(d_code, w.transpose(-1, -2))                       # (H, D, n, 2K)
+                cos, sin = omega.split(k, dim=-1)
+                d_cos, d_sin = d_omega.split(k, dim=-1)
+                d_angle = (d_sin * cos - d_cos * sin).to(acc)                            # (H, D, n, K)
+                if need_p:
+                    dphase += d_angle.sum(2)
+                if need_f:
+                    t = torch.arange(ctx.offset + s, ctx.offset + e, device=x.device, dtype=acc)
+                    dfreq += (2 * math.pi) * torch.einsum("hdnk,n->hdk", d_angle, t)
+        return (dx.permute(2, 1, 0, 3) if need_x else None,
+                dfreq.to(freq.dtype) if need_f else None,
+                dphase.to(phase.dtype) if need_p else None,
+                dw.to(weight.dtype) if need_w else None,
+                None, None)
+
+
 def sine_project(x: torch.Tensor, freq: torch.Tensor, phase: torch.Tensor | None, weight: torch.Tensor,
-                 offset: int = 0, chunk: int | None = None) -> torch.Tensor:
+                 offset: int = 0, chunk: int | None = None, strategy: str = "auto") -> torch.Tensor:
     """Fast q̂ (or k̂ with phase=None): x (B, N, H, D), freq/phase (H, D, K), weight (H, D, 2K, R).
+
+    strategy: "features" (x ⊗ Ω then one matmul with W), "code" (a transient chunk of the code
+    C = Ω W, then per-position matmuls) or "auto": "code" on CUDA, where its matmuls beat the broadcast
+    passes of "features", and "features" elsewhere. Both compute the same function.
 
     Under autocast the features and matmuls run in the autocast dtype (as torch.matmul would); the
     angles are always computed in float32 or wider, and parameter gradients are accumulated in float32.
@@ -152,7 +233,12 @@ def sine_project(x: torch.Tensor, freq: torch.Tensor, phase: torch.Tensor | None
     device_type = x.device.type
     if torch.is_autocast_enabled(device_type):
         x = x.to(torch.get_autocast_dtype(device_type))
-    return _SineProjection.apply(x, freq, phase, weight, offset, chunk)
+    if strategy == "auto":
+        strategy = "code" if device_type == "cuda" else "features"
+    if strategy not in STRATEGIES:
+        raise ValueError(f"sine_project: strategy must be one of {STRATEGIES + ('auto',)}, got {strategy!r}")
+    function = _SineCodeProjection if strategy == "code" else _SineProjection
+    return function.apply(x, freq, phase, weight, offset, chunk)
 
 
 class SineSPE(StochasticPositionalEncoding):
@@ -170,6 +256,7 @@ class SineSPE(StochasticPositionalEncoding):
         gains = torch.randn(shape)
         self.gains = torch.nn.Parameter(2.0 * gains / gains.norm(dim=-1, keepdim=True).sqrt())
         self.chunk: int | None = None  # positions per chunk of the fast path; None: automatic
+        self.strategy = "auto"  # see sine_project
 
     def frequencies(self) -> torch.Tensor:
         """f = sigmoid(freqs) / 2, cycles per position in (0, 0.5): (H, D, K)."""
@@ -204,8 +291,8 @@ class SineSPE(StochasticPositionalEncoding):
     def _project(self, q, k, code, offset, keep):
         weight = self.mixing_weight(code, keep)
         freq = self.frequencies()
-        qhat = sine_project(q, freq, self.offsets, weight, offset, self.chunk)
-        khat = sine_project(k, freq, None, weight, offset, self.chunk)
+        qhat = sine_project(q, freq, self.offsets, weight, offset, self.chunk, self.strategy)
+        khat = sine_project(k, freq, None, weight, offset, self.chunk, self.strategy)
         return qhat, khat
 
     def _raw_kernel(self, lags: torch.Tensor) -> torch.Tensor:
