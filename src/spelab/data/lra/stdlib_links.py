@@ -100,8 +100,11 @@ def build_link_pairs(root: Path | None = None, seed: int = 0, min_bytes: int = 1
     pos = sorted(edges)
     rng.shuffle(pos)
     ordered = sorted(names)
+    if len(ordered) < 2:
+        raise ValueError(f"need at least 2 parseable modules under {root}, found {len(ordered)}")
+    n_neg = min(len(pos), len(ordered) * (len(ordered) - 1) // 2 - len(edges))
     neg = set()
-    while len(neg) < len(pos):
+    while len(neg) < n_neg:
         a, b = rng.sample(ordered, 2)
         pair = tuple(sorted((a, b)))
         if pair not in edges:
