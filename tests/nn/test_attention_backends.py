@@ -253,3 +253,18 @@ def test_softmax_mask_decision_follows_in_place_changes() -> None:
     out = att(q, k, v, key_padding_mask=mask)
     torch.testing.assert_close(out[~mask], _kernel_reference(att, q, k, v, False, mask)[~mask])
     assert not torch.allclose(out[0], first[0])
+
+
+@pytest.mark.parametrize("name", list(BACKENDS))
+def test_runs_under_inference_mode(name: str) -> None:
+    """Inference tensors carry no version counter (the softmax mask cache must cope)."""
+    att = _make(name)
+    q, k, v = _qkv(n=8)
+    mask = torch.zeros(2, 8, dtype=torch.bool)
+    mask[1, 6:] = True
+    want = att(q, k, v, causal=True, key_padding_mask=mask)
+    with torch.inference_mode():
+        mask_i = mask.clone()
+        for _ in range(2):
+            got = att(q, k, v, causal=True, key_padding_mask=mask_i)
+            torch.testing.assert_close(got[~mask], want[~mask])

@@ -37,8 +37,12 @@ def _padding_layout(mask: torch.Tensor) -> tuple[bool, bool]:
     layer, so only the first layer waits for the device.
     """
     global _layout_cache
+    try:
+        version = mask._version
+    except RuntimeError:  # inference tensors track no version: decide afresh, do not cache
+        version = None
     cached = _layout_cache
-    if cached is not None and cached[0]() is mask and cached[1] == mask._version:
+    if version is not None and cached is not None and cached[0]() is mask and cached[1] == version:
         return cached[2]
     any_pad = mask.any()
     if mask.shape[1] > 1:
@@ -46,7 +50,8 @@ def _padding_layout(mask: torch.Tensor) -> tuple[bool, bool]:
     else:
         right_only = torch.ones((), dtype=torch.bool, device=mask.device)
     flags = tuple(bool(x) for x in torch.stack([any_pad, right_only]).tolist())
-    _layout_cache = (weakref.ref(mask), mask._version, flags)
+    if version is not None:
+        _layout_cache = (weakref.ref(mask), version, flags)
     return flags  # type: ignore[return-value]
 
 
