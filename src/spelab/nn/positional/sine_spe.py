@@ -224,8 +224,10 @@ def sine_project(x: torch.Tensor, freq: torch.Tensor, phase: torch.Tensor | None
     """Fast q̂ (or k̂ with phase=None): x (B, N, H, D), freq/phase (H, D, K), weight (H, D, 2K, R).
 
     strategy: "features" (x ⊗ Ω then one matmul with W), "code" (a transient chunk of the code
-    C = Ω W, then per-position matmuls) or "auto": "code" on CUDA, where its matmuls beat the broadcast
-    passes of "features", and "features" elsewhere. Both compute the same function.
+    C = Ω W, then per-position matmuls) or "auto": the one with the smaller temporaries, x ⊗ Ω
+    (B·D·2K per position and head) against the code chunk (D·R). Both compute the same function.
+    Measured on an H100 (fp32, H=8, D=R=64, K=10): N=16k, B=2: features 42 ms, code 62 ms (fwd+bwd,
+    q and k); N=1k, B=16: features 19 ms, code 6.4 ms.
 
     Under autocast the features and matmuls run in the autocast dtype (as torch.matmul would); the
     angles are always computed in float32 or wider, and parameter gradients are accumulated in float32.
@@ -234,7 +236,7 @@ def sine_project(x: torch.Tensor, freq: torch.Tensor, phase: torch.Tensor | None
     if torch.is_autocast_enabled(device_type):
         x = x.to(torch.get_autocast_dtype(device_type))
     if strategy == "auto":
-        strategy = "code" if device_type == "cuda" else "features"
+        strategy = "code" if x.shape[0] * weight.shape[-2] > weight.shape[-1] else "features"
     if strategy not in STRATEGIES:
         raise ValueError(f"sine_project: strategy must be one of {STRATEGIES + ('auto',)}, got {strategy!r}")
     function = _SineCodeProjection if strategy == "code" else _SineProjection
