@@ -78,6 +78,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trial", range(2))
 def test_kill9_while_writing_never_leaves_a_corrupt_file(tmp_path, trial):
     """SIGKILL a process that rewrites an 8 MB checkpoint in a loop; the file always loads whole."""

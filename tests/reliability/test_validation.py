@@ -191,3 +191,30 @@ def test_generator_length_beyond_model_table_is_fine():
     cfg["model"]["pos_enc"] = {"_target_": "x.LearnedPositionalEncoding"}
     cfg["task"]["datamodule"]["generator"] = {"min_length": 5, "max_length": 500}
     validate_config(cfg)
+
+
+# ------------------------------------------------------------------ the real configs must all pass
+from pathlib import Path  # noqa: E402
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
+EXPERIMENTS = sorted(str(p.relative_to(CONF / "experiment").with_suffix("")) for p in (CONF / "experiment").rglob("*.yaml"))
+CELLS = [(a, p) for a in ("softmax", "performer", "linear")
+         for p in ("none", "sinusoidal", "learned", "sinespe", "convspe", "rope")]
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("debug", [None, "smoke"])
+def test_every_task_config_is_valid(make_cfg, task, debug):
+    overrides = [f"task={task}"] + ([f"debug={debug}"] if debug else [])
+    assert find_problems(make_cfg(overrides)) == []
+
+
+@pytest.mark.parametrize("attention,pos_enc", CELLS)
+def test_every_grid_cell_is_valid(make_cfg, attention, pos_enc):
+    assert find_problems(make_cfg([f"attention={attention}", f"pos_enc={pos_enc}"])) == []
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_is_valid(make_cfg, experiment):
+    assert find_problems(make_cfg([f"experiment={experiment}"])) == []
