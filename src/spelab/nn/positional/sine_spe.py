@@ -7,10 +7,14 @@ so that E[Q̄[m] K̄[n]] = P(m - n) = (1/2K) Σ_k λ_k² cos(2π f_k (m - n) + �
 Features are laid out [cos_1..cos_K, sin_1..sin_K] (the official code interleaves them; Z is i.i.d.,
 so the distribution is the same).
 
-Fast path: the code Q̄ (N, H, D, R) is never built. q̂ = Σ_{d,j} (q_d Ω_q[d, j]) W[d, j, :] with
-W = λ̃ Z (H, D, 2K, R): the features q ⊙ Ω are contracted with W by one matmul per head, in chunks
-of positions, and the backward recomputes Ω and q ⊙ Ω instead of saving them. A code is just the
-noise Z (length-independent), so `draw` is cheap and positions can be computed at any offset.
+Fast paths: the whole code Q̄ (N, H, D, R) is never built, and nothing but q, k and the (small)
+parameters is saved for backward; both paths work in chunks of positions and recompute in backward.
+- "features": q̂ = Σ_{d,j} (q_d Ω_q[d, j]) W[d, j, :] with W = λ̃ Z (H, D, 2K, R): the features
+  q ⊗ Ω are contracted with W by one matmul per head (temporaries B·D·2K per position and head).
+- "code": a chunk of the code C = Ω W by one batched matmul, then one (B × D)(D × R) matmul per
+  (head, position) (temporaries D·R per position and head, independent of the batch).
+`sine_project(strategy="auto")` picks the one with the smaller temporaries. A code is just the noise
+Z (length-independent), so `draw` is cheap and positions can be computed at any offset.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import torch.nn.functional as F
 from spelab.nn.positional._checks import check_positive_int
 from spelab.nn.positional.spe import StochasticPositionalEncoding
 
-# elements of the (H, B, n, D, 2K) temporaries per chunk of positions (2^25 fp32 = 128 MiB)
+# elements of the largest temporary per chunk of positions (2^25 fp32 = 128 MiB)
 CHUNK_ELEMENTS = 2**25
 STRATEGIES = ("features", "code")
 
