@@ -166,3 +166,11 @@ def test_autocast_bfloat16_close_to_float32(kind):
         assert ((got.float() - ref).norm() / ref.norm()) < 3e-2
     grads = torch.autograd.grad(got_q.float().sum(), [q, *spe.parameters()], allow_unused=True)
     assert all(g is None or torch.isfinite(g).all() for g in grads) and grads[0].dtype == torch.float32
+
+
+def test_unknown_sine_strategy_raises():
+    spe = KINDS["sine"]()
+    spe.strategy = "fastest"
+    q, k = _qk(3, dtype=torch.float32)
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        spe(q, k)
