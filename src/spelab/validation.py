@@ -80,6 +80,8 @@ EXACT: dict[str, Rule] = {
     "val_check_interval": VAL_INTERVAL, "every_n_train_steps": NONNEG_INT, "every_n_epochs": NONNEG_INT,
     "limit_train_batches": LIMIT_BATCHES, "limit_val_batches": LIMIT_BATCHES,
     "limit_test_batches": LIMIT_BATCHES, "num_nodes": POSITIVE_INT,
+    "ckpt_every_n_steps": POSITIVE_INT, "test_ckpt": Rule("'best' or 'last'", lambda v: v in ("best", "last")),
+    "fail_at_step": NONNEG_INT, "force": BOOL, "resume": BOOL, "wandb_online": BOOL,
 }
 # name patterns, tried in order when no exact rule matches
 PATTERNS: list[tuple[re.Pattern[str], Rule]] = [
@@ -200,10 +202,19 @@ def _combinations(cfg: Mapping) -> Iterator[ConfigError]:
     max_len = model.get("max_len")
     if kind in ("learned", "sinusoidal") and _is_int(max_len) and max_len > 0:
         # absolute tables have max_len rows: longer task sequences would index past them
-        for key, length in _find(cfg, "task", "max_length"):
+        # the length fed to the model (a generator's own max_length may be longer: inputs are truncated)
+        for key in ("task.max_length", "task.datamodule.max_length"):
+            length = _get(cfg, key)
             if _is_int(length) and length > max_len:
                 yield ConfigError("model.max_len", max_len,
                                   f">= {key}={length} with pos_enc={kind} (an absolute table of max_len positions)")
+    # any node with both bounds: the lower one cannot exceed the upper one
+    for path, _, node in [("", "", cfg), *_walk(cfg)]:
+        if isinstance(node, Mapping) and not path.startswith(SKIP_SUBTREES):
+            lo, hi = node.get("min_length"), node.get("max_length")
+            if _is_int(lo) and _is_int(hi) and 0 < hi < lo:
+                prefix = f"{path}." if path else ""
+                yield ConfigError(f"{prefix}min_length", lo, f"<= {prefix}max_length={hi}")
     kinds = [v for k, v in _find(cfg, "task", "kind")]
     for key, n in _find(cfg, "task", "num_classes"):
         if "classification" in kinds and _is_int(n) and n < 2:
