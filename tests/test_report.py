@@ -144,3 +144,26 @@ def test_malformed_curve_is_skipped(tmp_path):
     assert report.load_curve(run) is None
     rep = report.build_report([tmp_path], plots=True)
     assert not any("nll_vs_position" in f.name for f in rep.files)
+
+
+def test_notebook_runs_on_a_sweep_dir(sweep, monkeypatch):
+    """notebooks/compare_ablations.ipynb, executed with nbclient on the synthetic sweep, shows its cells."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    root, values = sweep
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("SWEEP_DIR", str(root))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(repo / "notebooks" / "compare_ablations.ipynb", as_version=4)
+    NotebookClient(nb, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(repo / "notebooks")}}).execute()
+    text = "\n".join(
+        str(out.get("text", "")) + str(out.get("data", {}).get("text/plain", ""))
+        for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", []))
+    assert "synthetic sweep" not in text  # it used SWEEP_DIR
+    vals = values[("music", "linear", "sinespe")]
+    assert f"{statistics.fmean(vals):.4f} ± {statistics.stdev(vals):.4f} (3)" in text
+    assert "NonFiniteLossError" in text and "1 task(s) with NLL-versus-position curves" in text
+    assert "W&B section skipped" in text
