@@ -10,12 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from spelab.errors import DataError
 
-FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# derandomized: CI sees the same inputs every run (the explicit @example cases pin known-bad inputs)
+FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # text that looks like the formats: tabs, newlines, digits, brackets, odd numbers, odd unicode
 FIELD = st.one_of(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20),
@@ -46,6 +48,8 @@ def _typed(err: BaseException, path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------ ListOps
 @FUZZ
+@example(header=["Source", "Target"], rows=[["[MAX 1 2 ]", "inf"]], mangle=b"")
+@example(header=["Source", "Target"], rows=[["[MAX 1 2 ]"]], mangle=b"\xff")
 @given(header=st.one_of(st.none(), st.just(["Source", "Target"]), st.lists(FIELD, max_size=3)), rows=ROWS,
        mangle=MANGLE)
 def test_listops_tsv_reader(header, rows, mangle):
@@ -72,6 +76,8 @@ def test_listops_truncated_row_names_file_and_line(tmp_path):
 
 # ------------------------------------------------------------------------------------------ AAN
 @FUZZ
+@example(rows=[["inf", "a", "b", "text one", "text two"]], mangle=b"")
+@example(rows=[["1e400", "a", "b", "x", "y"], ["1.0", "a"]], mangle=b"\n\x80")
 @given(rows=ROWS, mangle=MANGLE)
 def test_aan_tsv_reader(rows, mangle):
     from spelab.data.lra.readers import read_aan_tsv
