@@ -118,3 +118,23 @@ def test_signalled_job_is_requeued_and_resumes_from_last_ckpt(slurm, tmp_path):
     if "SLURM auto-requeueing enabled" in log_text:
         pytest.xfail("resume works, but Lightning's SLURM auto-requeue is still on: train.py should build the "
                      "Trainer with plugins=[SLURMEnvironment(auto_requeue=False)] when running under SLURM")
+
+
+def test_ddp_cell_runs_as_slurm_tasks(slurm, tmp_path):
+    """slurm_ddp: SLURM starts one task per device and Lightning joins them into one DDP run (here
+    2 CPU ranks with gloo, as the test cluster has no GPU)."""
+    sweep_dir = tmp_path / "sweep"
+    cpu_instead_of_gpu = ["hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_gpu=null",
+                          "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=null",
+                          "hydra.launcher.timeout_min=30", "hydra.launcher.tasks_per_node=2"]
+    proc = _run_py(["+sweep=smoke", "attention=softmax", "pos_enc=none", "logger=csv", f"hydra.sweep.dir={sweep_dir}",
+                    "hydra/launcher=slurm_ddp", *cpu_instead_of_gpu,
+                    "trainer.accelerator=cpu", "trainer.devices=2", "++trainer.strategy=ddp"], timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (r,) = _results(sweep_dir).values()
+    assert r["status"] == "done" and r["metrics"]["global_step"] > 0, r
+    logs = {p.name: p.read_text(errors="replace") for p in (sweep_dir / ".submitit").rglob("*_log.out")}
+    assert len(logs) == 2, list(logs)  # one log per SLURM task (rank)
+    text = "\n".join(logs.values())
+    assert "global_rank=0(2)" in text and "global_rank=1(2)" in text  # SLURM started both ranks
+    assert "MEMBER: 1/2" in text and "MEMBER: 2/2" in text  # and Lightning joined them
