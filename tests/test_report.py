@@ -53,6 +53,8 @@ def sweep(tmp_path: Path) -> tuple[Path, dict]:
                 positions = list(range(0, 64, 8))
                 (run / "nll_vs_position.json").write_text(
                     json.dumps({"positions": positions, "nll": [nll + 0.01 * p for p in positions]}))
+    # a run still going (or killed): a Hydra run dir without results.json
+    (root / "music" / "linear-none" / "seed3" / ".hydra").mkdir(parents=True)
     # a run killed while writing: the report counts it as failed, it does not crash
     bad = root / "listops" / "softmax-none" / "seed9"
     bad.mkdir(parents=True)
@@ -83,6 +85,10 @@ def test_failures_and_unreadable_files_are_counted(sweep):
     unreadable_cell = summ.loc[("listops", "softmax", "none")]
     assert (unreadable_cell["n_runs"], unreadable_cell["n_done"], unreadable_cell["n_failed"]) == (4, 3, 1)
     assert int(summ["n_failed"].sum()) == 2
+    going = summ.loc[("music", "linear", "none")]
+    assert (going["n_runs"], going["n_done"], going["n_failed"], going["n_other"]) == (4, 3, 0, 1)
+    assert int(summ["n_other"].sum()) == 1
+    assert "Runs: 13, finished: 12, failed: 0, unfinished: 1." in rep.markdown
     failed = rep.runs[rep.runs["status"] == "failed"]
     assert len(failed) == 2
     assert any("unreadable" in str(e) for e in failed["error"])

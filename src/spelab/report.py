@@ -7,7 +7,8 @@ internals) and writes, into ``--out`` (default: the first SWEEP_DIR):
 
 - ``runs.csv``: one row per run (status, seed, metrics, error);
 - ``summary.csv``: one row per cell (sweep, task, attention, pos_enc): mean and sample standard
-  deviation (ddof=1) over the seeds that finished, run counts and failures;
+  deviation (ddof=1) over the seeds that finished, run counts and failures (``n_other``: run dirs
+  without a results.json yet -- queued, running, killed or preempted);
 - ``summary.md``: per task, a table attention x pos_enc of ``mean ± std (n)``, the failures with their
   errors, and which tasks ran on substitute data; it is also printed;
 - ``bars_<task>.png`` (one grouped bar chart per task) and ``nll_vs_position_<task>.png`` for runs
@@ -105,6 +106,14 @@ def load_runs(sweep_dirs: Iterable[str | Path]) -> pd.DataFrame:
             if ".submitit" in path.parts:
                 continue
             rows.append(_run_row(path, label))
+        # run dirs Hydra created that have no results.json yet: queued, running, killed or preempted
+        for hydra_dir in sorted(sweep_dir.rglob(".hydra")):
+            run_dir = hydra_dir.parent
+            if not (run_dir / RESULTS_FILE).exists() and ".submitit" not in run_dir.parts:
+                cell = _cell_from_path(run_dir)
+                if cell["task"] is not None:
+                    rows.append({"sweep": label, "run_dir": str(run_dir), "status": "unfinished",
+                                 "error": None, "substitute": False, "description": "", **cell})
     cols = ["sweep", "task", "attention", "pos_enc", "seed", "status", "error", "substitute",
             "description", "params", "wall_time_s", "run_dir"]
     df = pd.DataFrame(rows)
@@ -223,7 +232,9 @@ def to_markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
             body.append(line)
         parts.append(_md_table(["attention \\ pos_enc", *map(str, poss)], body))
         n_runs, n_done, n_failed = int(tab["n_runs"].sum()), int(tab["n_done"].sum()), int(tab["n_failed"].sum())
-        parts += ["", f"Runs: {n_runs}, finished: {n_done}, failed: {n_failed}."]
+        n_other = int(tab["n_other"].sum())
+        parts += ["", f"Runs: {n_runs}, finished: {n_done}, failed: {n_failed}"
+                  + (f", unfinished: {n_other}." if n_other else ".")]
     failed = runs[runs["status"] == "failed"]
     if len(failed):
         parts += ["", "## Failed runs", ""]
