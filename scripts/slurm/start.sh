@@ -25,9 +25,6 @@ if [ -f "$CONF" ] && ! grep -q "$MARK" "$CONF"; then
   die "$CONF exists but was not written by this script and sinfo fails; fix that cluster or move $CONF away"
 fi
 
-[ "$(id -u)" -eq 0 ] || die "must run as root to start munged/slurmctld/slurmd (try: sudo $0)"
-bash "$here/install.sh" || die "could not install slurmctld/slurmd/munge (scripts/slurm/install.sh)"
-
 host="$(hostname -s)"
 cpus="${SPELAB_SLURM_CPUS:-$(nproc)}"
 mem_total_mb=$(awk '/^MemTotal:/ {print int($2/1024)}' /proc/meminfo)
@@ -42,6 +39,9 @@ conf_same=0
 if [ $conf_same -eq 1 ] && node_up; then
   echo "slurm/start.sh: SLURM is up (node $host: $(node_state))"; exit 0
 fi
+
+[ "$(id -u)" -eq 0 ] || die "must run as root to start munged/slurmctld/slurmd (try: sudo $0)"
+bash "$here/install.sh" || die "could not install slurmctld/slurmd/munge (scripts/slurm/install.sh)"
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 stop_pidfile() {  # stop the daemon whose pid file is $1 and wait for it to go
