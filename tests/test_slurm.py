@@ -80,9 +80,12 @@ def _job_ids(sweep_dir: Path) -> list[str]:
     return sorted(p.parent.name for p in (sweep_dir / ".submitit").glob("*/*_submitted.pkl"))
 
 
-def test_signalled_job_is_requeued_and_resumes_from_last_ckpt(slurm, tmp_path):
-    """SLURM sends USR2 signal_delay_s before a job's time limit (and on preemption); submitit checkpoints
-    the launcher call and requeues the job; the new attempt resumes from checkpoints/last.ckpt."""
+@pytest.mark.parametrize("how", ["usr2", "scontrol_requeue"])
+def test_signalled_job_is_requeued_and_resumes_from_last_ckpt(slurm, tmp_path, how):
+    """usr2: what SLURM sends signal_delay_s before a job's time limit (and on preemption): submitit
+    checkpoints the launcher call and requeues the job. scontrol_requeue: SLURM itself kills and requeues
+    the job (an admin, a node failure, PreemptMode=REQUEUE). Either way the new attempt runs the same
+    cell in the same directory and resumes from checkpoints/last.ckpt."""
     sweep_dir = tmp_path / "sweep"
     steps = 400
     driver = _run_py(["+sweep=smoke", "attention=softmax", "pos_enc=none", "logger=csv",
@@ -99,7 +102,10 @@ def test_signalled_job_is_requeued_and_resumes_from_last_ckpt(slurm, tmp_path):
         assert last is not None, "no checkpoints/last.ckpt appeared within 300 s"
         assert not (last.parents[1] / "results.json").exists(), "the run finished before it could be signalled"
         (job,) = _job_ids(sweep_dir)
-        subprocess.run(["scancel", "--signal=USR2", job], check=True)  # what SLURM sends at the time limit
+        if how == "usr2":
+            subprocess.run(["scancel", "--signal=USR2", job], check=True)  # what SLURM sends at the time limit
+        else:
+            subprocess.run(["scontrol", "requeue", job], check=True)
         out, _ = driver.communicate(timeout=300)
     finally:
         if driver.poll() is None:
@@ -112,10 +118,10 @@ def test_signalled_job_is_requeued_and_resumes_from_last_ckpt(slurm, tmp_path):
     (run_key, r), = res.items()
     assert r["status"] == "done" and r["metrics"]["global_step"] == steps, r
     log_text = "\n".join(p.read_text(errors="replace") for p in (sweep_dir / ".submitit").rglob("*_log.out"))
-    assert "Requeued job" in log_text, log_text[-3000:]
+    assert ("Requeued job" if how == "usr2" else "DUE TO JOB REQUEUE") in log_text, log_text[-3000:]
     assert f"resuming from {sweep_dir / run_key / 'checkpoints' / 'last.ckpt'}" in log_text, log_text[-3000:]
     # One requeue mechanism: submitit's. Lightning's own (SLURMEnvironment auto_requeue) must be off.
-    if "SLURM auto-requeueing enabled" in log_text:
+    if how == "usr2" and "SLURM auto-requeueing enabled" in log_text:
         pytest.xfail("resume works, but Lightning's SLURM auto-requeue is still on: train.py should build the "
                      "Trainer with plugins=[SLURMEnvironment(auto_requeue=False)] when running under SLURM")
 
