@@ -1,10 +1,12 @@
-"""A CSV logger whose metrics file survives a crash and a resume as one continuous run.
+"""A CSV logger that keeps one metrics file across a crash and a resume, as one continuous run.
 
-Lightning's CSVLogger deletes an existing `metrics.csv` when it starts (so a resumed run loses every
-row before the restart) and flushes only every 100 steps (so a kill -9 loses up to 100 rows).
-`ContinuousCSVLogger` keeps the file, flushes on every log call by default, and at the first flush
-of a new process drops the rows at or after the first step it logs — the steps between the last
-checkpoint and the crash, which the resumed run computes again — so each step appears once.
+Lightning's CSVLogger deletes an existing `metrics.csv` when it starts, so a run directory either
+loses the rows before a restart (fixed version) or splits them over `version_<n>/` files with the
+steps between the last checkpoint and the crash present twice (the platform's default,
+`version: null`). `ContinuousCSVLogger` (with `version: ""`) keeps the file and, at the first flush
+of a new process, drops the rows at or after the first step it logs — the steps the resumed run
+computes again — so each step appears exactly once. The Trainer already flushes after every log call.
+Optional: `conf/logger/csv.yaml` may use it as `_target_` with `version: ""`.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class ContinuingExperimentWriter(ExperimentWriter):
 
 
 class ContinuousCSVLogger(CSVLogger):
-    """CSVLogger(save_dir, name, version, ...) that appends across restarts; flushes every step by default."""
+    """CSVLogger(save_dir, name, version, ...) that appends across restarts (see the module docstring)."""
 
     def __init__(self, *args: Any, flush_logs_every_n_steps: int = 1, **kwargs: Any) -> None:
         super().__init__(*args, flush_logs_every_n_steps=flush_logs_every_n_steps, **kwargs)
