@@ -75,8 +75,8 @@ def read_aan_tsv(path: str | os.PathLike, max_text_bytes: int | None = 10_000) -
                 continue
             try:
                 label = int(float(fields[0]))
-            except ValueError:
-                skipped.add(lineno, "label is not a number")
+            except (ValueError, OverflowError):  # "x", "nan", "inf", "1e400"
+                skipped.add(lineno, "label is not a finite number")
                 continue
             if label not in (0, 1):
                 skipped.add(lineno, f"label {label} not in {{0, 1}}")
