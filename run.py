@@ -1,5 +1,6 @@
 """spelab entry point: `python run.py [overrides]` (see conf/README.md and README.md)."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -22,7 +23,18 @@ def main(cfg: DictConfig) -> float | None:
         return None
     from spelab.train import train  # heavy imports only once the config is valid
 
-    results = train(cfg)
+    from spelab.errors import SpelabError
+
+    try:
+        results = train(cfg)
+    except SpelabError as err:  # the message is the whole story; HYDRA_FULL_ERROR=1 shows the traceback
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if os.environ.get("HYDRA_FULL_ERROR") == "1" or HydraConfig.get().mode != RunMode.RUN:
+            raise  # in a sweep, the other cells go on; this one's results.json holds the error
+        print(f"Error: {type(err).__name__}: {err}", file=sys.stderr)
+        sys.exit(1)
     metric = results.get("metrics", {}).get(cfg.task.monitor)
     return metric  # for sweepers that optimise the monitored metric
 

@@ -121,9 +121,7 @@ def test_signalled_job_is_requeued_and_resumes_from_last_ckpt(slurm, tmp_path, h
     assert ("Requeued job" if how == "usr2" else "DUE TO JOB REQUEUE") in log_text, log_text[-3000:]
     assert f"resuming from {sweep_dir / run_key / 'checkpoints' / 'last.ckpt'}" in log_text, log_text[-3000:]
     # One requeue mechanism: submitit's. Lightning's own (SLURMEnvironment auto_requeue) must be off.
-    if how == "usr2" and "SLURM auto-requeueing enabled" in log_text:
-        pytest.xfail("resume works, but Lightning's SLURM auto-requeue is still on: train.py should build the "
-                     "Trainer with plugins=[SLURMEnvironment(auto_requeue=False)] when running under SLURM")
+    assert "SLURM auto-requeueing enabled" not in log_text, "Lightning's SLURM auto-requeue must be off"
 
 
 def test_ddp_cell_runs_as_slurm_tasks(slurm, tmp_path):

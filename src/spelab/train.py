@@ -14,8 +14,14 @@ from typing import Any
 import hydra.utils
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from spelab.reliability import (AtomicCheckpointIO, ConfigStamp, FiniteLossGuard, check_checkpoint_compatible,
+                                check_output_dir, remove_stale_temp_files, save_run_metadata, wandb_metadata)
+from spelab.reliability.output_dir import disk_error_as_output_dir_error
+from spelab.reliability.resume_state import RngStateCallback
 from spelab.tracking import build_loggers, finish_wandb, read_results, run_id, write_results
 
 log = logging.getLogger(__name__)
@@ -63,12 +69,9 @@ def _choice(cfg: DictConfig, group: str) -> str | None:
 
 def check_config(cfg: DictConfig) -> None:
     """Fail before any heavy work, naming the key and what is allowed."""
-    try:
-        from spelab.validation import validate_config
-    except ImportError:  # pragma: no cover - the validation module ships with the package
-        validate_config = None
-    if validate_config is not None:
-        validate_config(cfg)
+    from spelab.validation import validate_config
+
+    validate_config(cfg)
     kind = cfg.task.get("kind")
     if kind not in KINDS:
         raise ValueError(f"task.kind={kind!r} is not one of {list(KINDS)}")
@@ -130,6 +133,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir).resolve()
     prior = read_results(output_dir)
     if prior and prior.get("status") == "done" and not cfg.get("force", False):
+        if (output_dir / "checkpoints" / "last.ckpt").is_file():  # never report another config's results
+            check_checkpoint_compatible(output_dir / "checkpoints" / "last.ckpt", cfg)
         print(f"[spelab] already done, skipping: {output_dir / 'results.json'} "
               f"({_summary(prior.get('metrics', {}))}). Add force=true to run it again.")
         return prior
@@ -142,7 +147,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     failed = True
     try:
         check_config(cfg)
-        output_dir.mkdir(parents=True, exist_ok=True)
+        check_output_dir(output_dir)  # writable, with free space, before any heavy work
+        fresh = bool(cfg.get("force", False)) and prior is not None
+        last = output_dir / "checkpoints" / "last.ckpt"
+        remove_stale_temp_files(last.parent)  # left by a process killed while saving
+        ckpt_path = str(last) if cfg.get("resume", True) and not fresh and last.is_file() else None
+        if ckpt_path:
+            check_checkpoint_compatible(ckpt_path, cfg)  # refuses another configuration's checkpoint
+        meta = save_run_metadata(output_dir, cfg)  # after the check: it reads the previous run_meta.json
         pl.seed_everything(cfg.seed, workers=True)
         if torch.cuda.is_available():
             torch.set_float32_matmul_precision("high")
@@ -150,8 +162,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         results["data"] = dm.info()
         module = build_module(cfg, dm)
         results["params"] = module.num_parameters()
-        callbacks = build_callbacks(cfg)
-        fresh = bool(cfg.get("force", False)) and prior is not None
+        callbacks = build_callbacks(cfg) + [FiniteLossGuard(), ConfigStamp(cfg), RngStateCallback()]
         wandb_id = run_id(output_dir) + (f"-{int(start)}" if fresh else "")
         loggers = build_loggers(cfg, output_dir, wandb_id)
         hparams = OmegaConf.to_container(cfg, resolve=True)
@@ -160,10 +171,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         for logger in loggers:
             if type(logger).__name__ != "WandbLogger":  # W&B got the config at start-up
                 logger.log_hyperparams(hparams)
+            else:  # flat cell keys too, so W&B tables pivot without parsing nested config
+                cell = {k: v for k, v in hparams.items() if k.startswith(("cell/", "model/params"))}
+                logger.experiment.config.update({**wandb_metadata(meta), **cell}, allow_val_change=True)
+        plugins: list = [AtomicCheckpointIO()]
+        if SLURMEnvironment.detect():  # submitit owns requeueing; Lightning's own would fight it
+            plugins.append(SLURMEnvironment(auto_requeue=False))
         trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                                      precision=resolve_precision(cfg))
-        last = output_dir / "checkpoints" / "last.ckpt"
-        ckpt_path = str(last) if cfg.get("resume", True) and not fresh and last.is_file() else None
+                                                      precision=resolve_precision(cfg), plugins=plugins)
         if ckpt_path:
             print(f"[spelab] resuming from {ckpt_path}")
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
@@ -178,18 +193,27 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics.update({k: float(v) for k, v in (test_out[0] if test_out else {}).items()})
         metrics["global_step"] = int(trainer.global_step)
         results["metrics"] = metrics
+        results["data"] = dm.info()  # again: readers count skipped records while loading
         results["test_ckpt"] = best or "last"
         results["status"] = "done"
         failed = False
     except BaseException as err:
-        results["error"] = f"{type(err).__name__}: {err}"
+        clear = disk_error_as_output_dir_error(err, output_dir) if isinstance(err, Exception) else None
+        results["error"] = f"{type(clear or err).__name__}: {clear or err}"
+        if clear is not None and clear is not err:  # ENOSPC/EROFS deep in a library -> one clear error
+            raise clear from err
         raise
     finally:
         results["wall_time_s"] = round(time.time() - start, 3)
-        write_results(output_dir, results)
+        try:
+            if rank_zero_only.rank == 0:  # one results.json per run, also under DDP
+                write_results(output_dir, results)
+        except OSError as err:  # unwritable/full output dir: the error raised above already says so
+            log.error("could not write %s: %s", output_dir / "results.json", err)
         finish_wandb(loggers, failed)
-    print(f"[spelab] {results['task']} {results['attention']}-{results['pos_enc']} seed {results['seed']}: "
-          f"{_summary(results['metrics'])}; results in {output_dir / 'results.json'}")
+    if rank_zero_only.rank == 0:
+        print(f"[spelab] {results['task']} {results['attention']}-{results['pos_enc']} seed {results['seed']}: "
+              f"{_summary(results['metrics'])}; results in {output_dir / 'results.json'}")
     return results
 
 

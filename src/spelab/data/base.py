@@ -12,6 +12,8 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from spelab.reliability.resume_state import ResumableDataLoader
+
 SPLITS = ("train", "val", "test")
 
 
@@ -75,7 +77,8 @@ class SequenceDataModule(pl.LightningDataModule):
         if split not in self.datasets:
             self.setup()
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(
+        # the training loader keeps its in-epoch position in checkpoints: a resume sees the same batches
+        return (ResumableDataLoader if shuffle else DataLoader)(
             self.datasets[split],
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
             shuffle=shuffle,

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from spelab.data.base import SPLITS, SequenceDataModule
 from spelab.data.lra import listops_generator
-from spelab.errors import DataError, MissingDataError
+from spelab.errors import DataError, MissingDataError, require_classes
 
 # Fixed upstream tokenizer (google-research/long-range-arena c209b2a4): `]` -> X, round brackets dropped.
 VOCAB = ("[MIN", "[MAX", "[MED", "[SM", "X") + tuple(str(v) for v in range(10))
@@ -188,7 +188,10 @@ class ListOpsDataModule(SequenceDataModule):
     def build_split(self, split: str) -> Dataset:
         if self.source == "generated":
             self._ensure_generated()
-        rows = read_listops_tsv(self.files_dir / f"{self.task}_{split}.tsv")
+        path = self.files_dir / f"{self.task}_{split}.tsv"
+        rows = read_listops_tsv(path)
+        if split == "train":  # a one-class training set is a truncated or wrong file, not a task
+            require_classes(path, (label for _, label in rows), min_classes=2)
         return ListOpsDataset(rows, self.tokenizer, self.max_length)
 
     def info(self) -> dict:

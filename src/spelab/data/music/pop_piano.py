@@ -72,25 +72,40 @@ def shift_remi_token(token: str, semitones: int) -> str | None:
     return shift_pitch_token(token, semitones, prefixes=("Note_Pitch_",))
 
 
+def _load_pickle(path: Path) -> object:
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError,
+            IndexError, KeyError) as err:
+        raise DataError(path, f"not a readable pickle ({type(err).__name__}: {err})", hint=HINT) from err
+
+
 def read_piece(path: Path, index: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
     """(ids, bar starts) of one pickle; tempos snap to the nearest vocabulary tempo."""
-    with open(path, "rb") as f:
-        bar_pos, events = pickle.load(f)
     tempos = np.array([int(t.split("_")[1]) for t in index if t.startswith("Tempo_")])
-    ids = []
-    for event in events:
-        token = event_string(event)
-        if token not in index and event["name"] == "Tempo" and len(tempos):
-            token = f"Tempo_{tempos[np.abs(tempos - float(event['value'])).argmin()]}"
-        if token not in index:
-            raise DataError(path, f"event {token!r} is not in the REMI vocabulary")
-        ids.append(index[token])
-    return np.asarray(ids, dtype=np.int32), np.asarray(bar_pos, dtype=np.int64)
+    try:
+        bar_pos, events = _load_pickle(path)
+        ids = []
+        for event in events:
+            token = event_string(event)
+            if token not in index and event["name"] == "Tempo" and len(tempos):
+                token = f"Tempo_{tempos[np.abs(tempos - float(event['value'])).argmin()]}"
+            if token not in index:
+                raise DataError(path, f"event {token!r} is not in the REMI vocabulary")
+            ids.append(index[token])
+        return np.asarray(ids, dtype=np.int32), np.asarray(bar_pos, dtype=np.int64)
+    except DataError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as err:
+        raise DataError(path, f"not a REMI event pickle of (bar positions, events): {type(err).__name__}: {err}",
+                        hint=HINT) from err
 
 
 def read_split_list(path: Path) -> list[str]:
-    with open(path, "rb") as f:
-        names = pickle.load(f)
+    names = _load_pickle(path)
+    if not isinstance(names, (list, tuple)):
+        raise DataError(path, f"a split list must be a list of piece names, got {type(names).__name__}", hint=HINT)
     return [str(n) if str(n).endswith(".pkl") else f"{n}.pkl" for n in names]
 
 
