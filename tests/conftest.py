@@ -19,39 +19,10 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.core.global_hydra import GlobalHydra  # noqa: E402
-from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from omegaconf import DictConfig, open_dict  # noqa: E402
-
-from spelab.tracking import register_resolvers  # noqa: E402
-
-register_resolvers()
-
-ATTENTIONS = ("softmax", "performer", "linear")
-POS_ENCS = ("none", "sinusoidal", "learned", "sinespe", "convspe", "rope")
-
-
-def compose_config(overrides: list[str] | None = None, output_dir: Path | None = None,
-                   data_dir: Path | None = None) -> DictConfig:
-    """The config `python run.py <overrides>` would see, with HydraConfig set so ${hydra:...} resolves.
-
-    output_dir replaces the run dir Hydra would have created; data_dir the data cache root."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        cfg = compose("config", overrides=list(overrides or []), return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]  # as in run.py, where Hydra hands the job its config without the hydra node
-        if output_dir is not None:
-            cfg.paths.output_dir = str(output_dir)
-        if data_dir is not None:
-            cfg.paths.data_dir = str(data_dir)
-    return cfg
+from cfg_utils import compose_config  # noqa: E402  (tests/ is on pytest's pythonpath)
 
 
 @pytest.fixture(scope="session")
@@ -61,13 +32,15 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def make_cfg(tmp_path: Path, data_dir: Path) -> Callable[..., DictConfig]:
+def make_cfg(tmp_path: Path, data_dir: Path) -> Callable:
     """make_cfg(overrides, run_dir=None) -> composed config writing into tmp_path/run (or run_dir)."""
 
-    def _make(overrides: list[str] | None = None, run_dir: Path | None = None) -> DictConfig:
+    def _make(overrides: list[str] | None = None, run_dir: Path | None = None):
         return compose_config(overrides, output_dir=run_dir or tmp_path / "run", data_dir=data_dir)
 
     yield _make
+    from hydra.core.global_hydra import GlobalHydra
+
     GlobalHydra.instance().clear()
 
 

@@ -13,7 +13,7 @@ import torch
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from conftest import ATTENTIONS, CONF, POS_ENCS, ROOT, compose_config
+from cfg_utils import ATTENTIONS, CONF, POS_ENCS, ROOT, compose_config
 
 TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
 EXPERIMENTS = sorted(str(p.relative_to(CONF / "experiment").with_suffix("")) for p in (CONF / "experiment").rglob("*.yaml"))

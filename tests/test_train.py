@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ATTENTIONS, POS_ENCS, ROOT
+from cfg_utils import ATTENTIONS, POS_ENCS, ROOT
 from spelab.errors import MissingDataError
 from spelab.train import train
 

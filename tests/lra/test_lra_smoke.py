@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ATTENTIONS, POS_ENCS
+from cfg_utils import ATTENTIONS, POS_ENCS
 from lra_fixtures import snippet_rows, write_fashion_mnist, write_py_corpus, write_vader_sdist
 from spelab.train import train
 
