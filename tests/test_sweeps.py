@@ -44,12 +44,12 @@ def _options(group: str) -> set[str]:
 
 
 @pytest.mark.parametrize("sweep, axes, name", [
-    ("lra_grid", {"task": ["listops", "text", "retrieval", "image", "pathfinder"],
+    ("lra_grid", {"experiment": [f"lra/{t}" for t in ("listops", "text", "retrieval", "image", "pathfinder")],
                   "attention": ["softmax", "performer", "linear"],
                   "pos_enc": ["none", "sinusoidal", "learned", "sinespe", "convspe"], "seed": ["0", "1", "2"]},
      "lra_grid_v1"),
-    ("music_grid", {"task": ["pop_piano", "groove"], "attention": ["performer", "linear"],
-                    "pos_enc": ["none", "learned", "sinespe", "convspe"], "seed": ["0", "1", "2"]},
+    ("music_grid", {"experiment": [f"music/{t}_{p}" for t in ("pop_piano", "groove")
+                                   for p in ("ape", "sinespe", "convspe")], "seed": ["0", "1", "2"]},
      "music_grid_v1"),
     ("smoke", {"task": ["listops"], "attention": ["softmax", "performer", "linear"],
                "pos_enc": ["none", "sinusoidal", "learned", "sinespe", "convspe", "rope"], "seed": ["0"],
@@ -69,6 +69,16 @@ def test_grids_expand_to_every_cell_once(sweep, axes, name):
         missing = {c[group] for c in cells if group in c} - _options(group)
         assert not missing, f"{sweep}: {group} options without a conf/{group}/*.yaml: {missing}"
     assert _compose([f"+sweep={sweep}"]).sweep_name == name
+
+
+@pytest.mark.parametrize("sweep", ["lra_grid", "music_grid"])
+def test_grid_experiments_select_their_own_task(sweep):
+    """The paper grids sweep experiment files; each must pick its task, whatever the default task is."""
+    for experiment in sorted({c["experiment"] for c in _cells(sweep)}):
+        cfg = _compose([f"experiment={experiment}"])
+        name = experiment.split("/")[1]  # lra/<task>, music/<task>_<ape|sinespe|convspe>
+        expected = name.rsplit("_", 1)[0] if sweep == "music_grid" else name
+        assert cfg.task.name == expected, (experiment, cfg.task.name)
 
 
 def test_slurm_launchers_have_cluster_defaults(monkeypatch):
