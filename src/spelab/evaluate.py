@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -221,7 +220,7 @@ def log_to_wandb(runs: list[dict], figure: Path, output_dir: Path, online: bool)
         import wandb
     except ImportError:  # pragma: no cover - wandb is a dependency
         return
-    run = wandb.init(project=f"spe-music", job_type="evaluate", dir=str(output_dir),
+    run = wandb.init(project="spe-music", job_type="evaluate", dir=str(output_dir),
                      mode="online" if online else "offline", config={"runs": [r["ckpt"] for r in runs]},
                      reinit=True)
     table = wandb.Table(columns=["label", "nll_within", "nll_beyond", "train_length", "eval_length"],
@@ -266,19 +265,9 @@ def evaluate(ecfg: EvalConfig) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """`key=value` arguments (OmegaConf dotlist) over the EvalConfig defaults."""
-    import sys
+    from spelab.cli import parse_dotlist
 
-    from omegaconf import OmegaConf
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    base = OmegaConf.structured(EvalConfig)
-    try:
-        cfg = OmegaConf.merge(base, OmegaConf.from_dotlist(args))
-    except Exception as err:
-        allowed = ", ".join(EvalConfig.__dataclass_fields__)
-        raise SystemExit(f"spelab.evaluate: bad arguments {args}: {err}\nallowed keys: {allowed}")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return evaluate(EvalConfig(**OmegaConf.to_container(cfg)))
+    return evaluate(parse_dotlist(EvalConfig, argv, "spelab.evaluate"))
 
 
 if __name__ == "__main__":

@@ -166,18 +166,9 @@ def log_midi_to_wandb(paths: list[Path], gcfg: GenerateConfig, out: Path) -> Non
 
 
 def main(argv: Sequence[str] | None = None) -> list[Path]:
-    import sys
+    from spelab.cli import parse_dotlist
 
-    from omegaconf import OmegaConf
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        cfg = OmegaConf.merge(OmegaConf.structured(GenerateConfig), OmegaConf.from_dotlist(args))
-    except Exception as err:
-        allowed = ", ".join(GenerateConfig.__dataclass_fields__)
-        raise SystemExit(f"spelab.generate: bad arguments {args}: {err}\nallowed keys: {allowed}")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return generate(GenerateConfig(**OmegaConf.to_container(cfg)))
+    return generate(parse_dotlist(GenerateConfig, argv, "spelab.generate"))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import logging
 import random
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from spelab.data.lra.cache import cached

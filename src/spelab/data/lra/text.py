@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import random
 
-import numpy as np
 import torch
 
 from spelab.data.lra.bytes import text_to_bytes
