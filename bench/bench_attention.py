@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 
 import torch
@@ -23,12 +22,12 @@ from bench.common import (
     Result,
     fwd_bwd,
     peak_cuda_mem,
-    print_results,
+    main_cli,
     resolve_device,
     saved_bytes,
     skipped,
     time_fn,
-    write_results,
+    run_parts,
 )
 from spelab.nn.attention import LinearAttention, PerformerAttention, SoftmaxAttention
 from spelab.nn.attention.causal_linear import causal_linear_chunked, causal_linear_naive, fla_available
@@ -285,19 +284,9 @@ class Bench:
 def main(device: str = "cpu") -> list[Result]:
     dev = resolve_device(device)
     b = Bench(dev, GPU if dev.type == "cuda" else CPU)
-    results: list[Result] = []
-    for part in (b.causal_vs_naive, b.memory_flat, b.causal_over_noncausal, b.recurrent_generation,
-                 b.softmax_overhead, b.peers):
-        rs = part()
-        print_results(rs, title=part.__name__)
-        results += rs
-        if b.cuda:
-            torch.cuda.empty_cache()
-    write_results("attention", dev, results)
-    return results
+    return run_parts("attention", dev, (b.causal_vs_naive, b.memory_flat, b.causal_over_noncausal,
+                                        b.recurrent_generation, b.softmax_overhead, b.peers))
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    main(ap.parse_args().device)
+    main_cli(main, __doc__)

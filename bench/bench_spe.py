@@ -15,7 +15,6 @@ Ratios are measured in this one process (research/perf.md §5.2-5.3):
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 from dataclasses import dataclass
 
@@ -25,11 +24,11 @@ from bench.common import (
     MiB,
     Result,
     peak_cuda_mem,
-    print_results,
+    main_cli,
     resolve_device,
     saved_bytes,
     time_fn,
-    write_results,
+    run_parts,
 )
 from spelab.nn.attention import PerformerAttention
 from spelab.nn.positional import ConvSPE, SineSPE
@@ -156,18 +155,8 @@ def main(device: str = "cpu") -> list[Result]:
     dev = resolve_device(device)
     torch.manual_seed(0)
     b = Bench(dev, GPU if dev.type == "cuda" else CPU)
-    results: list[Result] = []
-    for part in (b.overhead, b.autocast, b.memory_flat):
-        rs = part()
-        print_results(rs, title=f"spe.{part.__name__} ({dev.type})")
-        results += rs
-        if b.cuda:
-            torch.cuda.empty_cache()
-    write_results("spe", dev, results)
-    return results
+    return run_parts("spe", dev, (b.overhead, b.autocast, b.memory_flat))
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    main(ap.parse_args().device)
+    main_cli(main, __doc__)

@@ -14,7 +14,7 @@ import time
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from bench.common import Result, print_results, resolve_device, synchronize, write_results
+from bench.common import Result, main_cli, resolve_device, run_parts, synchronize
 from spelab.nn import ClassificationHead, PerformerAttention, SineSPE, Transformer
 
 SIZES = {  # device -> (batch, length, steps per measurement)
@@ -59,7 +59,7 @@ def _plain_step_times(model: torch.nn.Module, batches, device: torch.device) -> 
     return times
 
 
-def spe_overhead(device: torch.device) -> Result:
+def spe_overhead(device: torch.device) -> list[Result]:
     s = SIZES[device.type]
     spe = functools.partial(SineSPE, num_realizations=64, num_sines=10, gated=True)
     models = {name: Classifier(512, 6, pos, s["length"]).to(device) for name, pos in (("none", None), ("sinespe", spe))}
@@ -70,11 +70,11 @@ def spe_overhead(device: torch.device) -> Result:
             times = _plain_step_times(model, batches, device)[2:]  # first steps warm up
             medians[name].extend(times)
     ratio = torch.tensor(medians["sinespe"]).median().item() / torch.tensor(medians["none"]).median().item()
-    return Result("train step, 6x512 Performer: sineSPE / no PE", ratio, "x", target=1.3, op="<=",
-                  note=f"B={s['batch']} N={s['length']} R=64 K=10, codes shared, gated")
+    return [Result("train step, 6x512 Performer: sineSPE / no PE", ratio, "x", target=1.3, op="<=",
+                   note=f"B={s['batch']} N={s['length']} R=64 K=10, codes shared, gated")]
 
 
-def lightning_overhead(device: torch.device) -> Result:
+def lightning_overhead(device: torch.device) -> list[Result]:
     import lightning.pytorch as pl
 
     s = SIZES[device.type]
@@ -124,22 +124,15 @@ def lightning_overhead(device: torch.device) -> Result:
         plain = _plain_step_times(make_net(), [(x.to(device), y.to(device)) for x, y in loader], device)
         plain_times.extend(plain[n // 10:])
     ratio = torch.tensor(lit_times).median().item() / torch.tensor(plain_times).median().item()
-    return Result("train step: Lightning / plain loop", ratio, "x", target=1.05, op="<=",
-                  note=f"d={s['lightning_d']} layers={s['lightning_layers']}, median of {len(lit_times)} steps each")
+    return [Result("train step: Lightning / plain loop", ratio, "x", target=1.05, op="<=",
+                   note=f"d={s['lightning_d']} layers={s['lightning_layers']}, median of {len(lit_times)} steps each")]
 
 
 def main(device: str = "cpu") -> list[Result]:
     dev = resolve_device(device)
     torch.manual_seed(0)
-    results = [spe_overhead(dev), lightning_overhead(dev)]
-    print_results(results, f"train_step ({dev.type})")
-    write_results("train_step", dev, results)
-    return results
+    return run_parts("train_step", dev, (functools.partial(spe_overhead, dev), functools.partial(lightning_overhead, dev)))
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--device", default="cpu")
-    main(parser.parse_args().device)
+    main_cli(main, __doc__)

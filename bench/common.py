@@ -254,3 +254,29 @@ def print_results(results: Iterable[Result], title: str | None = None) -> None:
         print(f"== {title}")
     for r in results:
         print("  " + r.line(), flush=True)
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def run_parts(name: str, device: torch.device, parts: Sequence[Callable[[], list[Result]]]) -> list[Result]:
+    """Run a benchmark's parts in order, print each with its targets, write `<name>_<device>.*`."""
+    results: list[Result] = []
+    for part in parts:
+        rs = part()
+        label = getattr(part, "__name__", None) or getattr(part, "func").__name__  # functools.partial
+        print_results(rs, title=f"{name}.{label} ({device.type})")
+        results += rs
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # each part measures its own peak
+    write_results(name, device, results)
+    return results
+
+
+def main_cli(main: Callable[[str], object], doc: str | None) -> None:
+    """`python -m bench.bench_<name> --device cpu|cuda`."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=(doc or "").splitlines()[0] if doc else None)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    main(ap.parse_args().device)

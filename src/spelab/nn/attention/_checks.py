@@ -57,3 +57,9 @@ def check_positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return value
+
+
+def check_state_args(batch_size: object, num_heads: object, value_dim: object) -> None:
+    """The sizes `init_state` takes, each a positive int."""
+    for name, value in (("batch_size", batch_size), ("num_heads", num_heads), ("value_dim", value_dim)):
+        check_positive_int(name, value)

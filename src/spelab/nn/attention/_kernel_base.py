@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._checks import check_padding_mask, check_positive_int, check_qkv, check_step
+from ._checks import check_padding_mask, check_positive_int, check_qkv, check_state_args, check_step
 from .causal_linear import (
     DEFAULT_CHUNK,
     LinearState,
@@ -76,9 +76,7 @@ class KernelAttention(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> LinearState:
         """Zero (S, z) state for recurrent decoding: S (B,H,M,Dv), z (B,H,M); O(1) in the length."""
-        check_positive_int("batch_size", batch_size)
-        check_positive_int("num_heads", num_heads)
-        check_positive_int("value_dim", value_dim)
+        check_state_args(batch_size, num_heads, value_dim)
         cdt = compute_dtype(dtype or torch.get_default_dtype())
         return init_linear_state(batch_size, num_heads, self.num_features, value_dim, device=device, dtype=cdt)
 

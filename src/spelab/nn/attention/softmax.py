@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_padding_mask, check_positive_int, check_qkv, check_step
+from ._checks import check_padding_mask, check_positive_int, check_qkv, check_state_args, check_step
 
 
 class KVCache(NamedTuple):
@@ -115,9 +115,7 @@ class SoftmaxAttention(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> KVCache:
         """Empty K/V cache; it grows by one position per `step`."""
-        check_positive_int("batch_size", batch_size)
-        check_positive_int("num_heads", num_heads)
-        check_positive_int("value_dim", value_dim)
+        check_state_args(batch_size, num_heads, value_dim)
         dtype = dtype or torch.get_default_dtype()
         return KVCache(
             k=torch.empty(batch_size, num_heads, 0, self.head_dim, device=device, dtype=dtype),
