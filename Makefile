@@ -44,8 +44,10 @@ test-all: test test-slow
 bench: install
 	$(PY) -m bench.run_all --device cpu
 
-gpu-check: install
-	$(PY) -m bench.gpu_check
+# No install step: a GPU machine often has its own CUDA torch (and no network); the .venv is used when
+# it exists, else the system python. Peers (fla-core, performer-pytorch) are compared when importable.
+gpu-check:
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m bench.gpu_check
 
 smoke: install
 	$(PY) run.py -m +sweep=smoke
