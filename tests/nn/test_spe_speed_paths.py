@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from spelab.nn.positional import SineSPE
-from spelab.nn.positional import sine_spe
-from spelab.nn.positional.sine_spe import contract_code, shared_sine_codes
+from spelab.nn.positional import sine_shared, sine_spe
+from spelab.nn.positional.sine_shared import build_shared_codes, contract_shared
+from spelab.nn.positional.sine_spe import rotate_phase
 
 
 def make_spe(gated: bool = True) -> SineSPE:
@@ -102,8 +103,10 @@ def test_shared_codes_and_contraction_match_finite_differences():
     x = torch.randn(3, 6, 2, 3, dtype=torch.float64, generator=g, requires_grad=True)
 
     def fn(x, f, p, w):
-        cq, ck = shared_sine_codes(f, p, w, 7, 6)
-        return contract_code(x, cq), contract_code(x, ck)
+        shared, token = build_shared_codes(f, rotate_phase(w, p), w, 7, 6)
+        # two "layers" read each code: their gradients meet in the one backward of the codes
+        return (contract_shared(x, shared, token, 0), contract_shared(x.cos(), shared, token, 0),
+                contract_shared(x, shared, token, 1))
 
     assert torch.autograd.gradcheck(fn, (x, f, p, w))
 
@@ -116,9 +119,11 @@ def test_code_reused_across_layers_until_backward():
     a1, _ = spe(q, k, code=code)
     first = code.cache[1]
     spe(q, k, code=code, gate=spe.make_gate().double())
-    assert code.cache[1][0] is first[0]                              # second layer: same tensors
+    assert code.cache[1][0] is first[0]                              # second layer: same codes
     a1.sum().backward()
-    assert code.cache is None                                        # dropped once its gradient arrived
+    assert code.cache[1][0].spent                                    # spent once its backward ran
+    spe(q, k, code=code)
+    assert code.cache[1][0] is not first[0]                          # so the next forward rebuilds
 
 
 def test_code_reused_for_several_steps_follows_parameter_updates():
@@ -165,3 +170,73 @@ def test_shared_path_under_cpu_autocast_runs_in_bfloat16():
     for x, y in zip(got, ref):
         assert x.dtype == torch.bfloat16
         assert ((x.float() - y).norm() / y.norm()) < 3e-2
+
+
+def _layers_loss(spe, q, k, code, gates):
+    loss = 0
+    for i, gate in enumerate(gates):
+        a, b = spe(q, k, code=code, offset=2, gate=gate)
+        loss = loss + (a * (i + 1)).sin().sum() + (b ** 2).sum() * (i + 1)
+    return loss
+
+
+def test_backward_that_skips_the_codes_leaves_nothing_for_the_next():
+    """autograd.grad w.r.t. q only runs the layers' backward but not the codes': what they handed over
+    must not be counted again by a later full backward (retain_graph, one graph, two tasks)."""
+    spe = make_spe()
+    spe.strategy = "shared"
+    gates = [spe.make_gate().double() for _ in range(3)]
+    q, k = qk(8, requires_grad=True)
+    params = [spe.freqs, spe.offsets, spe.gains, *(g.gate for g in gates)]
+    code = spe.draw(10)
+    ref = torch.autograd.grad(_layers_loss(spe, q, k, code, gates), params)
+    loss = _layers_loss(spe, q, k, code, gates)
+    torch.autograd.grad(loss, [q], retain_graph=True)
+    got = torch.autograd.grad(loss, params, retain_graph=True)
+    again = torch.autograd.grad(loss, params)              # a second full backward of the same graph
+    for a, b, c in zip(got, again, ref):
+        torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(b, c, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("positions_per_chunk", [None, 1, 4])
+def test_three_layers_gradients_match_float64_reference(monkeypatch, positions_per_chunk):
+    """Every parameter gradient of three layers sharing one code against the naive float64 codes,
+    with the backward in one chunk of positions or in several (11 positions: an uneven last chunk)."""
+    if positions_per_chunk is not None:
+        monkeypatch.setattr(sine_shared, "SHARED_BACKWARD_CHUNK", positions_per_chunk * 3 * 4 * 6)
+    spe = make_spe()
+    gates = [spe.make_gate().double() for _ in range(3)]
+    q, k = qk(11, requires_grad=True)
+    code = spe.draw(13)
+    leaves = [q, k, *spe.parameters(), *(g.gate for g in gates)]
+
+    def reference_loss():
+        loss = 0
+        for i, gate in enumerate(gates):
+            a, b = naive(spe, code, q, k, 2, gate)
+            loss = loss + (a * (i + 1)).sin().sum() + (b ** 2).sum() * (i + 1)
+        return loss
+
+    spe.strategy = "shared"
+    got = torch.autograd.grad(_layers_loss(spe, q, k, code, gates), leaves, allow_unused=True)
+    ref = torch.autograd.grad(reference_loss(), leaves, allow_unused=True)
+    for a, b in zip(got, ref):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_shared_path_gradients_under_cpu_autocast():
+    torch.manual_seed(0)
+    spe = SineSPE(2, 8, num_realizations=16, num_sines=4)
+    spe.strategy = "shared"
+    q, k = (torch.randn(2, 20, 2, 8, requires_grad=True) for _ in range(2))
+    code = spe.draw(20)
+    ref = torch.autograd.grad(sum(x.square().sum() for x in spe(q, k, code=code)), list(spe.parameters()))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = spe(q, k, code=code)
+    got = torch.autograd.grad(sum(x.float().square().sum() for x in out), list(spe.parameters()))
+    for a, b in zip(got, ref):
+        assert a.dtype == torch.float32
+        assert ((a - b).norm() / b.norm()) < 5e-2

@@ -16,17 +16,17 @@ parameters is saved for backward; both paths work in chunks of positions and rec
 `sine_project(strategy="auto")` picks the one with the smaller temporaries. A code is just the noise
 Z (length-independent), so `draw` is cheap and positions can be computed at any offset.
 
-Shared path (SineSPE.strategy "auto" when the code is small, or "shared"): the ungated codes
-C_q = Ω_k R(θ) W and C_k = Ω_k W (N, H, D, R) are built once per code and positions, with autograd,
+Shared path (SineSPE.strategy "auto" when the code is small, or "shared"; sine_shared.py): the
+ungated codes C_q = Ω_k R(θ) W and C_k = Ω_k W (N, H, D, R) are built once per code and positions
 and reused by every layer (the gate sqrt(1-δ) scales q and k instead of W; the phase θ is a rotation
 R(θ) of each (cos, sin) pair, folded into the small weight, so q and k share one Ω). Each layer then
-costs one (B × D)(D × R) contraction per (position, head), and the backward of Ω, C runs once.
+costs one (B × D)(D × R) contraction per (position, head); the layers' gradients of C are formed by
+one matmul in one backward of Ω and C.
 """
 
 from __future__ import annotations
 
 import math
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from spelab.nn.positional._checks import check_positive_int
+from spelab.nn.positional.sine_shared import SharedSineCodes, build_shared_codes, contract_shared
 from spelab.nn.positional.spe import StochasticPositionalEncoding
 
 # elements of the largest temporary per chunk of positions (2^25 fp32 = 128 MiB)
@@ -53,7 +54,7 @@ class SineCode:
     noise: torch.Tensor
     length: int
     gate_noise: torch.Tensor | None = None
-    # (key, (C_q, C_k)) of the shared path: reused by the layers of one forward pass (see _shared_codes)
+    # (key, (SharedSineCodes, token)) of the shared path: reused by the layers of one forward (_shared_codes)
     cache: Any = field(default=None, repr=False, compare=False)
 
 
@@ -261,77 +262,11 @@ def sine_project(x: torch.Tensor, freq: torch.Tensor, phase: torch.Tensor | None
     return function.apply(x, freq, phase, weight, offset, chunk)
 
 
-class _SineFeaturesFn(torch.autograd.Function):
-    """Ω_k (H, D, n, 2K) at positions start ... start+n-1 from f (H, D, K), differentiable in f."""
-
-    @staticmethod
-    def forward(ctx, freq, start, n):  # noqa: D401 (autograd signature)
-        omega = sine_features(freq, None, start, n, freq.dtype, position_axis=2)
-        ctx.save_for_backward(omega)
-        ctx.start = start
-        return omega
-
-    @staticmethod
-    def backward(ctx, d_omega):
-        (omega,) = ctx.saved_tensors
-        cos, sin = omega.chunk(2, dim=-1)
-        d_cos, d_sin = d_omega.chunk(2, dim=-1)
-        d_angle = d_sin * cos - d_cos * sin                                              # (H, D, n, K)
-        t = torch.arange(ctx.start, ctx.start + omega.shape[2], device=omega.device, dtype=omega.dtype)
-        return (2 * math.pi) * torch.einsum("hdnk,n->hdk", d_angle, t), None, None
-
-
 def rotate_phase(weight: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
     """R(θ) W: [cos(a+θ), sin(a+θ)] W = [cos a, sin a] R(θ) W for weight rows laid out [cos_1..K, sin_1..K]."""
     w_cos, w_sin = weight.chunk(2, dim=-2)
     c, s = torch.cos(phase)[..., None], torch.sin(phase)[..., None]
     return torch.cat((c * w_cos + s * w_sin, c * w_sin - s * w_cos), dim=-2)
-
-
-def shared_sine_codes(freq: torch.Tensor, phase: torch.Tensor, weight: torch.Tensor, start: int,
-                      n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """C_q = Ω_q W and C_k = Ω_k W at positions start ... start+n-1, each (n, H, D, R) contiguous.
-
-    One Ω for both sides: the phase rotates the (small) weight instead of the features.
-    """
-    omega = _SineFeaturesFn.apply(freq, start, n)                                        # (H, D, n, 2K)
-    return tuple(torch.matmul(omega, w).permute(2, 0, 1, 3).contiguous()
-                 for w in (rotate_phase(weight, phase), weight))
-
-
-class _ContractCode(torch.autograd.Function):
-    """x (B, N, H, D), code (N, H, D, R) -> (B, N, H, R) by one bmm over (position, head), with every
-    operand made contiguous once (a strided bmm falls back to a slow per-matrix loop on CPU)."""
-
-    @staticmethod
-    def forward(ctx, x, code):  # noqa: D401 (autograd signature)
-        batch, n, heads, dim = x.shape
-        reals = code.shape[-1]
-        xt = x.permute(1, 2, 0, 3).reshape(n * heads, batch, dim).contiguous()
-        c = code.contiguous().view(n * heads, dim, reals)
-        ctx.save_for_backward(xt, c)
-        ctx.shape = (batch, n, heads, dim, reals)
-        return torch.bmm(xt, c).view(n, heads, batch, reals).permute(2, 0, 1, 3)
-
-    @staticmethod
-    def backward(ctx, grad):
-        xt, c = ctx.saved_tensors
-        batch, n, heads, dim, reals = ctx.shape
-        gt = grad.permute(1, 2, 0, 3).reshape(n * heads, batch, reals).contiguous()
-        dx = dc = None
-        if ctx.needs_input_grad[0]:
-            dx = torch.bmm(gt, c.transpose(1, 2)).view(n, heads, batch, dim).permute(2, 0, 1, 3)
-        if ctx.needs_input_grad[1]:
-            dc = torch.bmm(xt.transpose(1, 2), gt).view(n, heads, dim, reals)
-        return dx, dc
-
-
-def contract_code(x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-    """x (B, N, H, D), code (N, H, D, R) -> (B, N, H, R) = Σ_d x_d code_d, in x's (or autocast's) dtype."""
-    device_type = x.device.type
-    dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
-    with torch.autocast(device_type, enabled=False):
-        return _ContractCode.apply(x.to(dtype), code.to(dtype))
 
 
 class SineSPE(StochasticPositionalEncoding):
@@ -389,11 +324,11 @@ class SineSPE(StochasticPositionalEncoding):
         if strategy == "shared" or (strategy == "auto" and self.chunk is None
                                     and n * self.num_heads * self.head_dim * self.num_realizations
                                     <= SHARED_CODE_ELEMENTS):
-            code_q, code_k = self._shared_codes(code, offset, n, q.device)
+            shared, token = self._shared_codes(code, offset, n, q.device)
             if keep is not None:  # the gate scales each (head, feature) of the code: scale q, k instead
                 keep = keep.to(q.dtype)
                 q, k = q * keep, k * keep
-            return contract_code(q, code_q), contract_code(k, code_k)
+            return contract_shared(q, shared, token, 0), contract_shared(k, shared, token, 1)
         weight = self.mixing_weight(code, keep)
         freq = self.frequencies()
         qhat = sine_project(q, freq, self.offsets, weight, offset, self.chunk, strategy)
@@ -401,33 +336,24 @@ class SineSPE(StochasticPositionalEncoding):
         return qhat, khat
 
     def _shared_codes(self, code: SineCode, offset: int, n: int, device: torch.device
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(C_q, C_k) of the shared path, computed once and reused while the same code, positions,
-        parameter values and grad mode are asked for (the layers of one forward pass).
+                      ) -> tuple[SharedSineCodes, torch.Tensor | None]:
+        """(shared codes, token) of the shared path (sine_shared.py), built once and reused while the
+        same code, positions, parameter values and grad mode are asked for (the layers of one forward).
 
-        The entry is dropped when its gradient arrives in backward (its graph may be freed after that),
-        so a code reused for another step recomputes; a changed parameter (in-place optimizer step)
-        changes its version counter and so the key.
+        The entry is spent once its backward has run (its graph may be freed after that), so a code
+        reused for another step rebuilds; a changed parameter (in-place optimizer step) changes its
+        version counter and so the key.
         """
         params = (self.freqs, self.offsets, self.gains)
         key = (id(self), offset, n, device, self.freqs.dtype, torch.is_grad_enabled(), code.noise._version,
                *((id(p), p._version) for p in params))
-        if code.cache is not None and code.cache[0] == key:
+        if code.cache is not None and code.cache[0] == key and not code.cache[1][0].spent:
             return code.cache[1]
         with torch.autocast(device.type, enabled=False):
             weight = self.mixing_weight(code).to(device)
-            code_q, code_k = shared_sine_codes(self.frequencies(), self.offsets, weight, offset, n)
-        if code_q.requires_grad:
-            ref = weakref.ref(code)  # no cycle code -> cache -> hook -> code
-
-            def drop(grad: torch.Tensor) -> None:
-                owner = ref()
-                if owner is not None and owner.cache is not None and owner.cache[0] == key:
-                    owner.cache = None
-            code_q.register_hook(drop)
-            code_k.register_hook(drop)
-        code.cache = (key, (code_q, code_k))
-        return code_q, code_k
+            entry = build_shared_codes(self.frequencies(), rotate_phase(weight, self.offsets), weight, offset, n)
+        code.cache = (key, entry)
+        return entry
 
     def _raw_kernel(self, lags: torch.Tensor) -> torch.Tensor:
         freq, lam = self.frequencies(), self.amplitudes()
