@@ -12,7 +12,8 @@ import torch
 
 from spelab.nn.positional import SineSPE
 from spelab.nn.positional import sine_shared, sine_spe
-from spelab.nn.positional.sine_shared import build_shared_codes, contract_shared
+from spelab.nn.positional.shared_codes import contract_shared
+from spelab.nn.positional.sine_shared import build_shared_codes
 from spelab.nn.positional.sine_spe import rotate_phase
 
 

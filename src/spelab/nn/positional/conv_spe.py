@@ -8,18 +8,21 @@ Fast path: the noise is drawn directly in the frequency domain (its real FFT, He
 construction) over n_fft >= length + P - 1 samples, so no wrap-around reaches the kept positions,
 and the filtering is one spectral product and one inverse real FFT per side instead of a depthwise
 convolution of width P. For a few positions (one-token decoding) the filters are applied directly
-to the time-domain noise, which the code caches.
+to the time-domain noise, which the code caches. The ungated codes are built once per forward and
+shared by every layer (shared_codes.py): the gate scales q and k, so no layer filters again.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from spelab.nn.positional._checks import check_positive_int
+from spelab.nn.positional.shared_codes import SharedCodes, share_codes
 from spelab.nn.positional.spe import StochasticPositionalEncoding
 
 
@@ -52,6 +55,8 @@ class ConvCode:
     n_fft: int
     gate_noise: torch.Tensor | None = None
     _noise: torch.Tensor | None = field(default=None, repr=False)
+    # (key, (SharedCodes, token)): the codes reused by the layers of one forward (see _shared_codes)
+    cache: Any = field(default=None, repr=False, compare=False)
 
     def noise(self) -> torch.Tensor:
         """The time-domain white noise z, (n_fft, H, D, R), computed once and cached."""
@@ -123,10 +128,13 @@ class ConvSPE(StochasticPositionalEncoding):
         return out[0], out[1]
 
     def _project(self, q, k, code, offset, keep):
-        qbar, kbar = self.codes(code, offset, q.shape[1], keep)
-        qhat = torch.einsum("bnhd,nhdr->bnhr", q, qbar.to(q.dtype))
-        khat = torch.einsum("bnhd,nhdr->bnhr", k, kbar.to(k.dtype))
-        return qhat, khat
+        return self._project_shared(q, k, code, offset, keep)
+
+    def _code_tensor(self, code: ConvCode) -> torch.Tensor:
+        return code.spectrum
+
+    def _build_shared(self, code: ConvCode, offset: int, n: int) -> tuple[SharedCodes, torch.Tensor | None]:
+        return share_codes(*self.codes(code, offset, n))
 
     def _raw_kernel(self, lags: torch.Tensor) -> torch.Tensor:
         p = self.kernel_size

@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from spelab.nn.positional._checks import check_positive_int
-from spelab.nn.positional.sine_shared import SharedSineCodes, build_shared_codes, contract_shared
+from spelab.nn.positional.shared_codes import SharedCodes, first_order_only
+from spelab.nn.positional.sine_shared import build_shared_codes
 from spelab.nn.positional.spe import StochasticPositionalEncoding
 
 # elements of the largest temporary per chunk of positions (2^25 fp32 = 128 MiB)
@@ -54,7 +55,7 @@ class SineCode:
     noise: torch.Tensor
     length: int
     gate_noise: torch.Tensor | None = None
-    # (key, (SharedSineCodes, token)) of the shared path: reused by the layers of one forward (_shared_codes)
+    # (key, (SharedCodes, token)) of the shared path: reused by the layers of one forward (_shared_codes)
     cache: Any = field(default=None, repr=False, compare=False)
 
 
@@ -123,6 +124,7 @@ class _SineProjection(torch.autograd.Function):
         return out.permute(1, 2, 0, 3)
 
     @staticmethod
+    @first_order_only
     def backward(ctx, grad):
         x, freq, phase, weight = ctx.saved_tensors
         need_x, need_f, need_p, need_w = ctx.needs_input_grad[:4]
@@ -194,6 +196,7 @@ class _SineCodeProjection(torch.autograd.Function):
         return out.permute(2, 1, 0, 3)
 
     @staticmethod
+    @first_order_only
     def backward(ctx, grad):
         x, freq, phase, weight = ctx.saved_tensors
         need_x, need_f, need_p, need_w = ctx.needs_input_grad[:4]
@@ -324,36 +327,19 @@ class SineSPE(StochasticPositionalEncoding):
         if strategy == "shared" or (strategy == "auto" and self.chunk is None
                                     and n * self.num_heads * self.head_dim * self.num_realizations
                                     <= SHARED_CODE_ELEMENTS):
-            shared, token = self._shared_codes(code, offset, n, q.device)
-            if keep is not None:  # the gate scales each (head, feature) of the code: scale q, k instead
-                keep = keep.to(q.dtype)
-                q, k = q * keep, k * keep
-            return contract_shared(q, shared, token, 0), contract_shared(k, shared, token, 1)
+            return self._project_shared(q, k, code, offset, keep)
         weight = self.mixing_weight(code, keep)
         freq = self.frequencies()
         qhat = sine_project(q, freq, self.offsets, weight, offset, self.chunk, strategy)
         khat = sine_project(k, freq, None, weight, offset, self.chunk, strategy)
         return qhat, khat
 
-    def _shared_codes(self, code: SineCode, offset: int, n: int, device: torch.device
-                      ) -> tuple[SharedSineCodes, torch.Tensor | None]:
-        """(shared codes, token) of the shared path (sine_shared.py), built once and reused while the
-        same code, positions, parameter values and grad mode are asked for (the layers of one forward).
+    def _code_tensor(self, code: SineCode) -> torch.Tensor:
+        return code.noise
 
-        The entry is spent once its backward has run (its graph may be freed after that), so a code
-        reused for another step rebuilds; a changed parameter (in-place optimizer step) changes its
-        version counter and so the key.
-        """
-        params = (self.freqs, self.offsets, self.gains)
-        key = (id(self), offset, n, device, self.freqs.dtype, torch.is_grad_enabled(), code.noise._version,
-               *((id(p), p._version) for p in params))
-        if code.cache is not None and code.cache[0] == key and not code.cache[1][0].spent:
-            return code.cache[1]
-        with torch.autocast(device.type, enabled=False):
-            weight = self.mixing_weight(code).to(device)
-            entry = build_shared_codes(self.frequencies(), rotate_phase(weight, self.offsets), weight, offset, n)
-        code.cache = (key, entry)
-        return entry
+    def _build_shared(self, code: SineCode, offset: int, n: int) -> tuple[SharedCodes, torch.Tensor | None]:
+        weight = self.mixing_weight(code).to(self._reference().device)
+        return build_shared_codes(self.frequencies(), rotate_phase(weight, self.offsets), weight, offset, n)
 
     def _raw_kernel(self, lags: torch.Tensor) -> torch.Tensor:
         freq, lam = self.frequencies(), self.amplitudes()

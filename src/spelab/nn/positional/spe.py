@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from spelab.nn.positional._checks import check_offset, check_positive_int, check_qk
+from spelab.nn.positional.shared_codes import SharedCodes, contract_shared
 
 
 class SPEGate(nn.Module):
@@ -167,6 +168,44 @@ class StochasticPositionalEncoding(nn.Module):
         raise NotImplementedError
 
     def _raw_kernel(self, lags: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------------------- shared codes
+    def _project_shared(self, q: torch.Tensor, k: torch.Tensor, code: Any, offset: int,
+                        keep: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """q̂, k̂ through ungated codes shared by every layer (shared_codes.py): the gate sqrt(1-δ)
+        scales each (head, feature) of the code, so it scales q and k instead."""
+        shared, token = self._shared_codes(code, offset, q.shape[1], q.device)
+        if keep is not None:
+            keep = keep.to(q.dtype)
+            q, k = q * keep, k * keep
+        return contract_shared(q, shared, token, 0), contract_shared(k, shared, token, 1)
+
+    def _shared_codes(self, code: Any, offset: int, n: int, device: torch.device
+                      ) -> tuple[SharedCodes, torch.Tensor | None]:
+        """(shared codes, token) built by `_build_shared` once and reused while the same code,
+        positions, parameter values and grad mode are asked for (the layers of one forward).
+
+        The entry is spent once its backward has run (its graph may be freed after that), so a code
+        reused for another step rebuilds; a changed parameter (in-place optimizer step) changes its
+        version counter and so the key. The entry lives on the code (`code.cache`).
+        """
+        noise = self._code_tensor(code)
+        params = [p for name, p in self.named_parameters() if not name.startswith("gate.")]
+        key = (id(self), offset, n, device, self._reference().dtype, torch.is_grad_enabled(), id(noise),
+               noise._version, *((id(p), p._version) for p in params))
+        if code.cache is not None and code.cache[0] == key and not code.cache[1][0].spent:
+            return code.cache[1]
+        with torch.autocast(device.type, enabled=False):
+            entry = self._build_shared(code, offset, n)
+        code.cache = (key, entry)
+        return entry
+
+    def _code_tensor(self, code: Any) -> torch.Tensor:
+        """The code's random tensor (its identity and version key the shared-codes cache)."""
+        raise NotImplementedError
+
+    def _build_shared(self, code: Any, offset: int, n: int) -> tuple[SharedCodes, torch.Tensor | None]:
         raise NotImplementedError
 
     def extra_repr(self) -> str:

@@ -1,0 +1,158 @@
+"""Codes shared by the layers of one forward: one contraction per layer, one backward for all.
+
+With codes shared by all layers (the paper's setting), layer l maps x_l (B, N, H, D) to
+x̂_l[m] = x_l[m] C[m] per (position, head), C (N, H, D, R). The gradient that C receives is
+dC[m] = Σ_l x_l[m]ᵀ g_l[m], a sum of rank-B terms, one per layer. Letting autograd form it would
+build one (N, H, D, R) tensor per layer and side and add them up: on a CPU that is most of SPE's
+cost in a training step (fresh 32 MiB tensors, matmuls with an inner dimension of B).
+
+So the layers' backward does not return dC. Each contraction's backward hands its (x_l, g_l) to the
+`SharedCodes` it read C from, and returns a zero gradient to a scalar `token`, the output of the node
+that made the codes. The autograd engine runs a node only once every node that feeds it a gradient
+has run, so that node's backward runs once, after the last layer's, and forms dC for all layers with
+one matmul (inner dimension L·B). Two such nodes: `share_codes` adopts codes built by ordinary autograd
+ops (convSPE's FFTs) and returns the full dC to them; sine_shared.py builds sineSPE's codes itself.
+
+Entries are tagged with the autograd graph task that produced them, so a backward that stops short of
+the codes (`autograd.grad` w.r.t. activations only) leaves nothing that a later backward would count.
+These backward functions are first order: under `create_graph=True` they raise (`first_order_only`)
+rather than give a second derivative that silently misses their part.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+_task_id = getattr(torch._C, "_current_graph_task_id", lambda: None)
+
+
+def first_order_only(backward):
+    """Decorate an autograd Function's hand-written backward: raise under create_graph=True (a
+    double backward would treat its saved tensors as constants and silently miss terms)."""
+
+    @functools.wraps(backward)
+    def wrapper(ctx, *grads):
+        if torch.is_grad_enabled():
+            raise RuntimeError("spelab SPE: the backward of SineSPE/ConvSPE is first order only; a double "
+                               "backward (autograd.grad(..., create_graph=True) through SPE) is not supported")
+        return backward(ctx, *grads)
+
+    return wrapper
+
+
+class SharedCodes:
+    """What the layers of one forward share: the codes, and the (x, g) pairs their backward hands over.
+
+    codes: (C_q, C_k), each (N·H, D, R) contiguous, detached; `spent`: set once the backward has run
+    (the cache then rebuilds). The token is kept by the caller, not here: the token's graph node holds
+    this object, and a reference back would make a cycle.
+    """
+
+    def __init__(self, heads: int, dim: int) -> None:
+        self.heads, self.dim = heads, dim
+        self.codes: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.token_dtype = torch.float32
+        self.spent = False
+        self._cast: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._pending: list[tuple[object, int, torch.Tensor, torch.Tensor]] = []
+
+    def code(self, side: int, dtype: torch.dtype) -> torch.Tensor:
+        """C_q (side 0) or C_k (side 1) in `dtype`; a cast (autocast) is made once for all layers."""
+        assert self.codes is not None
+        if self.codes[side].dtype == dtype:
+            return self.codes[side]
+        if dtype not in self._cast:
+            self._cast[dtype] = tuple(c.to(dtype) for c in self.codes)
+        return self._cast[dtype][side]
+
+    def hand_over(self, side: int, x: torch.Tensor, grad: torch.Tensor) -> None:
+        self._pending.append((_task_id(), side, x, grad))
+
+    def take(self, side: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(X, G) of every layer of this backward: (N·H, ΣB, D), (N·H, ΣB, R) in `dtype`; None if none."""
+        task = _task_id()
+        mine = [(x, g) for t, s, x, g in self._pending if t == task and s == side]
+        if not mine:
+            return None
+        return (torch.cat([x for x, _ in mine], dim=1).to(dtype),
+                torch.cat([g for _, g in mine], dim=1).to(dtype))
+
+    def finish_backward(self) -> None:
+        self._pending.clear()  # entries of other tasks are stale: their backward skipped the codes
+        self.spent = True
+
+
+class _Share(torch.autograd.Function):
+    """(C_q, C_k) (N, H, D, R) built by autograd ops -> token; their backward gets the full dC."""
+
+    @staticmethod
+    def forward(ctx, shared, code_q, code_k):  # noqa: D401 (autograd signature)
+        n, heads, dim, reals = code_q.shape
+        shared.codes = tuple(c.detach().reshape(n * heads, dim, reals).contiguous() for c in (code_q, code_k))
+        ctx.shared, ctx.shape = shared, code_q.shape
+        return code_q.new_zeros(())
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, _):
+        shared: SharedCodes = ctx.shared
+        grads = []
+        for side in (0, 1):
+            taken = shared.take(side, shared.codes[side].dtype)
+            if taken is None or not ctx.needs_input_grad[1 + side]:
+                grads.append(None)
+                continue
+            x, g = taken
+            grads.append(torch.bmm(x.transpose(1, 2), g).view(ctx.shape))
+        shared.finish_backward()
+        return None, grads[0], grads[1]
+
+
+def share_codes(code_q: torch.Tensor, code_k: torch.Tensor) -> tuple[SharedCodes, torch.Tensor | None]:
+    """Adopt codes (N, H, D, R) for `contract_shared` by any number of layers: (shared, token)."""
+    heads, dim = code_q.shape[1:3]
+    shared = SharedCodes(heads, dim)
+    token = _Share.apply(shared, code_q, code_k)
+    shared.token_dtype = token.dtype
+    return shared, (token if token.requires_grad else None)
+
+
+class _Contract(torch.autograd.Function):
+    """x (B, N, H, D) -> (B, N, H, R) = Σ_d x_d C_d with C from `shared` (side 0: q, 1: k), one bmm over
+    (position, head). Its backward returns dx, hands (x, g) to `shared` and a zero to the token."""
+
+    @staticmethod
+    def forward(ctx, x, token, shared, side):  # noqa: D401 (autograd signature)
+        batch, n, heads, dim = x.shape
+        code = shared.code(side, x.dtype)
+        reals = code.shape[-1]
+        xt = x.permute(1, 2, 0, 3).reshape(n * heads, batch, dim).contiguous()
+        ctx.save_for_backward(xt, code)
+        ctx.shared, ctx.side, ctx.shape = shared, side, (batch, n, heads, dim, reals)
+        return torch.bmm(xt, code).view(n, heads, batch, reals).permute(2, 0, 1, 3)
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, grad):
+        xt, code = ctx.saved_tensors
+        batch, n, heads, dim, reals = ctx.shape
+        gt = grad.permute(1, 2, 0, 3).reshape(n * heads, batch, reals).contiguous()
+        dx = d_token = None
+        if ctx.needs_input_grad[0]:
+            dx = torch.bmm(gt, code.transpose(1, 2)).view(n, heads, batch, dim).permute(2, 0, 1, 3)
+        if ctx.needs_input_grad[1]:
+            ctx.shared.hand_over(ctx.side, xt, gt)
+            d_token = torch.zeros((), dtype=ctx.shared.token_dtype, device=grad.device)
+        return dx, d_token, None, None
+
+
+def contract_shared(x: torch.Tensor, shared: SharedCodes, token: torch.Tensor | None,
+                    side: int) -> torch.Tensor:
+    """x (B, N, H, D) -> (B, N, H, R) with the shared code of `side` (0: C_q, 1: C_k), in x's (or
+    autocast's) dtype."""
+    device_type = x.device.type
+    dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
+    with torch.autocast(device_type, enabled=False):
+        return _Contract.apply(x.to(dtype), token, shared, side)

@@ -1,0 +1,123 @@
+"""Codes shared by the layers of one forward (shared_codes.py), for convSPE and sineSPE.
+
+Each layer's backward hands its (x, g) to the node that made the codes, which forms dC for all layers
+at once. Checked against the per-layer reference (gated codes built for each layer, einsum
+contraction, autograd) in float64, plus the bookkeeping: one build per forward, nothing stale after
+a backward that skips the codes, a rebuild after the backward.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spelab.nn.positional import ConvSPE, SineSPE
+
+H, D, R = 2, 3, 5
+
+
+def make(kind: str):
+    torch.manual_seed(0)
+    if kind == "conv":
+        spe = ConvSPE(H, D, num_realizations=R, kernel_size=4)
+    else:
+        spe = SineSPE(H, D, num_realizations=R, num_sines=3)
+        spe.strategy = "shared"
+        with torch.no_grad():
+            spe.freqs.add_(3.0)
+    spe = spe.double()
+    gates = [spe.make_gate().double() for _ in range(3)]
+    return spe, gates
+
+
+def per_layer_reference(spe, q, k, code, offset, gate):
+    """One layer the plain way: its own gated codes (N, H, D, R), einsum contraction, autograd."""
+    keep, delta = torch.sqrt(1 - gate.delta()), gate.delta()
+    if isinstance(spe, ConvSPE):
+        qbar, kbar = spe.codes(code, offset, q.shape[1], keep)
+    else:
+        import math
+        f = spe.frequencies()
+        t = torch.arange(offset, offset + q.shape[1], dtype=torch.float64)
+        a = 2 * math.pi * f[..., None, :] * t[:, None]                                      # (H, D, N, K)
+        w = spe.mixing_weight(code, keep)
+        qbar, kbar = ((torch.cat((torch.cos(x), torch.sin(x)), -1) @ w).permute(2, 0, 1, 3)
+                      for x in (a + spe.offsets[..., None, :], a))
+    mix = torch.sqrt(delta)[..., None] * code.gate_noise
+    return (torch.einsum("bnhd,nhdr->bnhr", q, qbar) + torch.einsum("bnhd,hdr->bnhr", q, mix),
+            torch.einsum("bnhd,nhdr->bnhr", k, kbar) + torch.einsum("bnhd,hdr->bnhr", k, mix))
+
+
+def loss_of(layer, q, k, gates):
+    loss = 0
+    for i, gate in enumerate(gates):
+        a, b = layer(q, k, gate)
+        loss = loss + (a * (i + 1)).sin().sum() + (b ** 2).sum() * (i + 1)
+    return loss
+
+
+def inputs(n: int = 9):
+    g = torch.Generator().manual_seed(1)
+    return [torch.randn(2, n, H, D, dtype=torch.float64, generator=g, requires_grad=True) for _ in range(2)]
+
+
+@pytest.mark.parametrize("kind", ["conv", "sine"])
+def test_three_layers_sharing_a_code_match_per_layer_reference(kind):
+    spe, gates = make(kind)
+    q, k = inputs()
+    code = spe.draw(12)
+    leaves = [q, k, *(p for n, p in spe.named_parameters() if not n.startswith("gate.")), *(g.gate for g in gates)]
+    got_out = [spe(q, k, code=code, offset=2, gate=g) for g in gates]
+    ref_out = [per_layer_reference(spe, q, k, code, 2, g) for g in gates]
+    for a, b in zip(got_out, ref_out):
+        for x, y in zip(a, b):
+            torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
+    got = torch.autograd.grad(loss_of(lambda q, k, g: spe(q, k, code=code, offset=2, gate=g), q, k, gates), leaves)
+    ref = torch.autograd.grad(loss_of(lambda q, k, g: per_layer_reference(spe, q, k, code, 2, g), q, k, gates), leaves)
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("kind", ["conv", "sine"])
+def test_codes_built_once_per_forward_and_rebuilt_after_backward(kind, monkeypatch):
+    spe, gates = make(kind)
+    q, k = inputs()
+    code = spe.draw(9)
+    builds = []
+    original = type(spe)._build_shared
+    monkeypatch.setattr(type(spe), "_build_shared", lambda self, *a: builds.append(a) or original(self, *a))
+    loss = loss_of(lambda q, k, g: spe(q, k, code=code, gate=g), q, k, gates)
+    assert len(builds) == 1                                          # three layers, one build
+    loss.backward()
+    loss_of(lambda q, k, g: spe(q, k, code=code, gate=g), q, k, gates)
+    assert len(builds) == 2                                          # the spent entry is not reused
+
+
+@pytest.mark.parametrize("kind", ["conv", "sine"])
+def test_backward_that_skips_the_codes_leaves_nothing_for_the_next(kind):
+    spe, gates = make(kind)
+    q, k = inputs()
+    params = [p for n, p in spe.named_parameters() if not n.startswith("gate.")]
+    code = spe.draw(9)
+    layer = lambda q, k, g: spe(q, k, code=code, gate=g)  # noqa: E731
+    ref = torch.autograd.grad(loss_of(layer, q, k, gates), params)
+    loss = loss_of(layer, q, k, gates)
+    torch.autograd.grad(loss, [q], retain_graph=True)               # stops short of the codes
+    got = torch.autograd.grad(loss, params, retain_graph=True)
+    again = torch.autograd.grad(loss, params)
+    for a, b, c in zip(got, again, ref):
+        torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(b, c, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind,strategy", [("conv", None), ("sine", "shared"), ("sine", "features"),
+                                           ("sine", "code")])
+def test_double_backward_through_spe_raises_instead_of_missing_terms(kind, strategy):
+    spe, gates = make(kind)
+    if strategy is not None:
+        spe.strategy = strategy
+    q, k = inputs()
+    a, b = spe(q, k, gate=gates[0])
+    with pytest.raises(RuntimeError, match="first order only"):
+        torch.autograd.grad(a.square().sum() + b.sum(), [q], create_graph=True)
+    (grad_q,) = torch.autograd.grad(a.square().sum() + b.sum(), [q])   # first order: fine
+    assert torch.isfinite(grad_q).all()
