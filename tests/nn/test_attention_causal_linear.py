@@ -70,6 +70,9 @@ def test_bidirectional_equals_masked_reference() -> None:
     torch.testing.assert_close(
         linear_attention(phi_q, phi_k, torch.ones_like(v), eps=0.0), torch.ones_like(v)
     )
+    # heads-first layout (the fast path of the attention modules): the same numbers
+    hf = linear_attention(*(t.transpose(1, 2) for t in (phi_q, phi_k, v)), heads_first=True)
+    torch.testing.assert_close(hf.transpose(1, 2), ref)
 
 
 def test_recurrent_steps_equal_chunked() -> None:

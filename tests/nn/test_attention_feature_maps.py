@@ -48,3 +48,18 @@ def test_favor_plus_by_hand() -> None:
     q = favor_plus_features(x, w, is_query=True, eps=0.0)[0, 0, 0]
     torch.testing.assert_close(q / q.sum(), want / want.sum())
     assert q.max() == pytest.approx(1 / math.sqrt(m))
+
+
+@pytest.mark.parametrize("is_query", [True, False])
+def test_favor_features_heads_first_equal_sequence_first_with_padding(is_query):
+    """seq_dim=2 takes (B,H,N,d) and must give the same features (keys: the same stabiliser, padded
+    keys excluded from it) as seq_dim=1 on (B,N,H,d)."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 7, 3, 4, dtype=torch.float64, generator=g) * 3
+    w = torch.randn(8, 4, dtype=torch.float64, generator=g)
+    mask = torch.zeros(2, 7, dtype=torch.bool)
+    mask[0, 5:] = True
+    x[0, 5:] += 10.0  # padded keys with large logits: they must not set the stabiliser
+    a = favor_plus_features(x, w, is_query=is_query, key_padding_mask=mask)
+    b = favor_plus_features(x.transpose(1, 2), w, is_query=is_query, key_padding_mask=mask, seq_dim=2)
+    torch.testing.assert_close(b.transpose(1, 2), a)

@@ -34,8 +34,10 @@ class KernelAttention(nn.Module):
         self.eps = float(eps)
 
     def features(
-        self, x: torch.Tensor, is_query: bool, causal: bool, key_padding_mask: torch.Tensor | None
+        self, x: torch.Tensor, is_query: bool, causal: bool, key_padding_mask: torch.Tensor | None,
+        seq_dim: int = 1,
     ) -> torch.Tensor:  # pragma: no cover - abstract
+        """phi(x) on the last dim; x is (B,N,H,d) (seq_dim=1) or (B,H,N,d) (seq_dim=2)."""
         raise NotImplementedError
 
     def _prepare(self) -> None:
@@ -57,14 +59,21 @@ class KernelAttention(nn.Module):
         cdt = compute_dtype(v.dtype)
         with _no_autocast(q.device.type):
             q, k, v = q.to(cdt), k.to(cdt), v.to(cdt)
-            phi_q = self.features(q, True, causal, mask)
-            phi_k = self.features(k, False, causal, mask)
-            if mask is not None:  # padded keys get no weight: zero their features
-                phi_k = phi_k.masked_fill(mask[:, :, None, None], 0.0)
             if causal:
+                phi_q = self.features(q, True, True, mask)
+                phi_k = self.features(k, False, True, mask)
+                if mask is not None:  # padded keys get no weight: zero their features
+                    phi_k = phi_k.masked_fill(mask[:, :, None, None], 0.0)
                 out = causal_linear_attention(phi_q, phi_k, v, chunk_size=self.chunk_size, eps=self.eps)
             else:
-                out = linear_attention(phi_q, phi_k, v, eps=self.eps)
+                # heads first: the M-wide features are made in the layout of the contractions, so
+                # none of them is copied (1.5-1.7x faster fwd+bwd on CPU than (B,N,H,M), bench/)
+                q, k, v = (x.transpose(1, 2) for x in (q, k, v))
+                phi_q = self.features(q, True, False, mask, seq_dim=2)
+                phi_k = self.features(k, False, False, mask, seq_dim=2)
+                if mask is not None:
+                    phi_k = phi_k.masked_fill(mask[:, None, :, None], 0.0)
+                out = linear_attention(phi_q, phi_k, v, eps=self.eps, heads_first=True).transpose(1, 2)
         return out.to(out_dtype)
 
     def init_state(

@@ -48,8 +48,17 @@ class LinearState(NamedTuple):
 # ----------------------------------------------------------------------------- bidirectional
 
 
-def linear_attention(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tensor, eps: float = DEFAULT_EPS) -> torch.Tensor:
-    """Non-causal: phi_q (phi_k^T v) / (phi_q . sum phi_k + eps); O(N M E) flops, O(N (M+E)) memory."""
+def linear_attention(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tensor, eps: float = DEFAULT_EPS,
+                     heads_first: bool = False) -> torch.Tensor:
+    """Non-causal: phi_q (phi_k^T v) / (phi_q . sum phi_k + eps); O(N M E) flops, O(N (M+E)) memory.
+
+    Tensors are (B,N,H,·), or (B,H,N,·) with heads_first=True: then every product is a batched matmul
+    on the tensors as they are (no layout copy of the M-wide features), the fast layout.
+    """
+    if heads_first:
+        kv = torch.matmul(phi_k.transpose(-1, -2), v)                                  # (B,H,M,E)
+        z = phi_k.sum(dim=2).unsqueeze(-1)                                             # (B,H,M,1)
+        return torch.matmul(phi_q, kv) / (torch.matmul(phi_q, z) + eps)
     kv = torch.einsum("bnhm,bnhe->bhme", phi_k, v)
     z = phi_k.sum(dim=1)  # (B,H,M)
     num = torch.einsum("bnhm,bhme->bnhe", phi_q, kv)

@@ -65,8 +65,10 @@ def favor_plus_features(
     stabilize_keys: bool = True,
     key_padding_mask: torch.Tensor | None = None,
     eps: float = 1e-6,
+    seq_dim: int = 1,
 ) -> torch.Tensor:
-    """FAVOR+ positive random features of x (B,N,H,d) with projection (M,d) -> (B,N,H,M).
+    """FAVOR+ positive random features of x (B,N,H,d) with projection (M,d) -> (B,N,H,M); with
+    seq_dim=2, x is (B,H,N,d) and the features (B,H,N,M) (the layout of the non-causal contractions).
 
     The temperature d^{-1/4} is applied to x here (so q.k gets 1/sqrt(d)); d = x.shape[-1].
     Stabilisers (subtracted inside exp, they cancel in the normaliser):
@@ -79,17 +81,23 @@ def favor_plus_features(
     d = x.shape[-1]
     num_features = projection.shape[0]
     x = x * d**-0.25
-    wx = torch.einsum("...d,md->...m", x, projection.to(x.dtype))
-    half_sq_norm = 0.5 * (x * x).sum(-1, keepdim=True)
-    logits = wx - half_sq_norm
+    wx = torch.einsum("...d,md->...m", x, projection.to(x.dtype))                     # (…, M)
+    # Everything subtracted from wx is one number per row, worked out on (…, 1) tensors, so the
+    # M-wide work is wx, one subtraction, exp and eps: the scale M^-1/2 enters as -log(M)/2 inside exp.
     if is_query:
-        logits = logits - logits.amax(dim=-1, keepdim=True).detach()
-    elif stabilize_keys:
-        masked = logits
-        if key_padding_mask is not None:
-            masked = logits.masked_fill(key_padding_mask[:, :, None, None], float("-inf"))
-        # (B,1,H,1): one constant per (batch, head); -inf when every key is padded -> use 0.
-        c = masked.detach().amax(dim=(1, 3), keepdim=True)
-        c = torch.where(torch.isfinite(c), c, torch.zeros_like(c))
-        logits = logits - c
-    return (torch.exp(logits) + eps) * num_features**-0.5
+        # the max over features of wx - |x|^2/2 is max(wx) - |x|^2/2: the norm term cancels
+        shift = wx.detach().amax(dim=-1, keepdim=True)
+    else:
+        shift = 0.5 * (x * x).sum(-1, keepdim=True)
+        if stabilize_keys:
+            if seq_dim not in (1, 2):
+                raise ValueError(f"favor_plus_features: seq_dim must be 1 (B,N,H,d) or 2 (B,H,N,d), got {seq_dim!r}")
+            row_max = wx.detach().amax(dim=-1, keepdim=True) - shift.detach()           # max of each key's logits
+            if key_padding_mask is not None:
+                pad = key_padding_mask[:, :, None, None] if seq_dim == 1 else key_padding_mask[:, None, :, None]
+                row_max = row_max.masked_fill(pad, float("-inf"))
+            # one constant per (batch, head); -inf when every key is padded -> use 0.
+            c = row_max.amax(dim=seq_dim, keepdim=True)
+            shift = shift + torch.where(torch.isfinite(c), c, torch.zeros_like(c))
+    shift = shift + 0.5 * math.log(num_features)
+    return torch.exp(wx - shift) + eps * num_features**-0.5

@@ -27,7 +27,8 @@ class LinearAttention(KernelAttention):
         self.num_features = head_dim
 
     def features(
-        self, x: torch.Tensor, is_query: bool, causal: bool, key_padding_mask: torch.Tensor | None
+        self, x: torch.Tensor, is_query: bool, causal: bool, key_padding_mask: torch.Tensor | None,
+        seq_dim: int = 1,
     ) -> torch.Tensor:
         return self._phi(x)
 

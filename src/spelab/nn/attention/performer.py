@@ -76,7 +76,8 @@ class PerformerAttention(KernelAttention):
         self._train_calls += 1
 
     def features(
-        self, x: torch.Tensor, is_query: bool, causal: bool, key_padding_mask: torch.Tensor | None
+        self, x: torch.Tensor, is_query: bool, causal: bool, key_padding_mask: torch.Tensor | None,
+        seq_dim: int = 1,
     ) -> torch.Tensor:
         return favor_plus_features(
             x,
@@ -85,6 +86,7 @@ class PerformerAttention(KernelAttention):
             stabilize_keys=not causal,
             key_padding_mask=key_padding_mask,
             eps=self.eps,
+            seq_dim=seq_dim,
         )
 
     def extra_repr(self) -> str:
