@@ -76,6 +76,8 @@ class SharedCodes:
         mine = [(x, g) for t, s, x, g in self._pending if t == task and s == side]
         if not mine:
             return None
+        if len(mine) == 1:  # one layer: no concatenation (a full copy)
+            return mine[0][0].to(dtype), mine[0][1].to(dtype)
         return (torch.cat([x for x, _ in mine], dim=1).to(dtype),
                 torch.cat([g for _, g in mine], dim=1).to(dtype))
 
