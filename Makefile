@@ -41,8 +41,12 @@ test-slow: install
 
 test-all: test test-slow
 
-bench: install
+bench: install $(VENV)/.bench-installed
 	$(PY) -m bench.run_all --device cpu
+
+$(VENV)/.bench-installed: pyproject.toml
+	$(PY) -m pip install -q -e ".[dev,bench]"
+	touch $@
 
 # No install step: a GPU machine often has its own CUDA torch (and no network); the .venv is used when
 # it exists, else the system python. Peers (fla-core, performer-pytorch) are compared when importable.

@@ -1,7 +1,8 @@
 """Whole training steps: SPE's overhead in a real model, and Lightning's overhead over a plain loop.
 
 G10 (research/perf.md §5.2): a 6-layer model (d_model 512, 8 heads, Performer, codes shared), one
-training step with sineSPE over the same model without positional encoding: target <= 1.3x.
+training step with sineSPE over the same model without positional encoding: target <= 1.3x. The same
+ratio for convSPE (P=128) is reported beside it, without a target.
 G13: Lightning's training step over a plain PyTorch loop on the same model, data and optimizer:
 target <= 1.05x. Both are ratios of medians measured in this one process, alternating A/B.
 """
@@ -15,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from bench.common import Result, main_cli, resolve_device, run_parts, synchronize
-from spelab.nn import ClassificationHead, PerformerAttention, SineSPE, Transformer
+from spelab.nn import ClassificationHead, ConvSPE, PerformerAttention, SineSPE, Transformer
 
 SIZES = {  # device -> (batch, length, steps per measurement)
     "cpu": dict(batch=2, length=256, steps=6, lightning_steps=60, lightning_d=128, lightning_layers=2),
@@ -61,17 +62,21 @@ def _plain_step_times(model: torch.nn.Module, batches, device: torch.device) -> 
 
 def spe_overhead(device: torch.device) -> list[Result]:
     s = SIZES[device.type]
-    spe = functools.partial(SineSPE, num_realizations=64, num_sines=10, gated=True)
-    models = {name: Classifier(512, 6, pos, s["length"]).to(device) for name, pos in (("none", None), ("sinespe", spe))}
+    schemes = {"none": None,
+               "sinespe": functools.partial(SineSPE, num_realizations=64, num_sines=10, gated=True),
+               "convspe": functools.partial(ConvSPE, num_realizations=64, kernel_size=128, gated=True)}
+    models = {name: Classifier(512, 6, pos, s["length"]).to(device) for name, pos in schemes.items()}
     batches = _data(s["batch"], s["length"], s["steps"], device)
-    medians = {name: [] for name in models}
-    for _ in range(2):  # alternate A/B/A/B so drifting load hits both alike
+    times = {name: [] for name in models}
+    for _ in range(2):  # alternate A/B/C/A/B/C so drifting load hits all alike
         for name, model in models.items():
-            times = _plain_step_times(model, batches, device)[2:]  # first steps warm up
-            medians[name].extend(times)
-    ratio = torch.tensor(medians["sinespe"]).median().item() / torch.tensor(medians["none"]).median().item()
-    return [Result("train step, 6x512 Performer: sineSPE / no PE", ratio, "x", target=1.3, op="<=",
-                   note=f"B={s['batch']} N={s['length']} R=64 K=10, codes shared, gated")]
+            times[name].extend(_plain_step_times(model, batches, device)[2:])  # first steps warm up
+    median = {name: torch.tensor(t).median().item() for name, t in times.items()}
+    note = f"B={s['batch']} N={s['length']} R=64, codes shared, gated"
+    return [Result("train step, 6x512 Performer: sineSPE / no PE", median["sinespe"] / median["none"], "x",
+                   target=1.3, op="<=", note=note + ", K=10"),
+            Result("train step, 6x512 Performer: convSPE / no PE", median["convspe"] / median["none"], "x",
+                   note=note + ", P=128")]
 
 
 def lightning_overhead(device: torch.device) -> list[Result]:
