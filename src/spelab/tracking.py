@@ -86,8 +86,20 @@ def _build_wandb(cfg: DictConfig, lcfg: DictConfig, output_dir: Path, rid: str |
     import hydra.utils
 
     offline = bool(lcfg.get("offline", True)) and not bool(cfg.get("wandb_online", False))
+    if not offline:
+        unreachable = _wandb_server_unreachable(float(lcfg.get("init_timeout") or 30))
+        if unreachable:  # W&B would retry for minutes; log offline instead (make sync-wandb uploads later)
+            log.warning("W&B server unreachable (%s): logging offline to %s/wandb; upload later with "
+                        "`make sync-wandb`", unreachable, output_dir)
+            offline = True
     try:
         tags = [str(t) for t in list(lcfg.get("tags") or []) + list(cfg.get("tags") or [])]
+        lcfg = OmegaConf.to_container(lcfg, resolve=True)
+        timeout = lcfg.pop("init_timeout", None)  # not a logger argument: a wandb.init setting
+        if timeout is not None:
+            settings = dict(lcfg.pop("settings", None) or {})
+            settings.setdefault("init_timeout", float(timeout))
+            lcfg["settings"] = settings
         logger = hydra.utils.instantiate(lcfg, offline=offline, id=rid or run_id(output_dir),
                                          tags=list(dict.fromkeys(tags)))
         experiment = logger.experiment  # starts the run now, so a failure surfaces here
@@ -100,6 +112,22 @@ def _build_wandb(cfg: DictConfig, lcfg: DictConfig, output_dir: Path, rid: str |
         log.warning("W&B logging disabled (%s: %s); metrics still go to the CSV logger and results.json",
                     type(err).__name__, err)
         return None
+
+
+def _wandb_server_unreachable(timeout: float) -> str | None:
+    """Why the W&B server (WANDB_BASE_URL, default api.wandb.ai) cannot be reached by TCP within
+    `timeout` seconds, or None when it can."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
+    host = url.hostname or "api.wandb.ai"
+    port = url.port or (80 if url.scheme == "http" else 443)
+    try:
+        with socket.create_connection((host, port), timeout=min(timeout, 10.0)):
+            return None
+    except OSError as err:
+        return f"{host}:{port}: {err}"
 
 
 def finish_wandb(loggers: list, failed: bool) -> None:

@@ -120,9 +120,15 @@ def test_unwritable_output_dir_is_one_clear_message(tmp_path, data_dir, which):
 
 
 def test_wandb_online_without_credentials_goes_on_with_local_loggers(tmp_path, data_dir):
+    import socket
+
     home = tmp_path / "home"
     home.mkdir()
-    env = cli_env(HOME=str(home), WANDB_MODE="online", WANDB_BASE_URL="http://127.0.0.1:9")
+    server = socket.socket()  # a server that accepts connections (so the run tries W&B) but says nothing
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    env = cli_env(HOME=str(home), WANDB_MODE="online", WANDB_BASE_URL=f"http://127.0.0.1:{port}")
     env.pop("WANDB_API_KEY", None)
     run_dir = tmp_path / "run"
     out = cli(["debug=smoke", "wandb_online=true", f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}"],
@@ -132,3 +138,24 @@ def test_wandb_online_without_credentials_goes_on_with_local_loggers(tmp_path, d
     assert "CSV logger" in out.stdout + out.stderr
     assert results(run_dir)["status"] == "done"
     assert any(r.get("train/loss") for r in csv_rows(run_dir))
+    server.close()
+
+
+def test_wandb_online_with_unreachable_server_logs_offline_without_stalling(tmp_path, data_dir):
+    """A key but no server: W&B itself would retry for ~100 s; the run checks the server first,
+    logs offline (to be synced later) and finishes."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = cli_env(HOME=str(home), WANDB_MODE="online", WANDB_BASE_URL="http://127.0.0.1:9",
+                  WANDB_API_KEY="x" * 40)
+    run_dir = tmp_path / "run"
+    start = time.monotonic()
+    out = cli(["debug=smoke", "wandb_online=true", f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}"],
+              env=env)
+    elapsed = time.monotonic() - start
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "W&B server unreachable (127.0.0.1:9" in out.stdout + out.stderr
+    assert "W&B logging disabled" not in out.stdout + out.stderr
+    assert results(run_dir)["status"] == "done"
+    assert list((run_dir / "wandb").glob("offline-run-*")), "the offline W&B run is missing"
+    assert elapsed < 80, f"W&B stalled the run {elapsed:.0f} s"
