@@ -60,23 +60,35 @@ def _plain_step_times(model: torch.nn.Module, batches, device: torch.device) -> 
     return times
 
 
-def spe_overhead(device: torch.device) -> list[Result]:
+def spe_overhead(device: torch.device, compare_shared: bool | None = None) -> list[Result]:
+    """compare_shared (default: on CUDA): also time sineSPE forced onto its shared codes. At the GPU
+    size (N·H·D·R = 2^26) "auto" takes the chunked path; the pair decides that threshold by measurement."""
     s = SIZES[device.type]
+    compare_shared = device.type == "cuda" if compare_shared is None else compare_shared
     schemes = {"none": None,
                "sinespe": functools.partial(SineSPE, num_realizations=64, num_sines=10, gated=True),
                "convspe": functools.partial(ConvSPE, num_realizations=64, kernel_size=128, gated=True)}
     models = {name: Classifier(512, 6, pos, s["length"]).to(device) for name, pos in schemes.items()}
+    if compare_shared:
+        models["sinespe_shared"] = Classifier(512, 6, schemes["sinespe"], s["length"]).to(device)
+        for module in models["sinespe_shared"].modules():
+            if isinstance(module, SineSPE):
+                module.strategy = "shared"
     batches = _data(s["batch"], s["length"], s["steps"], device)
     times = {name: [] for name in models}
     for _ in range(2):  # alternate A/B/C/A/B/C so drifting load hits all alike
         for name, model in models.items():
             times[name].extend(_plain_step_times(model, batches, device)[2:])  # first steps warm up
-    median = {name: torch.tensor(t).median().item() for name, t in times.items()}
+    ratio = {name: torch.tensor(t).median().item() / torch.tensor(times["none"]).median().item()
+             for name, t in times.items()}
     note = f"B={s['batch']} N={s['length']} R=64, codes shared, gated"
-    return [Result("train step, 6x512 Performer: sineSPE / no PE", median["sinespe"] / median["none"], "x",
-                   target=1.3, op="<=", note=note + ", K=10"),
-            Result("train step, 6x512 Performer: convSPE / no PE", median["convspe"] / median["none"], "x",
-                   note=note + ", P=128")]
+    results = [Result("train step, 6x512 Performer: sineSPE / no PE", ratio["sinespe"], "x", target=1.3, op="<=",
+                      note=note + ", K=10"),
+               Result("train step, 6x512 Performer: convSPE / no PE", ratio["convspe"], "x", note=note + ", P=128")]
+    if compare_shared:
+        results.append(Result("train step, 6x512 Performer: sineSPE with strategy='shared' / no PE",
+                              ratio["sinespe_shared"], "x", note=note + ", K=10"))
+    return results
 
 
 def lightning_overhead(device: torch.device) -> list[Result]:
