@@ -41,8 +41,13 @@ test-slow: install
 
 test-all: test test-slow
 
+# glibc keeps freed memory for the benchmarks: with its default adaptive mmap threshold the same
+# 32 MiB tensor is sometimes page-faulted afresh and sometimes not, and CPU times swing by 1.5x
+# (README, "On a CPU"; the setting is recorded in every results file).
+BENCH_MALLOC := glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736
+
 bench: install $(VENV)/.bench-installed
-	$(PY) -m bench.run_all --device cpu
+	GLIBC_TUNABLES=$(BENCH_MALLOC) $(PY) -m bench.run_all --device cpu
 
 $(VENV)/.bench-installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev,bench]"

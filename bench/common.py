@@ -198,6 +198,9 @@ def env_info(device: str | torch.device) -> dict:
         "processor": platform.processor() or platform.machine(),
         "num_threads": torch.get_num_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        # `make bench` keeps freed memory in glibc (Makefile): without it, whether a 32 MiB tensor is
+        # page-faulted afresh depends on glibc's adaptive mmap threshold, and CPU times swing by 1.5x
+        "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES"),
         "device": str(dev),
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -121,3 +121,78 @@ def test_double_backward_through_spe_raises_instead_of_missing_terms(kind, strat
         torch.autograd.grad(a.square().sum() + b.sum(), [q], create_graph=True)
     (grad_q,) = torch.autograd.grad(a.square().sum() + b.sum(), [q])   # first order: fine
     assert torch.isfinite(grad_q).all()
+
+
+def _sine_codes_ptr(code) -> int:
+    return code.cache[1][0].codes[0].data_ptr()
+
+
+def test_sine_code_memory_reused_across_steps_but_never_while_a_graph_can_read_it():
+    """CodeBuffers: the next step reuses the codes' CPU memory once the previous step's backward has
+    run; two forwards before one backward (a dual encoder) get separate memory and exact gradients."""
+    spe, gates = make("sine")
+    q, k = inputs()
+    layer = lambda code: (lambda q, k, g: spe(q, k, code=code, gate=g))  # noqa: E731
+    first = spe.draw(9)
+    loss_of(layer(first), q, k, gates).backward()
+    kept = spe.draw(9)                      # a code the caller keeps holds its codes (through its cache)
+    loss_of(layer(kept), q, k, gates).backward()
+    assert _sine_codes_ptr(kept) != _sine_codes_ptr(first)
+    used, first = _sine_codes_ptr(first), None                         # a step's code is dropped after it
+    second = spe.draw(9)
+    loss_of(layer(second), q, k, gates).backward()
+    assert _sine_codes_ptr(second) == used                             # reused after the backward
+
+    params = [spe.freqs, spe.offsets, spe.gains]
+    a, b = spe.draw(9), spe.draw(9)
+    loss = loss_of(layer(a), q, k, gates) + 2 * loss_of(layer(b), q, k, gates)
+    assert _sine_codes_ptr(a) != _sine_codes_ptr(b)                  # a's graph still reads a's codes
+    got = torch.autograd.grad(loss, params)
+    ref_loss = 0
+    for code, weight in ((a, 1), (b, 2)):
+        for i, gate in enumerate(gates):
+            x, y = per_layer_reference(spe, q, k, code, 0, gate)
+            ref_loss = ref_loss + weight * ((x * (i + 1)).sin().sum() + (y ** 2).sum() * (i + 1))
+    for x, y in zip(got, torch.autograd.grad(ref_loss, params)):
+        torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-11)
+
+
+def test_retained_graph_keeps_its_codes_when_a_new_forward_comes():
+    spe, gates = make("sine")
+    q, k = inputs()
+    params = [spe.freqs, spe.offsets, spe.gains]
+    old = spe.draw(9)
+    loss = loss_of(lambda q, k, g: spe(q, k, code=old, gate=g), q, k, gates)
+    first = torch.autograd.grad(loss, params, retain_graph=True)
+    new = spe.draw(9)
+    loss_of(lambda q, k, g: spe(q, k, code=new, gate=g), q, k, gates).backward()  # must not take old's memory
+    again = torch.autograd.grad(loss, params)
+    for x, y in zip(first, again):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+
+
+def test_spe_modules_copy_and_pickle_with_their_buffers_left_behind():
+    import copy
+    import pickle
+
+    spe, gates = make("sine")
+    q, k = inputs()
+    loss_of(lambda q, k, g: spe(q, k, gate=g), q, k, gates).backward()
+    for clone in (copy.deepcopy(spe), pickle.loads(pickle.dumps(spe))):
+        a = clone(q, k, code=spe.draw(9), gate=gates[0])
+        assert a[0].shape == (2, 9, H, R)
+
+
+@pytest.mark.parametrize("frozen", ["freqs", "gains", "offsets"])
+def test_sine_shared_gradients_with_a_frozen_parameter(frozen):
+    """The codes' backward computes only what is asked: with one parameter frozen, the others'
+    gradients still match the per-layer reference."""
+    spe, gates = make("sine")
+    getattr(spe, frozen).requires_grad_(False)
+    q, k = inputs()
+    code = spe.draw(9)
+    leaves = [p for n, p in spe.named_parameters() if p.requires_grad and not n.startswith("gate.")]
+    got = torch.autograd.grad(loss_of(lambda q, k, g: spe(q, k, code=code, gate=g), q, k, gates), leaves)
+    ref = torch.autograd.grad(loss_of(lambda q, k, g: per_layer_reference(spe, q, k, code, 0, g), q, k, gates), leaves)
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)

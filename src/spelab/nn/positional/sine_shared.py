@@ -13,6 +13,7 @@ contraction, and the backward reads dC through the same view: no transposing cop
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 from spelab.nn.positional.shared_codes import SharedCodes, first_order_only
@@ -40,20 +41,52 @@ def _by_feature(code: torch.Tensor, heads: int, dim: int) -> torch.Tensor:
     return code.view(n_heads // heads, heads * dim, reals).transpose(0, 1)
 
 
+class CodeBuffers:
+    """CPU memory for the two codes, kept from one forward to the next (each SineSPE owns one).
+
+    glibc hands blocks over 32 MiB back to the kernel when they are freed, so a fresh (N, H, D, R) code
+    is page-faulted anew at every forward: on a CPU that costs more than the matmul that fills it. The
+    buffers are handed out again only once the `SharedCodes` that last used them has been collected:
+    every graph node that reads the codes, and the code's cache, hold that object, so once it is gone
+    nothing can read the buffers any more. Until then a forward gets fresh memory. CUDA tensors always
+    get fresh memory (its caching allocator already reuses it). Copies and pickles start empty.
+    """
+
+    def __init__(self) -> None:
+        self._owner: weakref.ref | None = None
+        self._buffers: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def __reduce__(self):
+        return (CodeBuffers, ())
+
+    def get(self, owner: SharedCodes, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+        if device.type != "cpu":
+            return tuple(torch.empty(shape, dtype=dtype, device=device) for _ in range(2))
+        if self._owner is not None and self._owner() is not None:
+            return tuple(torch.empty(shape, dtype=dtype, device=device) for _ in range(2))  # still in use
+        held = self._buffers
+        if held is None or held[0].shape != shape or held[0].dtype != dtype or held[0].device != device:
+            self._buffers = None  # free the old ones before allocating
+            held = self._buffers = tuple(torch.empty(shape, dtype=dtype, device=device) for _ in range(2))
+        self._owner = weakref.ref(owner)
+        return held
+
+
 class _BuildCodes(torch.autograd.Function):
     """(freq (H, D, K), W_q, W_k (H, D, 2K, R)) -> token; C_q = Ω W_q, C_k = Ω W_k go into `shared`."""
 
     @staticmethod
-    def forward(ctx, shared, freq, weight_q, weight_k, start, n):  # noqa: D401 (autograd signature)
+    def forward(ctx, shared, freq, weight_q, weight_k, start, n, buffers):  # noqa: D401 (autograd signature)
         heads, dim, two_k, reals = weight_q.shape
         dtype = weight_q.dtype
+        shape = (n * heads, dim, reals)
+        codes = buffers.get(shared, shape, dtype, freq.device) if buffers is not None else \
+            tuple(torch.empty(shape, dtype=dtype, device=freq.device) for _ in range(2))
         with torch.autocast(freq.device.type, enabled=False):
             omega = _sine_omega(freq, start, n, dtype).view(heads * dim, n, two_k)
-            codes = []
-            for w in (weight_q, weight_k):
-                c = torch.empty(n * heads, dim, reals, device=freq.device, dtype=dtype)
+            for w, c in zip((weight_q, weight_k), codes):
                 torch.bmm(omega, w.reshape(heads * dim, two_k, reals), out=_by_feature(c, heads, dim))
-                codes.append(c)
         shared.codes = tuple(codes)
         ctx.shared, ctx.start = shared, start
         ctx.save_for_backward(omega, weight_q, weight_k)
@@ -68,57 +101,57 @@ class _BuildCodes(torch.autograd.Function):
         hd, n, k = heads * dim, omega.shape[1], two_k // 2
         acc = torch.promote_types(omega.dtype, torch.float32)
         need_f = ctx.needs_input_grad[1]
-        sides = []  # (side, X, G, W (H·D, 2K, R), dW accumulator or None)
+        sides = []  # (side, X, G, W (H·D, 2K, R), whether W needs a gradient)
         for side, w in enumerate((weight_q, weight_k)):
             taken = shared.take(side, omega.dtype)
             if taken is not None:
-                d_w = torch.zeros(hd, two_k, reals, dtype=w.dtype, device=w.device) \
-                    if ctx.needs_input_grad[2 + side] else None
-                sides.append((side, *taken, w.reshape(hd, two_k, reals), d_w))
+                sides.append((side, *taken, w.reshape(hd, two_k, reals), ctx.needs_input_grad[2 + side]))
         shared.finish_backward()
-        d_freq = torch.zeros(hd, k, dtype=acc, device=omega.device) if need_f else None
         # dC in chunks of positions through one reused buffer: a fresh full-size dC per side costs
-        # more in page faults than its matmul on a CPU, and a chunk stays in cache for dW and dΩ
+        # more in page faults than its matmul on a CPU, and a chunk stays in cache. Per chunk and side,
+        # one matmul [Ω_c, t Ω_c]ᵀ dC_c (t: the positions) accumulates both dW = Σ_t Ω[t]ᵀ dC[t] and
+        # T = Σ_t t Ω[t]ᵀ dC[t], from which dfreq_k = 2π Σ_r (W_sin[k,r] T_cos[k,r] - W_cos[k,r] T_sin[k,r]):
+        # no dΩ and no per-angle pass.
         step = max(1, min(n, SHARED_BACKWARD_CHUNK // (heads * dim * reals)))
         buffer = omega.new_empty(step * heads, dim, reals) if sides else None
+        width = 2 * two_k if need_f else two_k
+        sums = {side: torch.zeros(hd, width, reals, dtype=omega.dtype, device=omega.device) for side, *_ in sides}
         for s in range(0, n if sides else 0, step):
             e = min(n, s + step)
             d_code_flat = buffer[: (e - s) * heads]
             d_code = _by_feature(d_code_flat, heads, dim)                                 # (H·D, n_c, R)
             omega_c = omega[:, s:e]
-            d_omega = None
-            for _, x, g, w, d_w in sides:
+            if need_f:
+                t = torch.arange(ctx.start + s, ctx.start + e, device=omega.device, dtype=omega.dtype)
+                omega_c = torch.cat((omega_c, omega_c * t[:, None]), dim=-1)              # (H·D, n_c, 4K)
+            for side, x, g, _, _ in sides:
                 rows = slice(s * heads, e * heads)
                 torch.bmm(x[rows].transpose(1, 2), g[rows], out=d_code_flat)
-                if d_w is not None:
-                    d_w.baddbmm_(omega_c.transpose(1, 2), d_code)
-                if need_f:
-                    w_t = w.transpose(1, 2)
-                    d_omega = torch.bmm(d_code, w_t) if d_omega is None else d_omega.baddbmm_(d_code, w_t)
-            if need_f:
-                cos, sin = omega_c.split(k, dim=-1)
-                d_cos, d_sin = d_omega.split(k, dim=-1)
-                d_angle = (d_sin * cos - d_cos * sin).to(acc)                              # (H·D, n_c, K)
-                t = torch.arange(ctx.start + s, ctx.start + e, device=omega.device, dtype=acc)
-                d_freq += torch.einsum("bnk,n->bk", d_angle, t)
+                sums[side].baddbmm_(omega_c.transpose(1, 2), d_code)
         grads = [None, None]
-        for side, _, _, _, d_w in sides:
-            if d_w is not None:
-                grads[side] = d_w.view(weight_q.shape)
+        d_freq = torch.zeros(hd, k, dtype=acc, device=omega.device) if need_f else None
+        for side, _, _, w, d_w in sides:
+            if d_w:
+                grads[side] = sums[side][:, :two_k].reshape(weight_q.shape)
+            if need_f:
+                w_cos, w_sin = w.to(acc).split(k, dim=1)
+                t_cos, t_sin = sums[side][:, two_k:].to(acc).split(k, dim=1)
+                d_freq += (w_sin * t_cos - w_cos * t_sin).sum(-1)
         if need_f:
             d_freq = ((2 * math.pi) * d_freq).view(heads, dim, k).to(omega.dtype)
-        return None, d_freq, grads[0], grads[1], None, None
+        return None, d_freq, grads[0], grads[1], None, None, None
 
 
 def build_shared_codes(freq: torch.Tensor, weight_q: torch.Tensor, weight_k: torch.Tensor, start: int,
-                       n: int) -> tuple[SharedCodes, torch.Tensor | None]:
+                       n: int, buffers: CodeBuffers | None = None) -> tuple[SharedCodes, torch.Tensor | None]:
     """C_q = Ω W_q and C_k = Ω W_k at positions start ... start+n-1, Ω = [cos 2πft, sin 2πft]
     (freq (H, D, K), weights (H, D, 2K, R)), for `contract_shared` (shared_codes.py) by any number of layers.
 
     Returns (shared, token); the token (None when nothing needs a gradient) goes to every contraction.
+    `buffers` (a CodeBuffers) lends CPU memory kept from the previous forward.
     """
     heads, dim = weight_q.shape[:2]
     shared = SharedCodes(heads, dim)
-    token = _BuildCodes.apply(shared, freq, weight_q, weight_k, start, n)
+    token = _BuildCodes.apply(shared, freq, weight_q, weight_k, start, n, buffers)
     shared.token_dtype = token.dtype
     return shared, (token if token.requires_grad else None)

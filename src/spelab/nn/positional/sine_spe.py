@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from spelab.nn.positional._checks import check_positive_int
 from spelab.nn.positional.shared_codes import SharedCodes, first_order_only
-from spelab.nn.positional.sine_shared import build_shared_codes
+from spelab.nn.positional.sine_shared import CodeBuffers, build_shared_codes
 from spelab.nn.positional.spe import StochasticPositionalEncoding
 
 # elements of the largest temporary per chunk of positions (2^25 fp32 = 128 MiB)
@@ -288,6 +288,7 @@ class SineSPE(StochasticPositionalEncoding):
         self.gains = torch.nn.Parameter(2.0 * gains / gains.norm(dim=-1, keepdim=True).sqrt())
         self.chunk: int | None = None  # positions per chunk of the fast path; None: automatic
         self.strategy = "auto"  # "shared" (small codes), else as sine_project; see the module docstring
+        self._code_buffers = CodeBuffers()  # CPU memory of the shared codes, reused across forwards
 
     def frequencies(self) -> torch.Tensor:
         """f = sigmoid(freqs) / 2, cycles per position in (0, 0.5): (H, D, K)."""
@@ -339,7 +340,8 @@ class SineSPE(StochasticPositionalEncoding):
 
     def _build_shared(self, code: SineCode, offset: int, n: int) -> tuple[SharedCodes, torch.Tensor | None]:
         weight = self.mixing_weight(code).to(self._reference().device)
-        return build_shared_codes(self.frequencies(), rotate_phase(weight, self.offsets), weight, offset, n)
+        return build_shared_codes(self.frequencies(), rotate_phase(weight, self.offsets), weight, offset, n,
+                                  self._code_buffers)
 
     def _raw_kernel(self, lags: torch.Tensor) -> torch.Tensor:
         freq, lam = self.frequencies(), self.amplitudes()
