@@ -2,8 +2,10 @@
 
 The layers contract with the codes and hand their (x, g) to the codes' node (shared_codes.py); this
 node's backward forms dC from them in chunks of positions through one reused buffer (a fresh
-full-size dC per side costs more in page faults than its matmul on a CPU, and a chunk stays in cache)
-and goes on to the gradients of the frequencies and of the two weights.
+full-size dC per side costs more in page faults than its matmul on a CPU, and a chunk stays in cache).
+One matmul per chunk, [Ω, tΩ]ᵀ dC, then gives the weights' gradient and, through
+T = Σ_t t Ω[t]ᵀ dC[t], the frequencies' (dfreq_k = 2π Σ_r W_sin[k,r] T_cos[k,r] - W_cos[k,r] T_sin[k,r]).
+On a CPU the codes' memory is reused from one forward to the next (`CodeBuffers`).
 
 Layout: C is written as (N, H, D, R) by a batched matmul over (head, feature) straight into a strided
 view, so that each (position, head) slice is a contiguous (D, R) matrix for the per-position
@@ -16,6 +18,7 @@ import math
 import weakref
 
 import torch
+
 from spelab.nn.positional.shared_codes import SharedCodes, first_order_only
 
 # elements of the dC chunk in backward (2^21 fp32 = 8 MiB)
