@@ -50,8 +50,7 @@ class SharedCodes:
     this object, and a reference back would make a cycle.
     """
 
-    def __init__(self, heads: int, dim: int) -> None:
-        self.heads, self.dim = heads, dim
+    def __init__(self) -> None:
         self.codes: tuple[torch.Tensor, torch.Tensor] | None = None
         self.token_dtype = torch.float32
         self.spent = False
@@ -114,8 +113,7 @@ class _Share(torch.autograd.Function):
 
 def share_codes(code_q: torch.Tensor, code_k: torch.Tensor) -> tuple[SharedCodes, torch.Tensor | None]:
     """Adopt codes (N, H, D, R) for `contract_shared` by any number of layers: (shared, token)."""
-    heads, dim = code_q.shape[1:3]
-    shared = SharedCodes(heads, dim)
+    shared = SharedCodes()
     token = _Share.apply(shared, code_q, code_k)
     shared.token_dtype = token.dtype
     return shared, (token if token.requires_grad else None)

@@ -20,22 +20,10 @@ import weakref
 import torch
 
 from spelab.nn.positional.shared_codes import SharedCodes, first_order_only
+from spelab.nn.positional.sine_features import sine_features
 
 # elements of the dC chunk in backward (2^21 fp32 = 8 MiB)
 SHARED_BACKWARD_CHUNK = 2**21
-
-
-def _sine_omega(freq: torch.Tensor, start: int, n: int, dtype: torch.dtype) -> torch.Tensor:
-    """[cos a, sin a], a = 2π f t for t = start ... start+n-1: (H, D, n, 2K), cos and sin computed on
-    contiguous tensors (a strided `out=` is not vectorised on CPU). The phase at `start` is reduced
-    modulo one cycle in float64, so a large offset keeps its precision."""
-    calc = torch.promote_types(dtype, torch.float32)
-    f = freq.detach()
-    start_cycles = f.to(torch.float64) * start
-    base = (2 * math.pi * (start_cycles - torch.floor(start_cycles))).to(calc)            # (H, D, K)
-    steps = torch.arange(n, device=f.device, dtype=calc).view(1, 1, n, 1)
-    angle = torch.addcmul(base.unsqueeze(2), steps, f.to(calc).unsqueeze(2), value=2 * math.pi)
-    return torch.cat((torch.cos(angle), torch.sin(angle)), dim=-1).to(dtype)
 
 
 def _by_feature(code: torch.Tensor, heads: int, dim: int) -> torch.Tensor:
@@ -64,16 +52,19 @@ class CodeBuffers:
 
     def get(self, owner: SharedCodes, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
             ) -> tuple[torch.Tensor, torch.Tensor]:
-        if device.type != "cpu":
-            return tuple(torch.empty(shape, dtype=dtype, device=device) for _ in range(2))
-        if self._owner is not None and self._owner() is not None:
-            return tuple(torch.empty(shape, dtype=dtype, device=device) for _ in range(2))  # still in use
+        if device.type != "cpu" or (self._owner is not None and self._owner() is not None):  # or still in use
+            return _empty_pair(shape, dtype, device)
         held = self._buffers
         if held is None or held[0].shape != shape or held[0].dtype != dtype or held[0].device != device:
             self._buffers = None  # free the old ones before allocating
-            held = self._buffers = tuple(torch.empty(shape, dtype=dtype, device=device) for _ in range(2))
+            held = self._buffers = _empty_pair(shape, dtype, device)
         self._owner = weakref.ref(owner)
         return held
+
+
+def _empty_pair(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.empty(shape, dtype=dtype, device=device), torch.empty(shape, dtype=dtype, device=device)
 
 
 class _BuildCodes(torch.autograd.Function):
@@ -85,9 +76,9 @@ class _BuildCodes(torch.autograd.Function):
         dtype = weight_q.dtype
         shape = (n * heads, dim, reals)
         codes = buffers.get(shared, shape, dtype, freq.device) if buffers is not None else \
-            tuple(torch.empty(shape, dtype=dtype, device=freq.device) for _ in range(2))
+            _empty_pair(shape, dtype, freq.device)
         with torch.autocast(freq.device.type, enabled=False):
-            omega = _sine_omega(freq, start, n, dtype).view(heads * dim, n, two_k)
+            omega = sine_features(freq, None, start, n, dtype, position_axis=2).view(heads * dim, n, two_k)
             for w, c in zip((weight_q, weight_k), codes):
                 torch.bmm(omega, w.reshape(heads * dim, two_k, reals), out=_by_feature(c, heads, dim))
         shared.codes = tuple(codes)
@@ -153,8 +144,7 @@ def build_shared_codes(freq: torch.Tensor, weight_q: torch.Tensor, weight_k: tor
     Returns (shared, token); the token (None when nothing needs a gradient) goes to every contraction.
     `buffers` (a CodeBuffers) lends CPU memory kept from the previous forward.
     """
-    heads, dim = weight_q.shape[:2]
-    shared = SharedCodes(heads, dim)
+    shared = SharedCodes()
     token = _BuildCodes.apply(shared, freq, weight_q, weight_k, start, n, buffers)
     shared.token_dtype = token.dtype
     return shared, (token if token.requires_grad else None)

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from spelab.nn.positional._checks import check_positive_int
 from spelab.nn.positional.shared_codes import SharedCodes, first_order_only
+from spelab.nn.positional.sine_features import sine_features
 from spelab.nn.positional.sine_shared import CodeBuffers, build_shared_codes
 from spelab.nn.positional.spe import StochasticPositionalEncoding
 
@@ -57,32 +58,6 @@ class SineCode:
     gate_noise: torch.Tensor | None = None
     # (key, (SharedCodes, token)) of the shared path: reused by the layers of one forward (_shared_codes)
     cache: Any = field(default=None, repr=False, compare=False)
-
-
-def sine_features(freq: torch.Tensor, phase: torch.Tensor | None, start: int, n: int,
-                  dtype: torch.dtype, position_axis: int = 1) -> torch.Tensor:
-    """Ω at positions start ... start+n-1: [cos a, sin a], a = 2π f t (+ θ), of shape (H, n, D, 2K)
-    (position_axis=1) or (H, D, n, 2K) (position_axis=2).
-
-    The phase at `start` is reduced modulo one cycle in float64 on the small (H, D, K) tensor, so a
-    large offset keeps its precision; within the chunk the angle grows by 2π f per position.
-    """
-    calc = torch.promote_types(dtype, torch.float32)
-    f = freq.detach()
-    start_cycles = f.to(torch.float64) * start
-    base = (2 * math.pi * (start_cycles - torch.floor(start_cycles))).to(calc)            # (H, D, K)
-    if phase is not None:
-        base = base + phase.detach().to(calc)
-    shape = [1, 1, 1, 1]
-    shape[position_axis] = n
-    steps = torch.arange(n, device=f.device, dtype=calc).view(shape)
-    angle = torch.addcmul(base.unsqueeze(position_axis), steps, f.to(calc).unsqueeze(position_axis),
-                          value=2 * math.pi)
-    k = f.shape[-1]
-    omega = torch.empty(*angle.shape[:-1], 2 * k, device=f.device, dtype=dtype)
-    torch.cos(angle, out=omega[..., :k])
-    torch.sin(angle, out=omega[..., k:])
-    return omega
 
 
 def _chunk(batch: int, heads: int, per_position: int, n: int, chunk: int | None) -> int:
