@@ -58,6 +58,11 @@ def orthogonal_gaussian_matrix(
     return (rows * norms.unsqueeze(1)).to(dtype)
 
 
+def padding_view(key_padding_mask: torch.Tensor, seq_dim: int) -> torch.Tensor:
+    """(B,N) padding mask as a view that broadcasts over (B,N,H,·) (seq_dim=1) or (B,H,N,·) (seq_dim=2)."""
+    return key_padding_mask[:, :, None, None] if seq_dim == 1 else key_padding_mask[:, None, :, None]
+
+
 def favor_plus_features(
     x: torch.Tensor,
     projection: torch.Tensor,
@@ -94,8 +99,7 @@ def favor_plus_features(
                 raise ValueError(f"favor_plus_features: seq_dim must be 1 (B,N,H,d) or 2 (B,H,N,d), got {seq_dim!r}")
             row_max = wx.detach().amax(dim=-1, keepdim=True) - shift.detach()           # max of each key's logits
             if key_padding_mask is not None:
-                pad = key_padding_mask[:, :, None, None] if seq_dim == 1 else key_padding_mask[:, None, :, None]
-                row_max = row_max.masked_fill(pad, float("-inf"))
+                row_max = row_max.masked_fill(padding_view(key_padding_mask, seq_dim), float("-inf"))
             # one constant per (batch, head); -inf when every key is padded -> use 0.
             c = row_max.amax(dim=seq_dim, keepdim=True)
             shift = shift + torch.where(torch.isfinite(c), c, torch.zeros_like(c))
