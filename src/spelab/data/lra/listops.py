@@ -224,5 +224,5 @@ def _check_generator(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _params_key(params: Mapping[str, Any]) -> str:
-    text = json.dumps({"generator": "lra-listops-v1", **params}, sort_keys=True)
+    text = json.dumps({"generator": "lra-listops-v2", **params}, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:10]

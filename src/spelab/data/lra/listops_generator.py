@@ -5,6 +5,9 @@ Algorithm (research/data.md §2.1): a tree is a leaf (a digit) with probability 
 `max_depth`, an operator node with 2..max_args children; the operator is drawn after the children.
 A tree's `length` is its token count after the fixed preprocessing (value = 1, node = 2 + children).
 Trees with `min_length < length < max_length` (strict) are kept, deduplicated, and split in order.
+For a seed, the set of rows is exactly what upstream writes after `random.seed(seed)` (tested against
+fixtures made by the official script); upstream's row order follows `set` iteration (PYTHONHASHSEED),
+so the port orders rows canonically instead (first seen, then a seeded shuffle).
 """
 
 from __future__ import annotations
@@ -22,40 +25,77 @@ END = "]"
 Tree = Union[int, str, tuple]
 
 
-class _TooLong(Exception):
-    """Raised once a tree under construction is already too long to be accepted."""
-
-
 def generate_tree(rng: random.Random, depth: int = 1, max_depth: int = 10, max_args: int = 10,
-                  _budget: list[int] | None = None) -> tuple[Tree, int]:
+                  _budget: list[int] | None = None) -> tuple[Tree | None, int]:
     """One random tree and its length, with the same draws, in the same order, as upstream.
 
-    `_budget` (a one-item list of tokens left) lets `generate` abandon a tree as soon as it cannot be
-    accepted; accepted trees have exactly the upstream distribution, only the rejected ones are cut short.
+    `_budget` (a one-item list of tokens left) lets `generate` stop *building* a tree once it is too
+    long to be accepted: the rest is only counted (`_skip`), making exactly upstream's draws, so the
+    random stream, and hence every later tree, stays upstream's. Such a tree is returned as None.
     """
     r = rng.random() if depth < max_depth else 1
     if r > VALUE_P:
-        _spend(_budget, 1)
-        return rng.choice(VALUES), 1
-    _spend(_budget, 2)
+        value = rng.choice(VALUES)
+        if _budget is not None:
+            _budget[0] -= 1
+            if _budget[0] < 0:
+                return None, 1
+        return value, 1
     num_values = rng.randint(2, max_args)
-    children, length = [], 2
+    if _budget is not None:
+        _budget[0] -= 2
+    children: list | None = []
+    length = 2
     for _ in range(num_values):
+        if _budget is not None and _budget[0] < 0:
+            children = None
+            length += _skip(rng, depth + 1, max_depth, max_args)
+            continue
         child, child_length = generate_tree(rng, depth + 1, max_depth, max_args, _budget)
-        children.append(child)
         length += child_length
+        if child is None:
+            children = None
+        elif children is not None:
+            children.append(child)
     op = rng.choice(OPERATORS)
+    if children is None or (_budget is not None and _budget[0] < 0):
+        return None, length
     tree: Tree = (op, children[0])
     for child in children[1:]:
         tree = (tree, child)
     return (tree, END), length
 
 
-def _spend(budget: list[int] | None, tokens: int) -> None:
-    if budget is not None:
-        budget[0] -= tokens
-        if budget[0] < 0:
-            raise _TooLong
+def _skip(rng: random.Random, depth: int, max_depth: int, max_args: int) -> int:
+    """The length of a subtree, drawing exactly what `generate_tree` draws, without building it.
+
+    Speed matters here (rejected trees can be huge), so CPython's draws are inlined: choice(seq) is
+    seq[_randbelow(len(seq))], randint(2, m) is 2 + _randbelow(m - 1), and _randbelow(n) takes
+    getrandbits(n.bit_length()) until the value is below n. The generator tests check the streams
+    stay upstream's. A stack entry is a node's depth, or 0 for the operator draw after its children.
+    """
+    uniform, bits = rng.random, rng.getrandbits
+    n_values, n_ops, n_args = len(VALUES), len(OPERATORS), max_args - 1
+    k_values, k_ops, k_args = n_values.bit_length(), n_ops.bit_length(), n_args.bit_length()
+    length, stack = 0, [depth]
+    pop, push, extend = stack.pop, stack.append, stack.extend
+    while stack:
+        d = pop()
+        if d == 0:
+            while bits(k_ops) >= n_ops:
+                pass
+        elif d < max_depth and uniform() <= VALUE_P:
+            length += 2
+            push(0)
+            r = bits(k_args)
+            while r >= n_args:
+                r = bits(k_args)
+            extend([d + 1] * (2 + r))
+        else:
+            while bits(k_values) >= n_values:
+                pass
+            length += 1
+    return length
 
 
 def to_string(tree: Tree) -> str:
@@ -114,11 +154,8 @@ def generate(num_samples: int, min_length: int = 500, max_length: int = 2000, ma
     attempts, limit = 0, 2000 * num_samples + 100_000
     while len(rows) < num_samples:
         attempts += 1
-        try:
-            tree, length = generate_tree(rng, 1, max_depth, max_args, [max_length - 1])
-        except _TooLong:
-            continue
-        if min_length < length < max_length:
+        tree, length = generate_tree(rng, 1, max_depth, max_args, [max_length - 1])
+        if tree is not None and min_length < length < max_length:
             rows.setdefault(to_string(tree), to_value(tree))
         if attempts > limit:
             raise RuntimeError(f"ListOps generator: only {len(rows)} of {num_samples} distinct trees with "
