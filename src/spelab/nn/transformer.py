@@ -28,14 +28,16 @@ class TransformerBlock(nn.Module):
     """Pre-norm block: x + Attn(LN(x)), then x + FF(LN(x))."""
 
     def __init__(self, d_model: int, num_heads: int, ff_dim: int, dropout: float, attention: Factory,
-                 key_dim: int, relative: nn.Module | None, gate: nn.Module | None) -> None:
+                 key_dim: int, relative: nn.Module | None, gate: nn.Module | None,
+                 qkv_dim: int | None = None) -> None:
         super().__init__()
+        qkv_dim = d_model if qkv_dim is None else qkv_dim  # the attention's width (LRA's qkv_dim)
         self.num_heads = num_heads
-        self.head_dim = d_model // num_heads
+        self.head_dim = qkv_dim // num_heads
         self.norm1 = nn.LayerNorm(d_model)
-        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.qkv = nn.Linear(d_model, 3 * qkv_dim)
         self.attn = attention(head_dim=key_dim)
-        self.out = nn.Linear(d_model, d_model)
+        self.out = nn.Linear(qkv_dim, d_model)
         self.norm2 = nn.LayerNorm(d_model)
         self.ff = nn.Sequential(nn.Linear(d_model, ff_dim), nn.GELU(), nn.Dropout(dropout),
                                 nn.Linear(ff_dim, d_model))
@@ -83,19 +85,25 @@ class Transformer(nn.Module):
         share_code: relative schemes: one module and one code per forward, shared by all layers
             (per-layer gates); False gives every layer its own scheme and its own draws.
         prepend_cls: prepend a learned [CLS] vector (for ``pooling="cls"`` heads).
+        qkv_dim: width of queries/keys/values over all heads (None: d_model), as LRA's ``qkv_dim``;
+            each head gets qkv_dim // num_heads.
+        code_per_layer: with ``share_code``, the shared scheme (parameters) still draws a fresh code
+            for every layer, as the official LRA SPE runs do (``shared=True`` there shares parameters).
     """
 
     def __init__(self, vocab_size: int, d_model: int = 128, num_layers: int = 2, num_heads: int = 4,
                  ff_dim: int | None = None, dropout: float = 0.1, attention: Factory | None = None,
                  pos_enc: Factory | None = None, max_len: int = 2048, causal: bool = False,
-                 share_code: bool = True, prepend_cls: bool = False) -> None:
+                 share_code: bool = True, prepend_cls: bool = False, qkv_dim: int | None = None,
+                 code_per_layer: bool = False) -> None:
         super().__init__()
         ff_dim = 4 * d_model if ff_dim is None else ff_dim
+        qkv_dim = d_model if qkv_dim is None else qkv_dim
         _check_positive(vocab_size=vocab_size, d_model=d_model, num_layers=num_layers,
-                        num_heads=num_heads, ff_dim=ff_dim, max_len=max_len)
-        if d_model % num_heads:
-            raise ValueError(f"Transformer: num_heads={num_heads} must divide d_model={d_model} "
-                             f"(e.g. num_heads in {[h for h in range(1, 17) if d_model % h == 0]})")
+                        num_heads=num_heads, ff_dim=ff_dim, max_len=max_len, qkv_dim=qkv_dim)
+        if qkv_dim % num_heads:
+            raise ValueError(f"Transformer: num_heads={num_heads} must divide qkv_dim={qkv_dim} "
+                             f"(e.g. num_heads in {[h for h in range(1, 17) if qkv_dim % h == 0]})")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"Transformer: dropout must be in [0, 1), got {dropout}")
         if attention is None:
@@ -103,7 +111,8 @@ class Transformer(nn.Module):
             attention = SoftmaxAttention
         self.d_model, self.num_heads, self.causal = d_model, num_heads, causal
         self.max_len, self.share_code = max_len, share_code
-        head_dim = d_model // num_heads
+        self.qkv_dim, self.code_per_layer = qkv_dim, bool(code_per_layer)
+        head_dim = qkv_dim // num_heads
         # a [CLS] vector takes one position, so absolute tables need one more slot
         total_len = max_len + int(prepend_cls)
 
@@ -122,7 +131,8 @@ class Transformer(nn.Module):
             own = (pos if not blocks else make_pos()) if pos.relative and not share_code else None
             # the shared scheme's own gate serves layer 0 (gate=None); every other layer gets its own
             gate = pos.make_gate() if self.relative is not None and blocks else None
-            blocks.append(TransformerBlock(d_model, num_heads, ff_dim, dropout, attention, key_dim, own, gate))
+            blocks.append(TransformerBlock(d_model, num_heads, ff_dim, dropout, attention, key_dim, own, gate,
+                                           qkv_dim=qkv_dim))
         self.blocks = nn.ModuleList(blocks)
         self.norm = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
@@ -131,6 +141,8 @@ class Transformer(nn.Module):
     def draw_code(self, length: int, device: torch.device | None = None) -> Any:
         """One positional code for `length` positions: shared by all layers, or one per layer."""
         if self.relative is not None:
+            if self.code_per_layer:
+                return [self.relative.draw(length, device=device) for _ in self.blocks]
             return self.relative.draw(length, device=device)
         if self.absolute is None:  # relative scheme, one per layer
             return [blk.relative.draw(length, device=device) for blk in self.blocks]
@@ -167,7 +179,7 @@ class Transformer(nn.Module):
             x = self.absolute(x)
         x = self.dropout(x)
         if code is None and self.relative is not None:
-            code = self.relative.draw(x.shape[1], device=x.device)
+            code = self.draw_code(x.shape[1], device=x.device)
         for block, layer_code in zip(self.blocks, self._layer_codes(code)):
             x = block(x, padding_mask, self.causal, self.relative, layer_code)
         return self.norm(x)
@@ -178,7 +190,7 @@ class Transformer(nn.Module):
         if not self.causal:
             raise RuntimeError("Transformer.init_state: recurrent decoding needs a causal model (causal=True)")
         dtype = dtype or self.embed.weight.dtype
-        head_dim = self.d_model // self.num_heads
+        head_dim = self.qkv_dim // self.num_heads
         layers = [blk.attn.init_state(batch_size, self.num_heads, head_dim, device=device, dtype=dtype)
                   for blk in self.blocks]
         return {"position": 0, "layers": layers}

@@ -37,12 +37,13 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str, min
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
-    """Decay matrices only; biases, norms and other 1-D parameters get no weight decay."""
+def param_groups(module: nn.Module, weight_decay: float, decay_all: bool = False) -> list[dict]:
+    """Decay matrices only; biases, norms and other 1-D parameters get no weight decay.
+    decay_all: decay every parameter, as flax's Adam in the LRA code does (the paper's setting)."""
     decay, no_decay = [], []
     for p in module.parameters():
         if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
+            (decay if decay_all or p.ndim >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
@@ -51,7 +52,7 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
 
 def build_optimizer(module: nn.Module, lr: float, weight_decay: float = 0.0, betas: Iterable[float] = (0.9, 0.98),
                     eps: float = 1e-9, warmup_steps: int = 0, schedule: str = "constant",
-                    total_steps: int = 1, min_lr_ratio: float = 0.0) -> dict:
+                    total_steps: int = 1, min_lr_ratio: float = 0.0, decay_all: bool = False) -> dict:
     """The dict Lightning's `configure_optimizers` returns: AdamW + a per-step LambdaLR."""
     if lr <= 0:
         raise ValueError(f"task.module.lr must be > 0, got {lr}")
@@ -59,7 +60,7 @@ def build_optimizer(module: nn.Module, lr: float, weight_decay: float = 0.0, bet
         raise ValueError(f"task.module.warmup_steps must be >= 0, got {warmup_steps}")
     if schedule not in SCHEDULES:
         raise ValueError(f"task.module.schedule={schedule!r} is not one of {list(SCHEDULES)}")
-    optimizer = torch.optim.AdamW(param_groups(module, weight_decay), lr=lr, betas=tuple(betas), eps=eps)
+    optimizer = torch.optim.AdamW(param_groups(module, weight_decay, decay_all), lr=lr, betas=tuple(betas), eps=eps)
     total = max(int(total_steps), 1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, warmup_steps, total, schedule, min_lr_ratio))

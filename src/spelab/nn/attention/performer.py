@@ -27,7 +27,9 @@ class PerformerAttention(KernelAttention):
             temperature (x * head_dim**-0.25 on each side) and the projection's width.
         num_features: number of random features M (orthogonal blocks of head_dim rows).
         redraw: "step" (a fresh projection for every training forward call), an int n (every n
-            training calls) or "never". The projection never changes in eval() or in `step`.
+            training calls) or "never". The projection never changes in `step`, nor in eval() unless
+        redraw_eval: a fresh projection for every forward call in eval() too (the official LRA
+            Performer's behaviour: its features are redrawn on every call, evaluation included).
         eps: added to each feature (FAVOR+'s numerical stabiliser) and to the normaliser.
         chunk_size: chunk length of the causal chunked algorithm.
 
@@ -42,10 +44,12 @@ class PerformerAttention(KernelAttention):
         redraw: str | int = "step",
         eps: float = 1e-6,
         chunk_size: int = DEFAULT_CHUNK,
+        redraw_eval: bool = False,
     ) -> None:
         super().__init__(head_dim, eps=eps, chunk_size=chunk_size)
         self.num_features = check_positive_int("num_features", num_features)
         self.redraw = _check_redraw(redraw)
+        self.redraw_eval = bool(redraw_eval)
         self.register_buffer("projection", orthogonal_gaussian_matrix(num_features, head_dim))
         self._train_calls = 0  # training forward calls seen (drives the redraw policy)
 
@@ -68,7 +72,11 @@ class PerformerAttention(KernelAttention):
         self._train_calls = int(state.get("train_calls", 0)) if isinstance(state, dict) else 0
 
     def _prepare(self) -> None:
-        if not self.training or self.redraw == "never":
+        if not self.training:
+            if self.redraw_eval:
+                self.redraw_features()
+            return
+        if self.redraw == "never":
             return
         every = 1 if self.redraw == "step" else int(self.redraw)
         if self._train_calls > 0 and self._train_calls % every == 0:
