@@ -98,11 +98,12 @@ class Transformer(nn.Module):
                  code_per_layer: bool = False) -> None:
         super().__init__()
         ff_dim = 4 * d_model if ff_dim is None else ff_dim
+        width = "d_model" if qkv_dim is None else "qkv_dim"  # the key named in errors
         qkv_dim = d_model if qkv_dim is None else qkv_dim
         _check_positive(vocab_size=vocab_size, d_model=d_model, num_layers=num_layers,
                         num_heads=num_heads, ff_dim=ff_dim, max_len=max_len, qkv_dim=qkv_dim)
         if qkv_dim % num_heads:
-            raise ValueError(f"Transformer: num_heads={num_heads} must divide qkv_dim={qkv_dim} "
+            raise ValueError(f"Transformer: num_heads={num_heads} must divide {width}={qkv_dim} "
                              f"(e.g. num_heads in {[h for h in range(1, 17) if qkv_dim % h == 0]})")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"Transformer: dropout must be in [0, 1), got {dropout}")
