@@ -52,6 +52,7 @@ def _codes(cfg: Any) -> str:
 # hyperparameter -> its value in a composed spelab config (absent keys take the code's default)
 SPELAB: dict[str, Callable[[Any], Any]] = {
     "max_length": lambda c: _get(c, "task.datamodule.max_length"),
+    "legacy_tokenizer": lambda c: _get(c, "task.datamodule.legacy_tokenizer", False),
     "d_model": lambda c: _get(c, "model.d_model"),
     "num_layers": lambda c: _get(c, "model.num_layers"),
     "num_heads": lambda c: _get(c, "model.num_heads"),
