@@ -64,6 +64,8 @@ SPELAB: dict[str, Callable[[Any], Any]] = {
     "ff_activation": lambda c: "gelu",
     "attention_dropout": lambda c: _get(c, "model.attention.dropout", 0.0),
     "pooling": lambda c: _get(c, "task.module.pooling"),
+    "head": lambda c: ("nli, " if _get(c, "task.name") == "retrieval" else "")
+    + f"mlp {_get(c, 'task.module.head_mlp_dim') or _get(c, 'model.d_model')}",
     # the batch of one optimizer step
     "batch_size": lambda c: _get(c, "task.datamodule.batch_size") * (_get(c, "trainer.accumulate_grad_batches") or 1),
     "lr": lambda c: _get(c, "task.module.lr"),
