@@ -27,7 +27,8 @@ class PerformerAttention(KernelAttention):
             temperature (x * head_dim**-0.25 on each side) and the projection's width.
         num_features: number of random features M (orthogonal blocks of head_dim rows).
         redraw: "step" (a fresh projection for every training forward call), an int n (every n
-            training calls) or "never". The projection never changes in `step`, nor in eval() unless
+            training calls) or "never". The projection never changes in `step`, nor in eval()
+            unless `redraw_eval`.
         redraw_eval: a fresh projection for every forward call in eval() too (the official LRA
             Performer's behaviour: its features are redrawn on every call, evaluation included).
         eps: added to each feature (FAVOR+'s numerical stabiliser) and to the normaliser.
