@@ -44,6 +44,14 @@ def _kernel_epsilon(cfg: Any) -> Any:
     return RELU_OFFSET if _get(cfg, "model.attention.feature_map") == "relu" else None
 
 
+def _head(cfg: Any) -> str:
+    hidden = _get(cfg, "task.module.head_mlp_dim") or _get(cfg, "model.d_model")
+    if _get(cfg, "task.name") != "retrieval":
+        return f"mlp {hidden}"
+    widths = f"{hidden}, {hidden // 2}" if _get(cfg, "task.module.head_layers", 1) == 2 else f"{hidden}"
+    return f"{_get(cfg, 'task.module.head_interaction', 'nli')}, mlp {widths}"
+
+
 def _codes(cfg: Any) -> str:
     return "per_layer" if not _get(cfg, "model.share_code", True) or _get(cfg, "model.code_per_layer", False) \
         else "shared"
@@ -64,8 +72,7 @@ SPELAB: dict[str, Callable[[Any], Any]] = {
     "ff_activation": lambda c: "gelu",
     "attention_dropout": lambda c: _get(c, "model.attention.dropout", 0.0),
     "pooling": lambda c: _get(c, "task.module.pooling"),
-    "head": lambda c: ("nli, " if _get(c, "task.name") == "retrieval" else "")
-    + f"mlp {_get(c, 'task.module.head_mlp_dim') or _get(c, 'model.d_model')}",
+    "head": lambda c: _head(c),
     # the batch of one optimizer step
     "batch_size": lambda c: _get(c, "task.datamodule.batch_size") * (_get(c, "trainer.accumulate_grad_batches") or 1),
     "lr": lambda c: _get(c, "task.module.lr"),

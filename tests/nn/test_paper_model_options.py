@@ -112,3 +112,17 @@ def test_weight_decay_all_puts_every_parameter_in_the_decayed_group() -> None:
     assert len(everything) == 1 and len(everything[0]["params"]) == 4 and everything[0]["weight_decay"] == 0.1
     matrices = param_groups(model, 0.1)
     assert [len(g["params"]) for g in matrices] == [1, 3] and matrices[1]["weight_decay"] == 0.0
+
+
+@pytest.mark.parametrize("interaction,layers,widths", [("nli", 1, [(64, 8), (8, 2)]),
+                                                        ("concat", 2, [(32, 8), (8, 4), (4, 2)])])
+def test_dual_head_interaction_and_depth(interaction, layers, widths) -> None:
+    from spelab.nn import DualClassificationHead
+
+    head = DualClassificationHead(16, 2, mlp_dim=8, interaction=interaction, layers=layers)
+    linears = [m for m in head.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == widths
+    h = torch.randn(3, 5, 16)
+    assert head(h, None, h.flip(0), None).shape == (3, 2)
+    with pytest.raises(ValueError, match="interaction"):
+        DualClassificationHead(16, 2, interaction="sum")

@@ -44,21 +44,40 @@ class ClassificationHead(nn.Module):
         return self.mlp(pool(hidden, padding_mask, self.pooling))
 
 
+INTERACTIONS = ("nli", "concat")
+
+
 class DualClassificationHead(nn.Module):
-    """Two pooled encodings u, v -> MLP([u, v, u*v, u-v]) (the LRA retrieval two-tower head)."""
+    """Two pooled encodings u, v -> MLP([u, v, u*v, u-v]) (the LRA retrieval two-tower head).
+
+    interaction: "nli" ([u, v, u*v, u-v], as the LRA paper describes) or "concat" ([u, v], what the
+    official LRA code ran: its `interaction` was left unset); layers: 1 hidden layer, or 2 as the
+    official classifier_head_dual (widths mlp_dim, mlp_dim // 2).
+    """
 
     def __init__(self, d_model: int, num_classes: int, pooling: str = "mean", mlp_dim: int | None = None,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, interaction: str = "nli", layers: int = 1) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"DualClassificationHead: pooling must be one of {POOLINGS}, got {pooling!r}")
-        self.pooling = pooling
-        self.mlp = _mlp(4 * d_model, mlp_dim or d_model, num_classes, dropout)
+        if interaction not in INTERACTIONS:
+            raise ValueError(f"DualClassificationHead: interaction must be one of {INTERACTIONS}, got {interaction!r}")
+        if layers not in (1, 2):
+            raise ValueError(f"DualClassificationHead: layers must be 1 or 2, got {layers!r}")
+        self.pooling, self.interaction = pooling, interaction
+        hidden = mlp_dim or d_model
+        d_in = (4 if interaction == "nli" else 2) * d_model
+        if layers == 1:
+            self.mlp = _mlp(d_in, hidden, num_classes, dropout)
+        else:
+            self.mlp = nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                     _mlp(hidden, hidden // 2, num_classes, dropout))
 
     def forward(self, hidden1: torch.Tensor, mask1: torch.Tensor | None, hidden2: torch.Tensor,
                 mask2: torch.Tensor | None) -> torch.Tensor:
         u, v = pool(hidden1, mask1, self.pooling), pool(hidden2, mask2, self.pooling)
-        return self.mlp(torch.cat([u, v, u * v, u - v], dim=-1))
+        parts = [u, v, u * v, u - v] if self.interaction == "nli" else [u, v]
+        return self.mlp(torch.cat(parts, dim=-1))
 
 
 class LMHead(nn.Module):

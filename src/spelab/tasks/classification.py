@@ -20,16 +20,22 @@ class ClassificationTask(SequenceTask):
         num_classes, d_model: head sizes; dual: batches hold two sequences (B, 2, N) (retrieval).
         pooling: "mean" over real tokens, or "cls" (the backbone must prepend a [CLS] vector).
         head_dropout: dropout inside the head MLP; head_mlp_dim: its hidden width (None: d_model; LRA's
-            classifiers use the model's mlp_dim). Other keyword arguments: SequenceTask (optimizer).
+            classifiers use the model's mlp_dim); head_interaction, head_layers: the two-tower head's
+            (dual only). Other keyword arguments: SequenceTask (optimizer).
     """
 
     def __init__(self, model: nn.Module, num_classes: int, d_model: int, dual: bool = False, pooling: str = "mean",
-                 head_dropout: float = 0.0, head_mlp_dim: int | None = None, **optim) -> None:
+                 head_dropout: float = 0.0, head_mlp_dim: int | None = None, head_interaction: str = "nli",
+                 head_layers: int = 1, **optim) -> None:
         super().__init__(model, **optim)
         self.save_hyperparameters(ignore=["model"], logger=False)
         self.dual = dual
-        head_cls = DualClassificationHead if dual else ClassificationHead
-        self.head = head_cls(d_model, num_classes, pooling=pooling, dropout=head_dropout, mlp_dim=head_mlp_dim)
+        if dual:  # interaction and depth: see DualClassificationHead
+            self.head = DualClassificationHead(d_model, num_classes, pooling=pooling, dropout=head_dropout,
+                                               mlp_dim=head_mlp_dim, interaction=head_interaction, layers=head_layers)
+        else:
+            self.head = ClassificationHead(d_model, num_classes, pooling=pooling, dropout=head_dropout,
+                                           mlp_dim=head_mlp_dim)
         # ModuleDict keys may not be "train" (an nn.Module attribute), hence the "<split>_" prefix.
         self.acc = nn.ModuleDict({f"{s}_": MulticlassAccuracy(num_classes, average="micro")
                                   for s in ("train", "val", "test")})
