@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
+
+from spelab.data.music.grammar import Grammar, grammar_for, replay
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,7 @@ class GenerateConfig:
     num_samples: int = 1
     temperature: float = 1.2       # the paper's pop-piano setting (groove: 0.6)
     top_p: float = 0.9             # nucleus sampling; 1.0 = plain sampling
+    grammar: bool = True           # mask tokens that cannot follow (valid MIDI from any checkpoint)
     prompt_piece: int | None = None  # index of a test piece whose start is the prompt (continuation)
     prompt_tokens: int = 64        # prompt length taken from that piece
     split: str = "test"
@@ -41,8 +45,9 @@ class GenerateConfig:
 
 
 def filter_logits(logits: torch.Tensor, temperature: float, top_p: float,
-                  banned: Sequence[int] = ()) -> torch.Tensor:
-    """Temperature, banned ids and nucleus (top-p) filtering of (B, V) logits; returns log-probabilities."""
+                  banned: Sequence[int] = (), allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """Temperature, banned ids, a grammar's (B, V) `allowed` mask and nucleus (top-p) filtering of (B, V)
+    logits; returns log-probabilities. The mask comes first, so the nucleus holds legal tokens only."""
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if not 0 < top_p <= 1:
@@ -50,6 +55,8 @@ def filter_logits(logits: torch.Tensor, temperature: float, top_p: float,
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature
     if banned:
         logits[:, list(banned)] = float("-inf")
+    if allowed is not None:
+        logits = logits.masked_fill(~allowed.to(logits.device), float("-inf"))
     if top_p < 1.0:
         sorted_logits, order = logits.sort(dim=-1, descending=True)
         probs = sorted_logits.softmax(-1)
@@ -62,8 +69,12 @@ def filter_logits(logits: torch.Tensor, temperature: float, top_p: float,
 
 @torch.no_grad()
 def sample(task, prompt: torch.Tensor, num_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
-           banned: Sequence[int] = (0,), generator: torch.Generator | None = None) -> torch.Tensor:
-    """Continue `prompt` (B, P >= 1) by `num_tokens` tokens, recurrently; returns (B, P + num_tokens)."""
+           banned: Sequence[int] = (0,), generator: torch.Generator | None = None,
+           grammar: Grammar | None = None) -> torch.Tensor:
+    """Continue `prompt` (B, P >= 1) by `num_tokens` tokens, recurrently; returns (B, P + num_tokens).
+
+    With a `grammar` (spelab.data.music.grammar) only the tokens it allows after each prefix can be
+    drawn, so every row decodes to valid music."""
     model = task.model.eval()
     task.head.eval()
     batch, plen = prompt.shape
@@ -76,10 +87,17 @@ def sample(task, prompt: torch.Tensor, num_tokens: int, temperature: float = 1.0
     for t in range(plen - 1):  # feed the prompt
         _, state = model.step(prompt[:, t], state, code=code)
     token = prompt[:, -1]
+    states = [replay(grammar, row) for row in prompt.tolist()] if grammar is not None else None
     for _ in range(num_tokens):
         hidden, state = model.step(token, state, code=code)
-        logp = filter_logits(task.head(hidden), temperature, top_p, banned)
+        allowed = None
+        if states is not None:
+            allowed = torch.from_numpy(np.stack([grammar.allowed(st) for st in states]))
+        logp = filter_logits(task.head(hidden), temperature, top_p, banned, allowed)
         token = torch.multinomial(logp.exp(), 1, generator=generator)[:, 0]
+        if states is not None:
+            for st, tok in zip(states, token.tolist()):
+                grammar.advance(st, tok)
         out.append(token[:, None])
     return torch.cat(out, dim=1)
 
@@ -134,14 +152,17 @@ def generate(gcfg: GenerateConfig) -> list[Path]:
             and len(prompt_ids) + gcfg.num_tokens > model_len:
         raise ValueError(f"num_tokens={gcfg.num_tokens}: a learned absolute encoding has only {model_len} positions")
     prompt = torch.tensor([prompt_ids] * gcfg.num_samples, dtype=torch.long, device=device)
+    grammar = grammar_for(dm.vocab) if gcfg.grammar else None
     ids = sample(task, prompt, gcfg.num_tokens, gcfg.temperature, gcfg.top_p, banned=(dm.pad_id,),
-                 generator=generator)
+                 generator=generator, grammar=grammar)
     out = Path(gcfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, row in enumerate(ids.tolist()):
-        path = dm.write_midi(row, out / f"sample_{i:02d}.mid")
-        (out / f"sample_{i:02d}.tokens.json").write_text(json.dumps({"prompt_length": len(prompt_ids), "ids": row}))
+        completion = grammar.finish(replay(grammar, row)) if grammar is not None else []
+        path = dm.write_midi(row + completion, out / f"sample_{i:02d}.mid")
+        (out / f"sample_{i:02d}.tokens.json").write_text(json.dumps(
+            {"prompt_length": len(prompt_ids), "ids": row, "completion": completion}))
         paths.append(path)
     if gcfg.wandb:
         try:
