@@ -88,6 +88,17 @@ def test_generate_writes_midi_with_notes(ckpt, tmp_path):
         assert len(tokens["ids"]) == 24 + 48 and tokens["prompt_length"] == 24
 
 
+def test_generate_from_a_barely_trained_model_gives_notes_in_time_order(ckpt, tmp_path):
+    """The issue's reproduction: unconditional samples of a smoke run decoded to no notes and a negative
+    delta (written as ~2**28 ticks); the grammar makes every sample valid."""
+    out = tmp_path / "gen"
+    paths = gen.main([f"ckpt={ckpt}", "num_tokens=128", f"output_dir={out}", "num_samples=3", "wandb=false"])
+    for p in paths:
+        midi = mido.MidiFile(p)
+        assert max(m.time for t in midi.tracks for m in t) < 16 * midi.ticks_per_beat
+        assert [m for t in midi.tracks for m in t if m.type == "note_on" and m.velocity > 0]
+
+
 def test_bad_arguments_fail_clearly(tmp_path):
     with pytest.raises(SystemExit, match="allowed keys"):
         ev.main(["nonsense_key=1"])

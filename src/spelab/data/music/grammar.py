@@ -136,13 +136,19 @@ class RemiGrammar:
             state.expect = "after_note"
 
     def finish(self, state: RemiState) -> list[int]:
-        """Ids that complete a note cut after its Pitch or Velocity (a middle velocity, the shortest duration)."""
-        out = []
-        if state.expect == "velocity":
-            vel = np.flatnonzero(self.masks[VELOCITY])
-            out.append(int(vel[len(vel) // 2]))
-        if state.expect in ("velocity", "duration"):
-            out.append(int(np.flatnonzero(self.masks[DURATION])[0]))
+        """Ids that complete a sample: the note cut after its Pitch or Velocity, or a first note when
+        the sample has none yet (a middle pitch and velocity, the shortest duration, the first position)."""
+        out: list[int] = []
+        state = RemiState(**vars(state))
+        while not state.has_note or state.expect in ("velocity", "duration"):
+            allowed = self.allowed(state)
+            for kind in (DURATION, VELOCITY, PITCH, POSITION, BAR):
+                ids = np.flatnonzero(allowed & self.masks[kind])
+                if ids.size:
+                    token = int(ids[len(ids) // 2] if kind in (PITCH, VELOCITY) else ids[0])
+                    break
+            out.append(token)
+            self.advance(state, token)
         return out
 
 
@@ -207,16 +213,27 @@ class MidiLikeGrammar:
             state.expect = "any"
 
     def finish(self, state: MidiLikeState) -> list[int]:
-        """Release every sounding note after the shortest TimeShift (a cut note still lasts one step)."""
+        """Complete a sample: a first note when it has none, the cut velocity, then the shortest TimeShift
+        and a NoteOff/DrumOff for every note still sounding (a cut note lasts one step)."""
         out: list[int] = []
+        state = MidiLikeState(state.expect, state.program, set(state.sounding), state.has_note)
+
+        def add(token: str) -> None:
+            out.append(self.index[token])
+            self.advance(state, self.index[token])
+
+        if state.expect == "program":
+            add("Program_0")
+        if state.expect == "on_off" and not state.sounding and not state.has_note:
+            add("DrumOn_36" if state.program == -1 else "NoteOn_60")
         if state.expect == "velocity":
             vel = np.flatnonzero(self.is_["Velocity"])
-            out.append(int(vel[len(vel) // 2]))
+            add(self.vocab[int(vel[len(vel) // 2])])
         if state.sounding:
-            out.append(int(np.flatnonzero(self.is_["TimeShift"])[0]))
+            add(self.vocab[int(np.flatnonzero(self.is_["TimeShift"])[0])])
             for prog, pitch in sorted(state.sounding):
-                off = "DrumOff" if prog == -1 else "NoteOff"
-                out += [self.index[f"Program_{prog}"], self.index[f"{off}_{pitch}"]]
+                add(f"Program_{prog}")
+                add(f"{'DrumOff' if prog == -1 else 'NoteOff'}_{pitch}")
         return out
 
 
