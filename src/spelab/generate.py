@@ -24,6 +24,8 @@ from spelab.data.music.grammar import Grammar, grammar_for, replay
 
 log = logging.getLogger(__name__)
 
+METRICS_JSON = "metrics.json"  # per-sample and mean/std music metrics, in output_dir
+
 
 @dataclass
 class GenerateConfig:
@@ -152,6 +154,7 @@ def generate(gcfg: GenerateConfig) -> list[Path]:
             and len(prompt_ids) + gcfg.num_tokens > model_len:
         raise ValueError(f"num_tokens={gcfg.num_tokens}: a learned absolute encoding has only {model_len} positions")
     prompt = torch.tensor([prompt_ids] * gcfg.num_samples, dtype=torch.long, device=device)
+    reference = dm.split_ids(gcfg.split)[gcfg.prompt_piece] if gcfg.prompt_piece is not None else None
     grammar = grammar_for(dm.vocab) if gcfg.grammar else None
     ids = sample(task, prompt, gcfg.num_tokens, gcfg.temperature, gcfg.top_p, banned=(dm.pad_id,),
                  generator=generator, grammar=grammar)
@@ -164,16 +167,39 @@ def generate(gcfg: GenerateConfig) -> list[Path]:
         (out / f"sample_{i:02d}.tokens.json").write_text(json.dumps(
             {"prompt_length": len(prompt_ids), "ids": row, "completion": completion}))
         paths.append(path)
+    metrics = music_metrics(dm, [row + (grammar.finish(replay(grammar, row)) if grammar else [])
+                                 for row in ids.tolist()], len(prompt_ids), reference)
+    for path, m in zip(paths, metrics["samples"]):
+        m["file"] = path.name
+    (out / METRICS_JSON).write_text(json.dumps(metrics, indent=1) + "\n")
     if gcfg.wandb:
         try:
-            log_midi_to_wandb(paths, gcfg, out)
+            log_midi_to_wandb(paths, gcfg, out, metrics)
         except Exception as err:  # tracking must never lose the samples
             log.warning("W&B logging failed: %s", err)
     print("wrote " + ", ".join(str(p) for p in paths))
     return paths
 
 
-def log_midi_to_wandb(paths: list[Path], gcfg: GenerateConfig, out: Path) -> None:
+def music_metrics(dm, rows: list[list[int]], prompt_length: int, reference=None) -> dict[str, Any]:
+    """spelab.music.metrics of each sample (the whole piece, prompt included), and with a prompt piece
+    the style similarity of the continuation's 4 segments with the whole piece it came from."""
+    from spelab.music import metrics as mm
+
+    ref = mm.notes_of(dm.ids_to_score([int(x) for x in reference])) if reference is not None else None
+    samples = []
+    for row in rows:
+        notes = mm.notes_of(dm.ids_to_score(row))
+        m: dict[str, Any] = mm.basic_metrics(notes)
+        if ref is not None:
+            prompt = mm.notes_of(dm.ids_to_score(row[:prompt_length]))
+            start = float(prompt.onset.max()) if len(prompt) else 0.0
+            m.update({f"style_{k}": v for k, v in mm.style_similarity(notes, ref, start).items()})
+        samples.append(m)
+    return {"samples": samples, "summary": mm.summarise(samples)}
+
+
+def log_midi_to_wandb(paths: list[Path], gcfg: GenerateConfig, out: Path, metrics: dict | None = None) -> None:
     import wandb
 
     run = wandb.init(project="spe-music", job_type="generate", dir=str(out),
@@ -183,6 +209,8 @@ def log_midi_to_wandb(paths: list[Path], gcfg: GenerateConfig, out: Path) -> Non
     for p in paths:
         artifact.add_file(str(p))
     run.log_artifact(artifact)
+    if metrics:
+        run.log({f"generate/{k}": v for k, v in metrics["summary"].items()})
     run.finish()
 
 

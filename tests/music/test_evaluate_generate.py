@@ -86,6 +86,12 @@ def test_generate_writes_midi_with_notes(ckpt, tmp_path):
         assert notes
         tokens = json.loads(p.with_suffix("").with_suffix(".tokens.json").read_text())
         assert len(tokens["ids"]) == 24 + 48 and tokens["prompt_length"] == 24
+    metrics = json.loads((out / gen.METRICS_JSON).read_text())
+    assert [m["file"] for m in metrics["samples"]] == [p.name for p in paths]
+    for m in metrics["samples"]:
+        assert m["num_notes"] > 0 and m["note_density"] > 0 and 0 <= m["pitch_class_entropy"] <= np.log2(12)
+        assert len(m["style_time_pitch_diff"]) == len(m["style_onset_duration"]) == 4
+    assert "pitch_range/mean" in metrics["summary"]
 
 
 def test_generate_from_a_barely_trained_model_gives_notes_in_time_order(ckpt, tmp_path):
