@@ -1,7 +1,11 @@
 """Sample music from a trained causal LM and write MIDI files.
 
     python -m spelab.generate ckpt=PATH num_tokens=N output_dir=DIR [temperature=1.2 top_p=0.9
-        num_samples=2 prompt_piece=0 prompt_tokens=64 seed=0]
+        num_samples=2 prompt_piece=0 prompt_tokens=64 seed=0 audio=true grammar=true]
+
+Sampling is grammar-constrained (spelab.data.music.grammar): any checkpoint, trained or not, gives
+MIDI with complete notes in time order. Per sample: .mid, .tokens.json, a piano roll .png and, with
+audio=true, a FluidSynth rendering; metrics.json holds the music metrics (spelab.music.metrics).
 
 Decoding is recurrent through `Transformer.step`: O(1) per token for linear and Performer attention
 (their state is a running sum), a key/value cache for softmax. One positional code is drawn for the
@@ -11,7 +15,6 @@ step sees the same positional encoding as one parallel pass over the final seque
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +24,11 @@ import numpy as np
 import torch
 
 from spelab.data.music.grammar import Grammar, grammar_for, replay
+from spelab.music.audio import FORMATS
+from spelab.music.audio import check as check_audio
+from spelab.music.samples import METRICS_JSON, write_samples
 
 log = logging.getLogger(__name__)
-
-METRICS_JSON = "metrics.json"  # per-sample and mean/std music metrics, in output_dir
 
 
 @dataclass
@@ -42,6 +46,9 @@ class GenerateConfig:
     seed: int = 0
     device: str = "auto"
     data_dir: str | None = None
+    audio: bool = False            # also render .wav/.flac with FluidSynth (make audio-deps)
+    audio_format: str = "wav"      # wav | flac
+    soundfont: str | None = None   # a General MIDI .sf2; default: $SPELAB_SOUNDFONT, then Debian's
     wandb: bool = True
     wandb_online: bool = False
 
@@ -139,6 +146,10 @@ def generate(gcfg: GenerateConfig) -> list[Path]:
     dm = build_datamodule(cfg, gcfg.data_dir)
     if not hasattr(dm, "write_midi"):
         raise ValueError(f"generate: task {cfg.task.name!r} is not a music task (no MIDI decoding)")
+    if gcfg.audio_format not in FORMATS:
+        raise ValueError(f"generate: audio_format={gcfg.audio_format!r}; allowed: {', '.join(FORMATS)}")
+    if gcfg.audio:
+        check_audio(gcfg.soundfont)  # before any sampling: missing FluidSynth fails in one line
     task = load_language_model(gcfg.ckpt, map_location=device)
     torch.manual_seed(gcfg.seed)
     generator = torch.Generator(device=device).manual_seed(gcfg.seed)
@@ -158,59 +169,41 @@ def generate(gcfg: GenerateConfig) -> list[Path]:
     grammar = grammar_for(dm.vocab) if gcfg.grammar else None
     ids = sample(task, prompt, gcfg.num_tokens, gcfg.temperature, gcfg.top_p, banned=(dm.pad_id,),
                  generator=generator, grammar=grammar)
-    out = Path(gcfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, row in enumerate(ids.tolist()):
-        completion = grammar.finish(replay(grammar, row)) if grammar is not None else []
-        path = dm.write_midi(row + completion, out / f"sample_{i:02d}.mid")
-        (out / f"sample_{i:02d}.tokens.json").write_text(json.dumps(
-            {"prompt_length": len(prompt_ids), "ids": row, "completion": completion}))
-        paths.append(path)
-    metrics = music_metrics(dm, [row + (grammar.finish(replay(grammar, row)) if grammar else [])
-                                 for row in ids.tolist()], len(prompt_ids), reference)
-    for path, m in zip(paths, metrics["samples"]):
-        m["file"] = path.name
-    (out / METRICS_JSON).write_text(json.dumps(metrics, indent=1) + "\n")
+    rows = ids.tolist()
+    completions = [grammar.finish(replay(grammar, row)) if grammar is not None else [] for row in rows]
+    records = write_samples(dm, rows, completions, len(prompt_ids), Path(gcfg.output_dir), reference,
+                            gcfg.audio, gcfg.audio_format, gcfg.soundfont)
+    paths = [r["midi"] for r in records]
     if gcfg.wandb:
         try:
-            log_midi_to_wandb(paths, gcfg, out, metrics)
+            log_midi_to_wandb(records, gcfg, Path(gcfg.output_dir))
         except Exception as err:  # tracking must never lose the samples
             log.warning("W&B logging failed: %s", err)
     print("wrote " + ", ".join(str(p) for p in paths))
     return paths
 
 
-def music_metrics(dm, rows: list[list[int]], prompt_length: int, reference=None) -> dict[str, Any]:
-    """spelab.music.metrics of each sample (the whole piece, prompt included), and with a prompt piece
-    the style similarity of the continuation's 4 segments with the whole piece it came from."""
-    from spelab.music import metrics as mm
-
-    ref = mm.notes_of(dm.ids_to_score([int(x) for x in reference])) if reference is not None else None
-    samples = []
-    for row in rows:
-        notes = mm.notes_of(dm.ids_to_score(row))
-        m: dict[str, Any] = mm.basic_metrics(notes)
-        if ref is not None:
-            prompt = mm.notes_of(dm.ids_to_score(row[:prompt_length]))
-            start = float(prompt.onset.max()) if len(prompt) else 0.0
-            m.update({f"style_{k}": v for k, v in mm.style_similarity(notes, ref, start).items()})
-        samples.append(m)
-    return {"samples": samples, "summary": mm.summarise(samples)}
-
-
-def log_midi_to_wandb(paths: list[Path], gcfg: GenerateConfig, out: Path, metrics: dict | None = None) -> None:
+def log_midi_to_wandb(records: list[dict], gcfg: GenerateConfig, out: Path) -> None:
+    """The MIDI files as an artifact; per sample its piano roll and audio; the metrics' means."""
     import wandb
+
+    from spelab.music.metrics import summarise
 
     run = wandb.init(project="spe-music", job_type="generate", dir=str(out),
                      mode="online" if gcfg.wandb_online else "offline",
                      config={k: v for k, v in vars(gcfg).items()}, reinit=True)
     artifact = wandb.Artifact("generated-midi", type="midi")
-    for p in paths:
-        artifact.add_file(str(p))
+    for r in records:
+        artifact.add_file(str(r["midi"]))
     run.log_artifact(artifact)
-    if metrics:
-        run.log({f"generate/{k}": v for k, v in metrics["summary"].items()})
+    logged: dict[str, Any] = {f"generate/{k}": v for k, v in summarise([r["metrics"] for r in records]).items()}
+    for r in records:
+        name = r["midi"].stem
+        if r["image"] is not None:
+            logged[f"generate/{name}/piano_roll"] = wandb.Image(str(r["image"]), caption=name)
+        if r["audio"] is not None:
+            logged[f"generate/{name}/audio"] = wandb.Audio(str(r["audio"]), caption=name)
+    run.log(logged)
     run.finish()
 
 

@@ -105,6 +105,31 @@ def test_generate_from_a_barely_trained_model_gives_notes_in_time_order(ckpt, tm
         assert [m for t in midi.tracks for m in t if m.type == "note_on" and m.velocity > 0]
 
 
+AUDIO_REASON = __import__("spelab.music.audio", fromlist=["why_unavailable"]).why_unavailable()
+
+
+@pytest.mark.skipif(AUDIO_REASON is not None and __import__("os").environ.get("SPELAB_REQUIRE_AUDIO") != "1",
+                    reason=f"FluidSynth unavailable: {AUDIO_REASON}")
+@pytest.mark.slow  # W&B's offline start takes ~15 s
+def test_generate_audio_writes_flac_and_a_piano_roll_beside_each_midi(ckpt, tmp_path):
+    out = tmp_path / "gen"
+    paths = gen.main([f"ckpt={ckpt}", "num_tokens=32", f"output_dir={out}", "audio=true", "audio_format=flac",
+                      "wandb=true"])
+    assert paths[0].with_suffix(".flac").read_bytes()[:4] == b"fLaC"
+    assert paths[0].with_suffix(".png").stat().st_size > 1000
+    media = list(out.glob("wandb/offline-run-*/files/media/*/generate/*"))  # W&B got the audio and the image
+    assert {m.parent.parent.name for m in media} == {"audio", "images"}
+
+
+def test_generate_audio_without_fluidsynth_fails_before_sampling(ckpt, tmp_path, monkeypatch):
+    monkeypatch.setattr("spelab.music.audio.shutil.which", lambda name: None)
+    with pytest.raises(RuntimeError, match="make audio-deps"):
+        gen.main([f"ckpt={ckpt}", "num_tokens=8", f"output_dir={tmp_path / 'g'}", "audio=true", "wandb=false"])
+    assert not (tmp_path / "g").exists()
+    with pytest.raises(ValueError, match="audio_format"):
+        gen.main([f"ckpt={ckpt}", "num_tokens=8", f"output_dir={tmp_path / 'g'}", "audio_format=mp3"])
+
+
 def test_bad_arguments_fail_clearly(tmp_path):
     with pytest.raises(SystemExit, match="allowed keys"):
         ev.main(["nonsense_key=1"])

@@ -159,7 +159,7 @@ def summarise(per_sample: list[dict[str, Any]]) -> dict[str, float]:
             values = value if isinstance(value, list) else [value]
             for k, v in enumerate(values):
                 name = f"{key}/seg{k}" if isinstance(value, list) else key
-                if v is not None:
+                if isinstance(v, (int, float)) and not isinstance(v, bool):  # None and names are skipped
                     flat.setdefault(name, []).append(float(v))
     out = {}
     for name, vals in flat.items():
