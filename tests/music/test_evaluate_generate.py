@@ -137,3 +137,42 @@ def test_bad_arguments_fail_clearly(tmp_path):
         ev.main([f"output_dir={tmp_path}"])
     with pytest.raises(FileNotFoundError):
         gen.main([f"ckpt={tmp_path / 'missing.ckpt'}"])
+
+
+def test_aggregate_seeds_mean_and_std_per_bin():
+    from spelab.eval_seeds import aggregate_seeds, table_markdown
+
+    def run(label, seed, nlls, cfg="-abc"):
+        bins = [{"start": 8 * k, "end": 8 * k + 8, "nll": v} for k, v in enumerate(nlls)]
+        return {"label": label, "train_length": 8, "seed": seed, "config_id": cfg, "bins": bins, "task": "music",
+                "eval_length": 8 * len(nlls), "nll_within": nlls[0], "nll_beyond": nlls[-1], "test_nll": 1.0 + seed}
+    runs = [run("a", 0, [1.0, 2.0]), run("a", 1, [2.0, None]), run("a", 2, [3.0, 4.0]), run("b", 0, [1.0, 1.5]),
+            run("a", 0, [9.0, 9.0], cfg="-other")]
+    groups = {(g["label"], g["n"]): g for g in aggregate_seeds(runs)}
+    a = groups[("a", 3)]
+    assert a["seeds"] == [0, 1, 2] and a["bins"][0]["mean"] == 2.0 and a["bins"][0]["std"] == pytest.approx(1.0)
+    assert a["bins"][1]["mean"] == 3.0 and a["bins"][1]["std"] == pytest.approx(np.std([2.0, 4.0], ddof=1))
+    assert a["test_nll_mean"] == 2.0 and a["gap_mean"] == 1.0  # seed 1 has no beyond value: skipped
+    assert groups[("b", 1)]["bins"][1]["std"] == 0.0 and ("a", 1) in groups   # another configuration
+    assert "| a | 3 | 2.0000 ± 1.0000 |" in table_markdown(aggregate_seeds(runs))
+
+
+def test_sweep_dir_with_several_seeds_is_aggregated(ckpt, tmp_path):
+    """Two seeds of one configuration (the same weights here, so std 0) become one line with n=2."""
+    import shutil
+
+    from omegaconf import OmegaConf
+    sweep = tmp_path / "sweep"
+    for seed in (0, 1):
+        run = sweep / "music" / "linear-sinespe" / f"seed{seed}-abc"
+        shutil.copytree(ckpt.parent.parent, run)
+        cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+        cfg.seed = seed
+        OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
+    out = tmp_path / "eval"
+    summary = ev.main([f"sweep_dir={sweep}", f"max_length={2 * TRAIN_LEN}", f"output_dir={out}", "wandb=false"])
+    [group] = summary["aggregate"]
+    assert group["n"] == 2 and group["seeds"] == [0, 1] and group["label"] == "linear-sinespe"
+    assert group["bins"][0]["std"] == pytest.approx(0.0, abs=1e-9)
+    assert group["nll_within_mean"] == pytest.approx(summary["runs"][0]["nll_within"])
+    assert "| linear-sinespe | 2 |" in (out / ev.TABLE_MD).read_text()
