@@ -2,11 +2,13 @@
 # Does SPE extrapolate where absolute encodings fail? A CPU-sized version of the paper's pop-piano
 # "NLL versus position" measurement (research/spe.md §3.3), on the Bach chorales (task=music).
 #
-# Trains one small causal LM per positional scheme on windows of LENGTH tokens, then evaluates all of
-# them on the first 4 x LENGTH tokens of every test chorale (spelab.evaluate), one figure for all.
-#   experiments/music/extrapolation.sh                  # defaults below: ~25-35 min on 2 CPU cores
-#   STEPS=400 experiments/music/extrapolation.sh        # the reduced run recorded in README.md
-# Outputs: logs/sweeps/$SWEEP/... (runs) and experiments/music/results/$SWEEP/ (JSON + PNG).
+# Trains one small causal LM per positional scheme and seed on windows of LENGTH tokens, then evaluates
+# all of them on the first 4 x LENGTH tokens of every test chorale (spelab.evaluate), which aggregates
+# the seeds: one figure with mean ± std per position bin, one table (nll_table.md).
+#   experiments/music/extrapolation.sh                  # defaults below (5 schemes x 3 seeds): README.md has the wall time
+#   STEPS=400 SEEDS=0 experiments/music/extrapolation.sh   # a reduced run, one seed
+# Seeds run one after the other (every scheme of seed 0 first), so a run cut short leaves whole seeds.
+# Outputs: logs/sweeps/$SWEEP/... (runs) and experiments/music/results/$SWEEP/ (JSON, PNG, table).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
