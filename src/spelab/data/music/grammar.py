@@ -78,8 +78,8 @@ class RemiGrammar:
                     if kind == POSITION:
                         self.value[i] = int(tok[len(prefix):])
                     break
-        if not (self.kind == BAR).any() or not (self.kind == POSITION).any() or not (self.kind == PITCH).any():
-            raise ValueError("RemiGrammar: the vocabulary needs Bar, Position/Beat and Pitch tokens")
+        if not all((self.kind == k).any() for k in (BAR, POSITION, PITCH, DURATION)):
+            raise ValueError("RemiGrammar: the vocabulary needs Bar, Position/Beat, Pitch and Duration tokens")
         positions = int(self.value[self.kind == POSITION].max()) + 1
         sigs = [(i, re.fullmatch(r"TimeSig_(\d+)/(\d+)", vocab[i])) for i in np.flatnonzero(self.kind == TIMESIG)]
         numerators = [int(m.group(1)) for _, m in sigs if m]
