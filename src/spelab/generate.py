@@ -26,7 +26,7 @@ import torch
 from spelab.data.music.grammar import Grammar, grammar_for, replay
 from spelab.music.audio import FORMATS
 from spelab.music.audio import check as check_audio
-from spelab.music.samples import METRICS_JSON, write_samples
+from spelab.music.samples import METRICS_JSON, write_samples  # noqa: F401 (METRICS_JSON: for callers)
 
 log = logging.getLogger(__name__)
 

@@ -167,7 +167,8 @@ class MidiLikeGrammar:
         self.vocab_size = len(vocab)
         self.index = {t: i for i, t in enumerate(vocab)}
         pref = np.array([t.split("_", 1)[0] for t in vocab])
-        self.is_ = {p: pref == p for p in ("Program", "NoteOn", "NoteOff", "DrumOn", "DrumOff", "Velocity", "TimeShift")}
+        kinds = ("Program", "NoteOn", "NoteOff", "DrumOn", "DrumOff", "Velocity", "TimeShift")
+        self.is_ = {p: pref == p for p in kinds}
         if not self.is_["Program"].any() or not self.is_["NoteOn"].any():
             raise ValueError("MidiLikeGrammar: the vocabulary needs Program and NoteOn tokens")
         self.vocab = list(vocab)
