@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Does SPE extrapolate where absolute encodings fail? A CPU-sized version of the paper's pop-piano
-# "NLL versus position" measurement (research/spe.md §3.3), on the Bach chorales (task=music).
+# "NLL versus position" measurement, on the Bach chorales (task=music).
 #
 # Trains one small causal LM per positional scheme and seed on windows of LENGTH tokens, then evaluates
 # all of them on the first 4 x LENGTH tokens of every test chorale (spelab.evaluate), which aggregates
