@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 PYTEST := $(PY) -m pytest
 
-.PHONY: help install run test test-slow test-all bench gpu-check smoke sync-wandb clean clean-logs
+.PHONY: help install run test test-slow test-all bench gpu-check smoke sync-wandb clean clean-logs audio-deps
 
 help:
 	@echo "make run        set up .venv and run the main job (ListOps, offline, a few CPU minutes)"
@@ -20,6 +20,7 @@ help:
 	@echo "make bench      CPU benchmarks with their targets -> bench/results/"
 	@echo "make gpu-check  GPU tests and benchmarks in one call (on a CUDA machine)"
 	@echo "make sync-wandb upload offline W&B runs"
+	@echo "make audio-deps FluidSynth + a General MIDI soundfont (Debian), for spelab.generate audio=true"
 
 install: $(VENV)/.installed
 
@@ -60,6 +61,16 @@ gpu-check:
 
 smoke: install
 	$(PY) run.py -m +sweep=smoke
+
+# Optional: audio rendering of generated music (spelab.generate audio=true). Debian packages, no Python one.
+audio-deps:
+	@if command -v fluidsynth >/dev/null && ls /usr/share/sounds/sf2/*.sf2 >/dev/null 2>&1; then \
+	  echo "audio-deps: fluidsynth and a soundfont are installed"; \
+	else \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y fluidsynth fluid-soundfont-gm || \
+	  { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+	    $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y fluidsynth fluid-soundfont-gm; }; \
+	fi
 
 sync-wandb: install
 	@find logs -type d -name 'offline-run-*' -print0 2>/dev/null | xargs -0 -r -n1 $(VENV)/bin/wandb sync

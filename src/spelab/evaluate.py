@@ -8,12 +8,15 @@ For every run: the first N+1 tokens of each test piece (no augmentation), per-po
 over the pieces that reach that position, token-weighted means "within" (< L) and "beyond" (>= L) the
 training length. Writes `nll_eval.json` and `nll_vs_position.png` (all runs on one figure) into DIR,
 `nll_vs_position.json` ({positions, nll} per bin, for spelab.report) into each run's directory, and logs the figure to W&B (offline unless wandb_online=true). As in the paper's eval.py.
+Runs that differ only by their training seed are aggregated (spelab.eval_seeds): `aggregate` in the
+JSON, the figure shows mean ± std per bin, and `nll_table.md` the summary table.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,11 +24,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from spelab.eval_seeds import aggregate_seeds, plot_aggregate, table_markdown
+
 log = logging.getLogger(__name__)
 
 RESULTS_JSON = "nll_eval.json"          # all runs, in output_dir
 RUN_CURVE_JSON = "nll_vs_position.json"  # per run, in its run dir (read by spelab.report)
 FIGURE_PNG = "nll_vs_position.png"
+TABLE_MD = "nll_table.md"               # mean ± std over seeds, in output_dir (when a run has several seeds)
 
 
 @dataclass
@@ -127,6 +133,17 @@ def run_label(cfg, run_dir: Path | None, ckpt: Path) -> dict[str, str]:
     return info
 
 
+def run_seed_and_test_nll(cfg, run_dir: Path | None) -> dict[str, Any]:
+    """The training seed (to aggregate seeds) and the run's test/nll from results.json, when known."""
+    out: dict[str, Any] = {"seed": int(cfg.seed) if cfg.get("seed") is not None else None, "test_nll": None,
+                           # the run dir without its seed (seed<N>-<hash of the other overrides>): one configuration
+                           "config_id": re.sub(r"^seed-?\d+", "", run_dir.name) if run_dir is not None else None}
+    results = run_dir / "results.json" if run_dir is not None else None
+    if results is not None and results.is_file():
+        out["test_nll"] = json.loads(results.read_text()).get("metrics", {}).get("test/nll")
+    return out
+
+
 def build_datamodule(cfg, data_dir: str | None = None, max_pieces: int | None = None):
     from hydra.utils import instantiate
 
@@ -167,6 +184,7 @@ def evaluate_checkpoint(ckpt: str | Path, ecfg: EvalConfig, device: torch.device
     train_length = int(cfg.task.datamodule.max_length)
     result = summarise(total, count, train_length, ecfg.bin_size or max(1, train_length // 8))
     result.update(run_label(cfg, run_dir, ckpt))
+    result.update(run_seed_and_test_nll(cfg, run_dir))
     result.update({"ckpt": str(ckpt), "train_length": train_length, "eval_length": ecfg.max_length,
                    "num_pieces": len(sequences), "task": str(cfg.task.name),
                    "pieces_reaching_eval_length": int(sum(s.numel() >= ecfg.max_length + 1 for s in sequences))})
@@ -248,9 +266,14 @@ def evaluate(ecfg: EvalConfig) -> dict:
     runs = [evaluate_checkpoint(c, ecfg, device, datamodules) for c in ckpts]
     out = Path(ecfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"split": ecfg.split, "max_length": ecfg.max_length, "seed": ecfg.seed, "runs": runs}
+    groups = aggregate_seeds(runs)
+    summary = {"split": ecfg.split, "max_length": ecfg.max_length, "seed": ecfg.seed, "runs": runs,
+               "aggregate": groups}
     (out / RESULTS_JSON).write_text(json.dumps(summary, indent=1) + "\n")
-    figure = plot_runs(runs, out / FIGURE_PNG)
+    several_seeds = any(g["n"] > 1 for g in groups)  # then one line per configuration, mean ± std
+    figure = plot_aggregate(groups, out / FIGURE_PNG) if several_seeds else plot_runs(runs, out / FIGURE_PNG)
+    if several_seeds:
+        (out / TABLE_MD).write_text(table_markdown(groups))
     if ecfg.wandb:
         try:
             log_to_wandb(runs, figure, out, ecfg.wandb_online)
@@ -259,6 +282,9 @@ def evaluate(ecfg: EvalConfig) -> dict:
     for r in runs:
         print(f"{r['label']:<24} within(<{r['train_length']}) {r['nll_within']!s:<22} "
               f"beyond {r['nll_beyond']!s:<22} pieces {r['num_pieces']}")
+    for g in groups if several_seeds else []:
+        print(f"{g['label']:<24} n={g['n']} within {g['nll_within_mean']:.4f} ± {g['nll_within_std']:.4f}  "
+              f"beyond {g['nll_beyond_mean']:.4f} ± {g['nll_beyond_std']:.4f}")
     print(f"wrote {out / RESULTS_JSON} and {figure}")
     return summary
 

@@ -1,7 +1,11 @@
 """Sample music from a trained causal LM and write MIDI files.
 
     python -m spelab.generate ckpt=PATH num_tokens=N output_dir=DIR [temperature=1.2 top_p=0.9
-        num_samples=2 prompt_piece=0 prompt_tokens=64 seed=0]
+        num_samples=2 prompt_piece=0 prompt_tokens=64 seed=0 audio=true grammar=true]
+
+Sampling is grammar-constrained (spelab.data.music.grammar): any checkpoint, trained or not, gives
+MIDI with complete notes in time order. Per sample: .mid, .tokens.json, a piano roll .png and, with
+audio=true, a FluidSynth rendering; metrics.json holds the music metrics (spelab.music.metrics).
 
 Decoding is recurrent through `Transformer.step`: O(1) per token for linear and Performer attention
 (their state is a running sum), a key/value cache for softmax. One positional code is drawn for the
@@ -11,13 +15,18 @@ step sees the same positional encoding as one parallel pass over the final seque
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
+
+from spelab.data.music.grammar import Grammar, grammar_for, replay
+from spelab.music.audio import FORMATS
+from spelab.music.audio import check as check_audio
+from spelab.music.samples import METRICS_JSON, write_samples  # noqa: F401 (METRICS_JSON: for callers)
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +39,24 @@ class GenerateConfig:
     num_samples: int = 1
     temperature: float = 1.2       # the paper's pop-piano setting (groove: 0.6)
     top_p: float = 0.9             # nucleus sampling; 1.0 = plain sampling
+    grammar: bool = True           # mask tokens that cannot follow (valid MIDI from any checkpoint)
     prompt_piece: int | None = None  # index of a test piece whose start is the prompt (continuation)
     prompt_tokens: int = 64        # prompt length taken from that piece
     split: str = "test"
     seed: int = 0
     device: str = "auto"
     data_dir: str | None = None
+    audio: bool = False            # also render .wav/.flac with FluidSynth (make audio-deps)
+    audio_format: str = "wav"      # wav | flac
+    soundfont: str | None = None   # a General MIDI .sf2; default: $SPELAB_SOUNDFONT, then Debian's
     wandb: bool = True
     wandb_online: bool = False
 
 
 def filter_logits(logits: torch.Tensor, temperature: float, top_p: float,
-                  banned: Sequence[int] = ()) -> torch.Tensor:
-    """Temperature, banned ids and nucleus (top-p) filtering of (B, V) logits; returns log-probabilities."""
+                  banned: Sequence[int] = (), allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """Temperature, banned ids, a grammar's (B, V) `allowed` mask and nucleus (top-p) filtering of (B, V)
+    logits; returns log-probabilities. The mask comes first, so the nucleus holds legal tokens only."""
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if not 0 < top_p <= 1:
@@ -50,6 +64,8 @@ def filter_logits(logits: torch.Tensor, temperature: float, top_p: float,
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature
     if banned:
         logits[:, list(banned)] = float("-inf")
+    if allowed is not None:
+        logits = logits.masked_fill(~allowed.to(logits.device), float("-inf"))
     if top_p < 1.0:
         sorted_logits, order = logits.sort(dim=-1, descending=True)
         probs = sorted_logits.softmax(-1)
@@ -62,8 +78,12 @@ def filter_logits(logits: torch.Tensor, temperature: float, top_p: float,
 
 @torch.no_grad()
 def sample(task, prompt: torch.Tensor, num_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
-           banned: Sequence[int] = (0,), generator: torch.Generator | None = None) -> torch.Tensor:
-    """Continue `prompt` (B, P >= 1) by `num_tokens` tokens, recurrently; returns (B, P + num_tokens)."""
+           banned: Sequence[int] = (0,), generator: torch.Generator | None = None,
+           grammar: Grammar | None = None) -> torch.Tensor:
+    """Continue `prompt` (B, P >= 1) by `num_tokens` tokens, recurrently; returns (B, P + num_tokens).
+
+    With a `grammar` (spelab.data.music.grammar) only the tokens it allows after each prefix can be
+    drawn, so every row decodes to valid music."""
     model = task.model.eval()
     task.head.eval()
     batch, plen = prompt.shape
@@ -76,10 +96,17 @@ def sample(task, prompt: torch.Tensor, num_tokens: int, temperature: float = 1.0
     for t in range(plen - 1):  # feed the prompt
         _, state = model.step(prompt[:, t], state, code=code)
     token = prompt[:, -1]
+    states = [replay(grammar, row) for row in prompt.tolist()] if grammar is not None else None
     for _ in range(num_tokens):
         hidden, state = model.step(token, state, code=code)
-        logp = filter_logits(task.head(hidden), temperature, top_p, banned)
+        allowed = None
+        if states is not None:
+            allowed = torch.from_numpy(np.stack([grammar.allowed(st) for st in states]))
+        logp = filter_logits(task.head(hidden), temperature, top_p, banned, allowed)
         token = torch.multinomial(logp.exp(), 1, generator=generator)[:, 0]
+        if states is not None:
+            for st, tok in zip(states, token.tolist()):
+                grammar.advance(st, tok)
         out.append(token[:, None])
     return torch.cat(out, dim=1)
 
@@ -119,6 +146,10 @@ def generate(gcfg: GenerateConfig) -> list[Path]:
     dm = build_datamodule(cfg, gcfg.data_dir)
     if not hasattr(dm, "write_midi"):
         raise ValueError(f"generate: task {cfg.task.name!r} is not a music task (no MIDI decoding)")
+    if gcfg.audio_format not in FORMATS:
+        raise ValueError(f"generate: audio_format={gcfg.audio_format!r}; allowed: {', '.join(FORMATS)}")
+    if gcfg.audio:
+        check_audio(gcfg.soundfont)  # before any sampling: missing FluidSynth fails in one line
     task = load_language_model(gcfg.ckpt, map_location=device)
     torch.manual_seed(gcfg.seed)
     generator = torch.Generator(device=device).manual_seed(gcfg.seed)
@@ -134,34 +165,45 @@ def generate(gcfg: GenerateConfig) -> list[Path]:
             and len(prompt_ids) + gcfg.num_tokens > model_len:
         raise ValueError(f"num_tokens={gcfg.num_tokens}: a learned absolute encoding has only {model_len} positions")
     prompt = torch.tensor([prompt_ids] * gcfg.num_samples, dtype=torch.long, device=device)
+    reference = dm.split_ids(gcfg.split)[gcfg.prompt_piece] if gcfg.prompt_piece is not None else None
+    grammar = grammar_for(dm.vocab) if gcfg.grammar else None
     ids = sample(task, prompt, gcfg.num_tokens, gcfg.temperature, gcfg.top_p, banned=(dm.pad_id,),
-                 generator=generator)
-    out = Path(gcfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, row in enumerate(ids.tolist()):
-        path = dm.write_midi(row, out / f"sample_{i:02d}.mid")
-        (out / f"sample_{i:02d}.tokens.json").write_text(json.dumps({"prompt_length": len(prompt_ids), "ids": row}))
-        paths.append(path)
+                 generator=generator, grammar=grammar)
+    rows = ids.tolist()
+    completions = [grammar.finish(replay(grammar, row)) if grammar is not None else [] for row in rows]
+    records = write_samples(dm, rows, completions, len(prompt_ids), Path(gcfg.output_dir), reference,
+                            gcfg.audio, gcfg.audio_format, gcfg.soundfont)
+    paths = [r["midi"] for r in records]
     if gcfg.wandb:
         try:
-            log_midi_to_wandb(paths, gcfg, out)
+            log_midi_to_wandb(records, gcfg, Path(gcfg.output_dir))
         except Exception as err:  # tracking must never lose the samples
             log.warning("W&B logging failed: %s", err)
     print("wrote " + ", ".join(str(p) for p in paths))
     return paths
 
 
-def log_midi_to_wandb(paths: list[Path], gcfg: GenerateConfig, out: Path) -> None:
+def log_midi_to_wandb(records: list[dict], gcfg: GenerateConfig, out: Path) -> None:
+    """The MIDI files as an artifact; per sample its piano roll and audio; the metrics' means."""
     import wandb
+
+    from spelab.music.metrics import summarise
 
     run = wandb.init(project="spe-music", job_type="generate", dir=str(out),
                      mode="online" if gcfg.wandb_online else "offline",
                      config={k: v for k, v in vars(gcfg).items()}, reinit=True)
     artifact = wandb.Artifact("generated-midi", type="midi")
-    for p in paths:
-        artifact.add_file(str(p))
+    for r in records:
+        artifact.add_file(str(r["midi"]))
     run.log_artifact(artifact)
+    logged: dict[str, Any] = {f"generate/{k}": v for k, v in summarise([r["metrics"] for r in records]).items()}
+    for r in records:
+        name = r["midi"].stem
+        if r["image"] is not None:
+            logged[f"generate/{name}/piano_roll"] = wandb.Image(str(r["image"]), caption=name)
+        if r["audio"] is not None:
+            logged[f"generate/{name}/audio"] = wandb.Audio(str(r["audio"]), caption=name)
+    run.log(logged)
     run.finish()
 
 
