@@ -22,9 +22,10 @@ Assumptions (the interpreter does not check them; keep them when changing the la
   fp32 plus two BLOCK_K × BLOCK_R accumulators, well inside an H100/H200's 228 KiB per SM with
   num_warps=4. No autotuning: one conservative configuration.
 - precision: on a GPU, fp32 inputs go through tl.dot in tf32 (10-bit mantissa), so results differ
-  from the float64 reference by ~1e-3 relative (tests use rtol=atol=1e-2 of the output scale on a
-  GPU); bf16/fp16 inputs round the features to that dtype (~1e-2). The interpreter computes the dots
-  in fp32, so CPU tests hold to 1e-4. Angles are fp32: the offset is reduced modulo one cycle in
+  from the float64 reference by ~1e-3 relative (GPU tests allow 1e-2 of the output scale); bf16/fp16
+  inputs round the features to that dtype (~1e-2). The interpreter computes the dots in fp32, so CPU
+  tests hold to 1e-4 (bfloat16 inputs are multiplied in fp32 there: the interpreter's bfloat16
+  tl.dot is wrong, see `_dot_dtype`). Angles are fp32: the offset is reduced modulo one cycle in
   float64 on the host, and within the call 2π·frac(f·n) loses ~N·2^-24 cycles (as the reference's
   chunks do).
 """
@@ -37,6 +38,7 @@ import torch
 import triton
 import triton.language as tl
 
+from spelab.nn.kernels import interpreting
 from spelab.nn.positional.shared_codes import first_order_only
 
 BLOCK_N_FWD = 64
@@ -149,6 +151,12 @@ def _block(size: int) -> int:
     return max(16, triton.next_power_of_2(size))
 
 
+def _dot_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of tl.dot's operands (W is cast to it, the features follow W). Triton 3.9's interpreter
+    gets tl.dot on bfloat16 wrong (≈1e10 errors on a 16x16 product), so it multiplies in fp32 there."""
+    return torch.float32 if dtype == torch.bfloat16 and interpreting() else dtype
+
+
 def _shift(freq: torch.Tensor, phase: torch.Tensor | None, offset: int) -> torch.Tensor:
     """2π frac(f·offset) (+ θ), (H, D, K) fp32: the offset reduced in float64 so that it keeps its precision."""
     cycles = freq.detach().to(torch.float64) * offset
@@ -171,7 +179,7 @@ class TritonSineProjection(torch.autograd.Function):
         x_c = x.contiguous()
         f32 = freq.detach().to(torch.float32).contiguous()
         shift = _shift(freq, phase, offset)
-        w = weight.detach().to(x.dtype).contiguous()
+        w = weight.detach().to(_dot_dtype(x.dtype)).contiguous()
         out = x.new_empty(batch, n, heads, reals)
         grid = (triton.cdiv(n, BLOCK_N_FWD), batch * heads)
         _sine_fwd[grid](x_c, f32, shift, w, out, n, heads, dim, k, reals,
@@ -191,7 +199,7 @@ class TritonSineProjection(torch.autograd.Function):
         g = grad.to(x.dtype).contiguous()
         f32 = freq.detach().to(torch.float32).contiguous()
         shift = _shift(freq, phase, ctx.offset)
-        w = weight.detach().to(x.dtype).contiguous()
+        w = weight.detach().to(_dot_dtype(x.dtype)).contiguous()
         blocks = triton.cdiv(n, BLOCK_N_BWD)
         segments = max(1, min(blocks, triton.cdiv(TARGET_PROGRAMS, dim * heads)))
         per_segment = triton.cdiv(blocks, segments)
