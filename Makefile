@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 PYTEST := $(PY) -m pytest
 
-.PHONY: help install run test test-slow test-all bench gpu-check smoke sync-wandb clean clean-logs audio-deps
+.PHONY: help install install-gpu-extra run test test-slow test-all bench gpu-check smoke sync-wandb clean clean-logs audio-deps
 
 help:
 	@echo "make run        set up .venv and run the main job (ListOps, offline, a few CPU minutes)"
@@ -41,6 +41,13 @@ test-slow: install
 	$(PYTEST) -q -m "slow and not gpu" $(PYTEST_ARGS)
 
 test-all: test test-slow
+
+# the `gpu` extra (triton): CI installs it so that the Triton kernels' tests run in the interpreter
+install-gpu-extra: install $(VENV)/.gpu-installed
+
+$(VENV)/.gpu-installed: pyproject.toml
+	$(PY) -m pip install -q -e ".[dev,gpu]"
+	touch $@
 
 # glibc keeps freed memory for the benchmarks: with its default adaptive mmap threshold the same
 # 32 MiB tensor is sometimes page-faulted afresh and sometimes not, and CPU times swing by 1.5x

@@ -18,6 +18,7 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from spelab.nn.kernels import set_kernel_mode
 from spelab.reliability import (AtomicCheckpointIO, ConfigStamp, FiniteLossGuard, check_checkpoint_compatible,
                                 check_output_dir, remove_stale_temp_files, save_run_metadata, wandb_metadata)
 from spelab.reliability.output_dir import disk_error_as_output_dir_error
@@ -81,6 +82,7 @@ def check_config(cfg: DictConfig) -> None:
             raise ValueError(f"model.{key} must be a positive integer, got {m.get(key)!r}")
     if m.d_model % m.num_heads:
         raise ValueError(f"model.num_heads={m.num_heads} must divide model.d_model={m.d_model}")
+    set_kernel_mode(cfg.get("kernels", "auto"))  # SPELAB_KERNELS for this process and its workers
     if cfg.get("test_ckpt", "best") not in ("best", "last"):
         raise ValueError(f"test_ckpt={cfg.test_ckpt!r} is not one of ['best', 'last']")
 

@@ -9,7 +9,7 @@ What may differ (IGNORED_KEYS): keys that control *how long* or *where* a run go
 watched, but not what is trained — the step/epoch budget (so a finished run can be extended),
 validation/logging cadence, device/precision/strategy (so a run can move from CPU to GPU), paths and
 data/cache directories, loggers, callbacks, Hydra's own settings, the run-control switches (resume,
-force, ckpt_every_n_steps, test_ckpt, wandb_online, fail_at_step), tags, sweep name, num_workers and
+force, ckpt_every_n_steps, test_ckpt, wandb_online, fail_at_step, kernels), tags, sweep name, num_workers and
 the evaluation batch size.
 
 What may not: everything else — the model, attention and positional scheme, the task and its data
@@ -38,7 +38,7 @@ IGNORED_KEYS: tuple[str, ...] = (
     "trainer.num_nodes", "trainer.strategy", "trainer.precision", "trainer.enable_*", "trainer.default_root_dir",
     "trainer.deterministic", "trainer.benchmark", "trainer.profiler", "trainer.plugins*",
     "paths.*", "logger.*", "callbacks.*", "hydra.*",
-    "ckpt_every_n_steps", "resume", "force", "test_ckpt", "wandb_online", "fail_at_step", "tags", "tags.*",
+    "ckpt_every_n_steps", "resume", "force", "test_ckpt", "wandb_online", "fail_at_step", "kernels", "tags", "tags.*",
     "sweep_name", "*.num_workers", "*.eval_batch_size", "*.pin_memory", "*data_dir", "*cache_dir", "*_path",
 )
 _MISSING = "<missing>"
