@@ -194,6 +194,9 @@ def _combinations(cfg: Mapping) -> Iterator[ConfigError]:
             yield ConfigError("model.num_heads", num_heads, f"a divisor of model.d_model={d_model}, e.g. {divisors}")
         else:
             head_dim = d_model // num_heads
+    from spelab.compat import pair_problems  # attention x pos_enc x task pairs that cannot work
+
+    yield from pair_problems(cfg)
     kind = pos_enc_kind(cfg)
     if kind == "rope" and head_dim is not None and head_dim % 2:
         yield ConfigError("model.num_heads", num_heads,
