@@ -55,9 +55,9 @@ class BiasScheme(nn.Module):
         raise NotImplementedError
 
     def dense(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
-        """(H, Nq, Nk) float32 bias for the given query and key positions."""
+        """(H, Nq, Nk) bias for the given query and key positions (the attention casts it to its dtype)."""
         h = torch.arange(self.num_heads, device=q_pos.device)
-        return self.bias_at(h[:, None, None], q_pos[None, :, None], k_pos[None, None, :]).float()
+        return self.bias_at(h[:, None, None], q_pos[None, :, None], k_pos[None, None, :])
 
     def extra_repr(self) -> str:
         return f"num_heads={self.num_heads}"

@@ -36,16 +36,17 @@ class FIRE(BiasScheme):
         return torch.log1p(F.softplus(self.c_raw) * x)
 
     def bias_at(self, h: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
-        i, j = torch.broadcast_tensors(i, j)
-        norm = self._psi(torch.maximum(self.threshold.abs(), i.float()))
-        x = (self._psi(distance(i, j)) / norm)[..., None]          # (..., 1)
+        h, i, j = torch.broadcast_tensors(h, i, j)
+        dt = self.c_raw.dtype
+        norm = self._psi(torch.maximum(self.threshold.abs(), i.to(dt)))
+        x = (self._psi(distance(i, j).to(dt)) / norm)[..., None]   # (..., 1)
         out = self.mlp(x)                                           # (..., H)
-        h = h.expand(out.shape[:-1]).long()
-        return out.gather(-1, h[..., None])[..., 0]
+        return out.gather(-1, h.long()[..., None])[..., 0]
 
     def dense(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
         # the MLP once per (i, j), then heads to the front: (H, Nq, Nk)
         i, j = q_pos[:, None], k_pos[None, :]
-        norm = self._psi(torch.maximum(self.threshold.abs(), i.float()))
-        x = (self._psi(distance(i, j)) / norm)[..., None]
-        return self.mlp(x).permute(2, 0, 1).float()
+        dt = self.c_raw.dtype
+        norm = self._psi(torch.maximum(self.threshold.abs(), i.to(dt)))
+        x = (self._psi(distance(i, j).to(dt)) / norm)[..., None]
+        return self.mlp(x).permute(2, 0, 1)
