@@ -172,3 +172,26 @@ def test_softmax_with_decay_bias_matches_explicit_logits():
     logits = torch.einsum("bthd,bshd->bhts", q, k) / math.sqrt(D) + decay.log_decay().double()[:, None, None] * dist
     ref = torch.einsum("bhts,bshe->bthe", logits.softmax(-1), v)
     torch.testing.assert_close(att(q, k, v, bias=decay), ref)
+
+
+@pytest.mark.parametrize("name", ["gla", "deltanet"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_padding_inside_the_sequence_is_invisible(name, causal):
+    """A padded token writes nothing and decays nothing: real outputs equal those with it removed."""
+    att = _make(name)
+    q, k, v = _qkv()
+    mask = torch.zeros(2, 13, dtype=torch.bool)
+    mask[:, 4:6] = True
+    keep = ~mask[0]
+    out = att(q, k, v, causal=causal, key_padding_mask=mask)
+    torch.testing.assert_close(out[:, keep], att(q[:, keep], k[:, keep], v[:, keep], causal=causal))
+
+
+def test_bidirectional_deltanet_is_the_mean_of_the_two_naive_scans():
+    att = _make("deltanet")
+    q, k, v = _qkv()
+    beta = torch.sigmoid(att.beta(k))[..., 0]
+    qn, kn = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+    fwd, _ = naive_delta_rule(qn, kn, v, beta)
+    bwd, _ = naive_delta_rule(qn.flip(1), kn.flip(1), v.flip(1), beta.flip(1))
+    torch.testing.assert_close(att(q, k, v, causal=False), 0.5 * (fwd + bwd.flip(1)))
