@@ -5,6 +5,7 @@ impossible ones fail before any work naming the backends that take the scheme, a
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -22,6 +23,7 @@ ALL_ATT = (*ATTENTIONS, *MODERN_ATTENTIONS)
 GRID_POS = ("none", "rope", "sinespe", "alibi", "kerple", "fire", "decay", "xpos", "cape")
 
 
+@functools.lru_cache(maxsize=None)
 def _cls(group: str, option: str):
     cfg = compose_config([f"{group}={option}"])
     return hydra.utils.get_class(cfg.model[group]._target_)
@@ -119,3 +121,20 @@ def test_the_45_cell_smoke_grid_finishes_and_reports(tmp_path, subprocess_env):
                             cwd=ROOT, env=subprocess_env, timeout=300)
     assert report.returncode == 0, report.stderr
     assert "| performer |" in report.stdout and "n/a" in report.stdout and "failed: 0" in report.stdout
+
+
+def test_readme_compatibility_matrix_matches_the_classes():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("| pos_enc \\ attention |"))
+    header = [c.strip() for c in lines[start].strip("|").split("|")][1:]
+    assert set(header) == set(ALL_ATT)
+    seen = set()
+    for row in lines[start + 2:]:
+        if not row.startswith("|"):
+            break
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        for pos in (p.strip() for p in cells[0].split(" (")[0].split(",")):
+            seen.add(pos)
+            for att, cell in zip(header, cells[1:]):
+                assert cell.startswith("✓") == _supported(att, pos), (pos, att, cell)
+    assert seen == {*POS_ENCS, *MODERN_POS_ENCS}
