@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_padding_mask, check_positive_int, check_qkv, check_state_args, check_step
+from ._kernel_base import _no_autocast, compute_dtype
 from .decayed_linear import head_decay
 from .gated_scan import DEFAULT_CHUNK, bidirectional_gated_scan, chunk_gated_scan
 
@@ -54,6 +55,15 @@ class GatedLinearAttention(nn.Module):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
                 key_padding_mask: torch.Tensor | None = None, bias: Any = None) -> torch.Tensor:
+        """q, k (B,N,H,Dk); v (B,N,H,Dv) -> (B,N,H,Dv); half inputs are computed in float32 (the
+        cumulative log decays lose too much in 16 bits)."""
+        cdt = compute_dtype(v.dtype)
+        with _no_autocast(q.device.type):
+            out = self._forward(q.to(cdt), k.to(cdt), v.to(cdt), causal, key_padding_mask, bias)
+        return out.to(v.dtype)
+
+    def _forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
+                 key_padding_mask: torch.Tensor | None, bias: Any) -> torch.Tensor:
         check_qkv(q, k, v, self.head_dim)
         mask = check_padding_mask(key_padding_mask, q)
         log_g = self._log_gate(k, head_decay(bias, "GatedLinearAttention"))
