@@ -138,3 +138,22 @@ def test_readme_compatibility_matrix_matches_the_classes():
             for att, cell in zip(header, cells[1:]):
                 assert cell.startswith("✓") == _supported(att, pos), (pos, att, cell)
     assert seen == {*POS_ENCS, *MODERN_POS_ENCS}
+
+
+def test_run_py_rope2d_on_listops_fails_fast_saying_why(tmp_path, subprocess_env):
+    out = subprocess.run([sys.executable, str(ROOT / "run.py"), "task=listops", "pos_enc=rope2d", "debug=smoke",
+                          f"paths.root_dir={tmp_path}"], capture_output=True, text=True, cwd=ROOT,
+                         env=subprocess_env, timeout=300)
+    assert out.returncode == 1
+    assert "UnsupportedPairError" in out.stderr and "task=image" in out.stderr and "no 2-D grid" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_run_py_rope2d_on_image_trains(tmp_path, subprocess_env):
+    run_dir = tmp_path / "run"
+    out = subprocess.run([sys.executable, str(ROOT / "run.py"), "task=image", "pos_enc=rope2d", "debug=smoke",
+                          "logger=csv", f"hydra.run.dir={run_dir}", f"paths.root_dir={tmp_path}"],
+                         capture_output=True, text=True, cwd=ROOT, env=subprocess_env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads((run_dir / "results.json").read_text())["status"] == "done"
