@@ -157,3 +157,8 @@ def test_run_py_rope2d_on_image_trains(tmp_path, subprocess_env):
                          capture_output=True, text=True, cwd=ROOT, env=subprocess_env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads((run_dir / "results.json").read_text())["status"] == "done"
+
+
+def test_rope2d_needs_a_head_dim_divisible_by_4():
+    problems = find_problems(compose_config(["task=image", "pos_enc=rope2d", "model.d_model=24", "model.num_heads=4"]))
+    assert any(p.key == "model.num_heads" and "divisible by 4" in str(p) for p in problems)
