@@ -31,6 +31,11 @@ def main(cfg: DictConfig) -> float | None:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
+        from spelab.compat import UnsupportedPairError
+
+        if isinstance(err, UnsupportedPairError) and HydraConfig.get().mode != RunMode.RUN:
+            print(f"[spelab] unsupported cell, skipped: {err}", file=sys.stderr)
+            return None  # results.json says status: unsupported; the sweep goes on
         if os.environ.get("HYDRA_FULL_ERROR") == "1" or HydraConfig.get().mode != RunMode.RUN:
             raise  # in a sweep, the other cells go on; this one's results.json holds the error
         print(f"Error: {type(err).__name__}: {err}", file=sys.stderr)

@@ -13,6 +13,9 @@ CONF = ROOT / "conf"
 
 ATTENTIONS = ("softmax", "performer", "linear")
 POS_ENCS = ("none", "sinusoidal", "learned", "sinespe", "convspe", "rope")
+# issue 14's additions, kept apart so the paper's 18-cell tests stay the paper's (tests/test_modern_grid.py)
+MODERN_ATTENTIONS = ("gla", "deltanet")
+MODERN_POS_ENCS = ("alibi", "kerple", "fire", "decay", "xpos", "rope2d", "cape")
 
 
 def compose_config(overrides: list[str] | None = None, output_dir: Path | None = None,

@@ -57,3 +57,11 @@ def test_train_step_benchmark_runs_with_the_gpu_only_comparison(monkeypatch, tmp
     assert [r.name.split(": ")[1] for r in results] == [
         "sineSPE / no PE", "convSPE / no PE", "sineSPE with strategy='shared' / no PE"]
     _check(bench_train_step.main("cpu"), "train_step", tmp_results)
+
+
+def test_modern_benchmark_runs(monkeypatch, tmp_results):
+    import bench.bench_modern as bench_modern
+
+    tiny = bench_modern.Sizes(length=32, batch=1, repeats=1, warmup=0, max_seconds=0.5)
+    monkeypatch.setattr(bench_modern, "CPU", tiny)
+    _check(bench_modern.main("cpu"), "modern", tmp_results)

@@ -13,7 +13,7 @@ import torch
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from cfg_utils import ATTENTIONS, CONF, POS_ENCS, ROOT, compose_config
+from cfg_utils import ATTENTIONS, CONF, MODERN_ATTENTIONS, MODERN_POS_ENCS, POS_ENCS, ROOT, compose_config
 
 TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
 EXPERIMENTS = sorted(str(p.relative_to(CONF / "experiment").with_suffix("")) for p in (CONF / "experiment").rglob("*.yaml"))
@@ -21,8 +21,8 @@ SWEEPS = sorted(p.stem for p in (CONF / "sweep").glob("*.yaml")) if (CONF / "swe
 
 
 def _check_group_files_exist() -> None:
-    assert {p.stem for p in (CONF / "attention").glob("*.yaml")} == set(ATTENTIONS)
-    assert {p.stem for p in (CONF / "pos_enc").glob("*.yaml")} == set(POS_ENCS)
+    assert {p.stem for p in (CONF / "attention").glob("*.yaml")} == {*ATTENTIONS, *MODERN_ATTENTIONS}
+    assert {p.stem for p in (CONF / "pos_enc").glob("*.yaml")} == {*POS_ENCS, *MODERN_POS_ENCS}
 
 
 def test_groups_hold_exactly_the_contract_options() -> None:

@@ -36,8 +36,9 @@ CURVE_FILE = "nll_vs_position.json"
 METRIC_PRIORITY = ("test/acc", "test/nll", "test/loss")
 LOWER_IS_BETTER = ("nll", "loss", "ppl", "bpc")
 # Display orders (the paper's); unknown names follow alphabetically.
-ATTENTION_ORDER = ("softmax", "performer", "linear")
-POS_ENC_ORDER = ("none", "sinusoidal", "learned", "rope", "sinespe", "convspe")
+ATTENTION_ORDER = ("softmax", "performer", "linear", "gla", "deltanet")
+POS_ENC_ORDER = ("none", "sinusoidal", "learned", "cape", "rope", "xpos", "rope2d", "sinespe", "convspe", "alibi",
+                 "kerple", "fire", "decay")
 TASK_ORDER = ("listops", "text", "retrieval", "image", "pathfinder", "pathx", "music", "pop_piano", "groove")
 
 
@@ -153,7 +154,8 @@ def summarize(runs: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     rows = []
     if runs.empty:
         return pd.DataFrame(columns=["sweep", "task", "attention", "pos_enc", "metric", "mean", "std",
-                                     "n_runs", "n_done", "n_failed", "n_other", "seeds", "substitute"])
+                                     "n_runs", "n_done", "n_failed", "n_other", "n_unsupported", "seeds",
+                                     "substitute"])
     keyed = runs.dropna(subset=["task"])
     for (sweep, task, att, pos), grp in keyed.groupby(["sweep", "task", "attention", "pos_enc"],
                                                        dropna=False, sort=False):
@@ -167,7 +169,8 @@ def summarize(runs: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
             "n_runs": len(grp),
             "n_done": int(len(values)),
             "n_failed": int((grp["status"] == "failed").sum()),
-            "n_other": int((~grp["status"].isin(["done", "failed"])).sum()),
+            "n_other": int((~grp["status"].isin(["done", "failed", "unsupported"])).sum()),
+            "n_unsupported": int((grp["status"] == "unsupported").sum()),
             "seeds": " ".join(str(s) for s in sorted(done["seed"].dropna().tolist())),
             "substitute": bool(grp["substitute"].fillna(False).astype(bool).any()),
         })
@@ -205,7 +208,7 @@ def to_markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
     """Per sweep and task: attention (rows) x pos_enc (columns) of mean ± std (n finished)."""
     parts = ["# Sweep summary", "",
              "Cells: mean ± sample standard deviation (ddof=1) over seeds of the task's test metric, "
-             "(n) finished runs; '—': no finished run."]
+             "(n) finished runs; '—': no finished run; n/a: an attention × pos_enc pair that cannot work."]
     if summary.empty:
         parts += ["", "No results.json found."]
         return "\n".join(parts) + "\n"
@@ -228,12 +231,16 @@ def to_markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
             line = [str(att)]
             for pos in poss:
                 r = cells.get((att, pos))
+                if r is not None and r.n_unsupported == r.n_runs:  # an impossible pair, not a failure
+                    line.append("n/a")
+                    continue
                 line.append(format_cell(r.mean, r.std, r.n_done, r.n_failed) if r is not None else "")
             body.append(line)
         parts.append(_md_table(["attention \\ pos_enc", *map(str, poss)], body))
         n_runs, n_done, n_failed = int(tab["n_runs"].sum()), int(tab["n_done"].sum()), int(tab["n_failed"].sum())
-        n_other = int(tab["n_other"].sum())
+        n_other, n_unsup = int(tab["n_other"].sum()), int(tab["n_unsupported"].sum())
         parts += ["", f"Runs: {n_runs}, finished: {n_done}, failed: {n_failed}"
+                  + (f", unsupported (n/a): {n_unsup}" if n_unsup else "")
                   + (f", unfinished: {n_other}." if n_other else ".")]
     failed = runs[runs["status"] == "failed"]
     if len(failed):

@@ -18,6 +18,7 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from spelab.compat import UnsupportedPairError
 from spelab.nn.kernels import set_kernel_mode
 from spelab.reliability import (AtomicCheckpointIO, ConfigStamp, FiniteLossGuard, check_checkpoint_compatible,
                                 check_output_dir, remove_stale_temp_files, save_run_metadata, wandb_metadata)
@@ -70,8 +71,10 @@ def _choice(cfg: DictConfig, group: str) -> str | None:
 
 def check_config(cfg: DictConfig) -> None:
     """Fail before any heavy work, naming the key and what is allowed."""
+    from spelab.compat import check_pair
     from spelab.validation import validate_config
 
+    check_pair(cfg)  # first: an impossible pair is recorded as unsupported, not failed
     validate_config(cfg)
     kind = cfg.task.get("kind")
     if kind not in KINDS:
@@ -202,6 +205,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     except BaseException as err:
         clear = disk_error_as_output_dir_error(err, output_dir) if isinstance(err, Exception) else None
         results["error"] = f"{type(clear or err).__name__}: {clear or err}"
+        if isinstance(err, UnsupportedPairError):
+            results["status"] = "unsupported"
         if clear is not None and clear is not err:  # ENOSPC/EROFS deep in a library -> one clear error
             raise clear from err
         raise

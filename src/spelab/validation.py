@@ -194,11 +194,18 @@ def _combinations(cfg: Mapping) -> Iterator[ConfigError]:
             yield ConfigError("model.num_heads", num_heads, f"a divisor of model.d_model={d_model}, e.g. {divisors}")
         else:
             head_dim = d_model // num_heads
+    from spelab.compat import pair_problems  # attention x pos_enc x task pairs that cannot work
+
+    yield from pair_problems(cfg)
     kind = pos_enc_kind(cfg)
     if kind == "rope" and head_dim is not None and head_dim % 2:
         yield ConfigError("model.num_heads", num_heads,
                           f"a value giving an even head_dim = d_model/num_heads with pos_enc=rope "
                           f"(rope rotates pairs of channels); now head_dim = {d_model}/{num_heads} = {head_dim}")
+    if str(_get(cfg, "model.pos_enc._target_") or "").endswith("RoPE2D") and head_dim is not None and head_dim % 4:
+        yield ConfigError("model.num_heads", num_heads,
+                          f"a value giving head_dim = d_model/num_heads divisible by 4 with pos_enc=rope2d (pairs "
+                          f"of channels on two axes); now head_dim = {d_model}/{num_heads} = {head_dim}")
     max_len = model.get("max_len")
     if kind in ("learned", "sinusoidal") and _is_int(max_len) and max_len > 0:
         # absolute tables have max_len rows: longer task sequences would index past them

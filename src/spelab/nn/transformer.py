@@ -24,6 +24,13 @@ def _check_positive(**values: int) -> None:
             raise ValueError(f"Transformer: {key} must be a positive integer, got {value!r}")
 
 
+def _bias(relative: nn.Module | None, gate: nn.Module | None) -> dict[str, Any]:
+    """`bias=` for the attention when the scheme is a logit bias or a decay (ALiBi, KERPLE, FIRE, decay)."""
+    if relative is None or not hasattr(relative, "attention_bias"):
+        return {}
+    return {"bias": relative.attention_bias(gate)}
+
+
 class TransformerBlock(nn.Module):
     """Pre-norm block: x + Attn(LN(x)), then x + FF(LN(x))."""
 
@@ -57,7 +64,7 @@ class TransformerBlock(nn.Module):
         relative = self.relative if self.relative is not None else relative
         if relative is not None:
             q, k = relative(q, k, code=code, offset=offset, gate=self.gate)
-        y = self.attn(q, k, v, causal=causal, key_padding_mask=padding_mask)
+        y = self.attn(q, k, v, causal=causal, key_padding_mask=padding_mask, **_bias(relative, self.gate))
         x = x + self.dropout(self.out(y.flatten(-2)))
         return x + self.dropout(self.ff(self.norm2(x)))
 
@@ -68,7 +75,7 @@ class TransformerBlock(nn.Module):
         relative = self.relative if self.relative is not None else relative
         if relative is not None:
             q, k = relative(q, k, code=code, offset=position, gate=self.gate)
-        y, state = self.attn.step(q[:, 0], k[:, 0], v[:, 0], state)
+        y, state = self.attn.step(q[:, 0], k[:, 0], v[:, 0], state, **_bias(relative, self.gate))
         x = x + self.dropout(self.out(y.flatten(-2)))
         return x + self.dropout(self.ff(self.norm2(x))), state
 

@@ -1,6 +1,8 @@
 """Shared forward/step logic of the kernel (linear-complexity) attention backends."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -13,6 +15,7 @@ from .causal_linear import (
     linear_attention,
     linear_step,
 )
+from .decayed_linear import decay_state, decayed_linear_attention, head_decay
 from .feature_maps import padding_view
 
 
@@ -51,10 +54,13 @@ class KernelAttention(nn.Module):
         v: torch.Tensor,
         causal: bool = False,
         key_padding_mask: torch.Tensor | None = None,
+        bias: Any = None,
     ) -> torch.Tensor:
-        """q, k (B,N,H,Dk); v (B,N,H,Dv) -> (B,N,H,Dv). key_padding_mask bool (B,N), True = padding."""
+        """q, k (B,N,H,Dk); v (B,N,H,Dv) -> (B,N,H,Dv). key_padding_mask bool (B,N), True = padding.
+        bias: only a decay (pos_enc=decay), applied as a decayed state; a logit bias is refused."""
         check_qkv(q, k, v, self.head_dim)
         mask = check_padding_mask(key_padding_mask, q)
+        log_decay = head_decay(bias, type(self).__name__)
         self._prepare()
         out_dtype = v.dtype
         cdt = compute_dtype(v.dtype)
@@ -63,14 +69,16 @@ class KernelAttention(nn.Module):
             # non-causal: heads first, so the M-wide features are made in the layout of the
             # contractions and none of them is copied (1.5-1.7x faster fwd+bwd on CPU, bench/); the
             # causal kernels (and fla) take (B,N,H,·)
-            seq_dim = 1 if causal else 2
-            if not causal:
+            seq_dim = 1 if causal or log_decay is not None else 2
+            if seq_dim == 2:
                 q, k, v = (x.transpose(1, 2) for x in (q, k, v))
             phi_q = self.features(q, True, causal, mask, seq_dim=seq_dim)
             phi_k = self.features(k, False, causal, mask, seq_dim=seq_dim)
             if mask is not None:  # padded keys get no weight: zero their features
                 phi_k = phi_k.masked_fill(padding_view(mask, seq_dim), 0.0)
-            if causal:
+            if log_decay is not None:
+                out = decayed_linear_attention(phi_q, phi_k, v, log_decay, causal, self.chunk_size, self.eps)
+            elif causal:
                 out = causal_linear_attention(phi_q, phi_k, v, chunk_size=self.chunk_size, eps=self.eps)
             else:
                 out = linear_attention(phi_q, phi_k, v, eps=self.eps, heads_first=True).transpose(1, 2)
@@ -90,7 +98,7 @@ class KernelAttention(nn.Module):
         return init_linear_state(batch_size, num_heads, self.num_features, value_dim, device=device, dtype=cdt)
 
     def step(
-        self, q_t: torch.Tensor, k_t: torch.Tensor, v_t: torch.Tensor, state: LinearState
+        self, q_t: torch.Tensor, k_t: torch.Tensor, v_t: torch.Tensor, state: LinearState, bias: Any = None
     ) -> tuple[torch.Tensor, LinearState]:
         """One token: q_t, k_t (B,H,Dk), v_t (B,H,Dv) -> (B,H,Dv), new state. Equals the causal forward."""
         check_step(q_t, k_t, v_t, self.head_dim)
@@ -104,6 +112,9 @@ class KernelAttention(nn.Module):
             # feature maps act on the last dim; causal=True: no look-ahead stabiliser
             phi_q = self.features(q_t, True, True, None)
             phi_k = self.features(k_t, False, True, None)
+            log_decay = head_decay(bias, type(self).__name__)
+            if log_decay is not None:
+                state = decay_state(state, log_decay)
             out, state = linear_step(phi_q, phi_k, v_t, state, eps=self.eps)
         return out.to(out_dtype), state
 

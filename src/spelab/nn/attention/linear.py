@@ -18,6 +18,8 @@ class LinearAttention(KernelAttention):
         chunk_size: chunk length of the causal chunked algorithm.
     """
 
+    name = "linear"  # its option in conf/attention/ (pos_enc schemes list the options that take them)
+
     def __init__(
         self, head_dim: int, feature_map: str = "elu", eps: float = 1e-6, chunk_size: int = DEFAULT_CHUNK
     ) -> None:

@@ -38,6 +38,8 @@ class PerformerAttention(KernelAttention):
     optimisation step (e.g. both documents of a dual encoder) counts twice.
     """
 
+    name = "performer"  # its option in conf/attention/ (pos_enc schemes list the options that take them)
+
     def __init__(
         self,
         head_dim: int,

@@ -11,13 +11,14 @@ Rows whose keys are all padded output 0 (never NaN).
 from __future__ import annotations
 
 import weakref
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_padding_mask, check_positive_int, check_qkv, check_state_args, check_step
+from .biased_softmax import biased_attention, biased_step
 
 
 class KVCache(NamedTuple):
@@ -63,6 +64,8 @@ class SoftmaxAttention(nn.Module):
         dropout: attention-weight dropout probability (training only).
     """
 
+    name = "softmax"  # its option in conf/attention/ (pos_enc schemes list the options that take them)
+
     def __init__(self, head_dim: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.head_dim = check_positive_int("head_dim", head_dim)
@@ -78,12 +81,16 @@ class SoftmaxAttention(nn.Module):
         v: torch.Tensor,
         causal: bool = False,
         key_padding_mask: torch.Tensor | None = None,
+        bias: Any = None,
     ) -> torch.Tensor:
-        """q, k (B,N,H,Dk); v (B,N,H,Dv) -> (B,N,H,Dv). key_padding_mask bool (B,N), True = padding."""
+        """q, k (B,N,H,Dk); v (B,N,H,Dv) -> (B,N,H,Dv). key_padding_mask bool (B,N), True = padding.
+        bias: a logit-bias scheme's `attention_bias()` (ALiBi, KERPLE, FIRE, decay), added to the logits."""
         check_qkv(q, k, v, self.head_dim)
         mask = check_padding_mask(key_padding_mask, q)
         p = self.dropout if self.training else 0.0
         qh, kh, vh = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B,H,N,D)
+        if bias is not None:
+            return biased_attention(qh, kh, vh, mask, causal, bias, self.scale, p).transpose(1, 2)
 
         attn_mask, empty_rows = None, None
         if mask is not None:
@@ -123,7 +130,7 @@ class SoftmaxAttention(nn.Module):
         )
 
     def step(
-        self, q_t: torch.Tensor, k_t: torch.Tensor, v_t: torch.Tensor, state: KVCache
+        self, q_t: torch.Tensor, k_t: torch.Tensor, v_t: torch.Tensor, state: KVCache, bias: Any = None
     ) -> tuple[torch.Tensor, KVCache]:
         """One token: q_t, k_t (B,H,Dk), v_t (B,H,Dv) -> (B,H,Dv) attending to every cached position."""
         check_step(q_t, k_t, v_t, self.head_dim)
@@ -131,6 +138,9 @@ class SoftmaxAttention(nn.Module):
             raise ValueError(f"state must be the KVCache returned by init_state/step, got {type(state).__name__}")
         kc = torch.cat([state.k, k_t.unsqueeze(2).to(state.k.dtype)], dim=2)
         vc = torch.cat([state.v, v_t.unsqueeze(2).to(state.v.dtype)], dim=2)
+        if bias is not None:
+            out = biased_step(q_t.unsqueeze(2).to(kc.dtype), kc, vc, bias, self.scale)
+            return out.squeeze(2).to(v_t.dtype), KVCache(kc, vc)
         out = F.scaled_dot_product_attention(q_t.unsqueeze(2).to(kc.dtype), kc, vc, scale=self.scale)
         return out.squeeze(2).to(v_t.dtype), KVCache(kc, vc)
 

@@ -1,0 +1,103 @@
+"""GatedLinearAttention (Yang et al. 2024): linear attention with a data-dependent, per-channel decay.
+
+S_t = diag(alpha_t) S_{t-1} + k_t v_t^T, o_t = RMSNorm(q_t S_t / sqrt(Dk)) per head, with
+alpha_t = sigmoid(W k_t + b)^(1/tau) (tau = 16, the paper's gate temperature). The backend only sees
+q, k, v, so the gate is read from the key. Bidirectional: a forward and a backward scan, summed, minus
+the diagonal (exact: every pair weighted by the gates between them). pos_enc=decay multiplies the
+gates by the head's fixed gamma. fla's chunk_gla is used when fla-core is importable and the tensors
+are on CUDA (not exercised on CPU-only machines); the pure-PyTorch chunked form otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._checks import check_padding_mask, check_positive_int, check_qkv, check_state_args, check_step
+from ._kernel_base import _no_autocast, compute_dtype
+from .decayed_linear import head_decay
+from .gated_scan import DEFAULT_CHUNK, bidirectional_gated_scan, chunk_gated_scan
+
+
+def _fla_chunk_gla():
+    try:  # optional: fla-core's Triton kernel, CUDA only
+        from fla.ops.gla import chunk_gla
+    except Exception:
+        return None
+    return chunk_gla
+
+
+class GatedLinearAttention(nn.Module):
+    """Args: head_dim (key dim), gate_temperature tau, chunk_size of the chunked form."""
+
+    name = "gla"  # its option in conf/attention/ (pos_enc schemes list the options that take them)
+
+    def __init__(self, head_dim: int, gate_temperature: float = 16.0, chunk_size: int = DEFAULT_CHUNK) -> None:
+        super().__init__()
+        self.head_dim = check_positive_int("head_dim", head_dim)
+        self.chunk_size = check_positive_int("chunk_size", chunk_size)
+        if not gate_temperature > 0:
+            raise ValueError(f"gate_temperature must be > 0, got {gate_temperature!r}")
+        self.gate_temperature = float(gate_temperature)
+        self.gate = nn.Linear(head_dim, head_dim)
+
+    def _log_gate(self, k: torch.Tensor, log_decay: torch.Tensor | None) -> torch.Tensor:
+        log_g = F.logsigmoid(self.gate(k)) / self.gate_temperature
+        if log_decay is not None:
+            log_g = log_g + log_decay.to(log_g)[:, None]
+        return log_g
+
+    def _finish(self, o: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(o, (o.shape[-1],))
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
+                key_padding_mask: torch.Tensor | None = None, bias: Any = None) -> torch.Tensor:
+        """q, k (B,N,H,Dk); v (B,N,H,Dv) -> (B,N,H,Dv); half inputs are computed in float32 (the
+        cumulative log decays lose too much in 16 bits)."""
+        cdt = compute_dtype(v.dtype)
+        with _no_autocast(q.device.type):
+            out = self._forward(q.to(cdt), k.to(cdt), v.to(cdt), causal, key_padding_mask, bias)
+        return out.to(v.dtype)
+
+    def _forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
+                 key_padding_mask: torch.Tensor | None, bias: Any) -> torch.Tensor:
+        check_qkv(q, k, v, self.head_dim)
+        mask = check_padding_mask(key_padding_mask, q)
+        log_g = self._log_gate(k, head_decay(bias, "GatedLinearAttention"))
+        q = q * self.head_dim ** -0.5
+        if mask is not None:  # a padded token writes nothing and decays nothing
+            pad = mask[:, :, None, None]
+            k, log_g = k.masked_fill(pad, 0.0), log_g.masked_fill(pad, 0.0)
+        fla = _fla_chunk_gla() if q.is_cuda and causal else None
+        if fla is not None:
+            o, _ = fla(q, k, v, log_g, scale=1.0)
+        elif causal:
+            o, _ = chunk_gated_scan(q, k, v, log_g, self.chunk_size)
+        else:
+            o = bidirectional_gated_scan(q, k, v, log_g, self.chunk_size)
+        return self._finish(o)
+
+    def init_state(self, batch_size: int, num_heads: int, value_dim: int,
+                   device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Zero state S (B, H, Dk, Dv)."""
+        check_state_args(batch_size, num_heads, value_dim)
+        return torch.zeros(batch_size, num_heads, self.head_dim, value_dim, device=device,
+                           dtype=dtype or torch.get_default_dtype())
+
+    def step(self, q_t: torch.Tensor, k_t: torch.Tensor, v_t: torch.Tensor, state: torch.Tensor,
+             bias: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One token: (B,H,Dk), (B,H,Dk), (B,H,Dv) -> (B,H,Dv), new state; equals the causal forward."""
+        check_step(q_t, k_t, v_t, self.head_dim)
+        log_decay = head_decay(bias, "GatedLinearAttention")
+        log_g = F.logsigmoid(self.gate(k_t)) / self.gate_temperature
+        if log_decay is not None:
+            log_g = log_g + log_decay.to(log_g)[:, None]
+        state = log_g.exp()[..., None] * state + k_t[..., :, None] * v_t[..., None, :]
+        o = torch.einsum("bhd,bhde->bhe", q_t * self.head_dim ** -0.5, state)
+        return self._finish(o), state
+
+    def extra_repr(self) -> str:
+        return f"head_dim={self.head_dim}, gate_temperature={self.gate_temperature}, chunk_size={self.chunk_size}"
