@@ -12,6 +12,7 @@ import math
 import os
 import platform
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -203,6 +204,8 @@ def env_info(device: str | torch.device) -> dict:
         "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES"),
         "device": str(dev),
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        # what wrote the file, so that a figure quoted from it says how to measure it again
+        "command": " ".join(["python", *getattr(sys, "orig_argv", sys.argv)[1:]]),
     }
     if dev.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(dev)

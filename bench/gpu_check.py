@@ -7,8 +7,8 @@
 3. writes bench/results/gpu_check.json (+ .md and the pytest log) and prints a summary.
 
 Peer libraries (fla, performer-pytorch) are used only when importable. Sized to finish in a few
-minutes on one H100 (target < 8 min in total). Exit status 0 when no GPU test failed and no benchmark
-crashed; 2 without CUDA.
+minutes on one H100 (target < 8 min in total). Exit status 0 when every GPU test that exists ran and
+none failed or errored (`judge_tests`) and no benchmark crashed; 2 without CUDA.
 """
 from __future__ import annotations
 
@@ -51,6 +51,44 @@ def _counts(text: str) -> dict:
     return counts
 
 
+OUTCOMES = ("passed", "failed", "skipped", "errors", "xfailed", "xpassed")
+
+
+def count_gpu_tests(timeout_s: int = 120) -> dict:
+    """How many GPU tests exist: `pytest --collect-only -m gpu` (collection needs no GPU)."""
+    cmd = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "gpu", "tests", "-p", "no:cacheprovider"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout_s)
+    text = proc.stdout + proc.stderr
+    found = re.search(r"(\d+)(?:/\d+)? tests? collected", text)
+    errors = re.search(r"(\d+) errors? during collection|(\d+) errors?\b", text)
+    return {"rc": proc.returncode, "collected": int(found.group(1)) if found else 0,
+            "collection_errors": int(next(g for g in errors.groups() if g)) if errors else 0,
+            "summary": text.strip().splitlines()[-1] if text.strip() else ""}
+
+
+def judge_tests(tests: dict, expected: dict | None) -> list[str]:
+    """Why the GPU test run is not a pass (empty: it passed). Errors count as failures, and so does a
+    run that executed fewer tests than exist, a fallback without the conftest, or no test at all."""
+    why = []
+    if tests.get("rc") == 124:
+        why.append("pytest was killed by the timeout")
+    elif tests.get("rc") != 0:
+        why.append(f"pytest exit status {tests.get('rc')}")
+    for key in ("failed", "errors"):
+        if tests.get(key, 0):
+            why.append(f"{tests[key]} {key}")
+    if "first_attempt" in tests:
+        why.append("the GPU tests could not be collected with the conftest (" + tests.get("note", "") + ")")
+    if not tests.get("passed", 0):
+        why.append("no GPU test passed")
+    ran = sum(tests.get(k, 0) for k in OUTCOMES)
+    if expected is None or expected.get("rc") not in (0,) or expected.get("collection_errors"):
+        why.append(f"the GPU tests could not all be collected ({(expected or {}).get('summary', 'not counted')})")
+    elif ran < expected["collected"]:
+        why.append(f"{ran} GPU tests ran of the {expected['collected']} that exist")
+    return why
+
+
 def run_gpu_tests(timeout_s: int) -> dict:
     """pytest -m gpu over every test directory. If a conftest cannot even be imported (pytest exit
     code 3/4, e.g. a GPU image without Hydra), run again with --noconftest so that the GPU tests
@@ -79,12 +117,20 @@ def _pytest(args: list[str], timeout_s: int, log_name: str) -> dict:
     except subprocess.TimeoutExpired as err:
         out = (err.stdout or b"").decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
         out, rc = out + f"\n[gpu_check] pytest killed after {timeout_s} s", 124
-    log = RESULTS_DIR / log_name
+    log = RESULTS_DIR / log_name  # kept beside gpu_check.json (commit both); its tail is in the JSON too
     log.write_text(out)
     print(out[-4000:], flush=True)
-    res = {"rc": rc, "wall_s": round(time.time() - start, 1), "log": str(log.relative_to(ROOT))}
+    res = {"rc": rc, "wall_s": round(time.time() - start, 1), "log": _rel(log),
+           "log_tail": out.strip().splitlines()[-40:]}
     res.update(_counts(out))
     return res
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def run_benchmarks(budget_s: float, only: list[str] | None) -> list[dict]:
@@ -119,11 +165,14 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.time()
     tests = None if args.skip_tests else run_gpu_tests(args.pytest_timeout)
+    if tests is not None:
+        tests["expected"] = count_gpu_tests()
+        tests["not_ok"] = judge_tests(tests, tests["expected"])
     records = [] if args.skip_bench else run_benchmarks(args.bench_budget, [x for x in args.only.split(",") if x] or None)
     if records:
         runner.write_summary(records, "cuda")
     passed, missed, crashed = runner.summarize(records)
-    tests_ok = tests is None or (tests["rc"] != 124 and tests.get("failed", 0) == 0 and tests.get("passed", 0) > 0)
+    tests_ok = tests is None or not tests["not_ok"]
     payload = {
         "status": "ok" if tests_ok and not crashed else "failed",
         "env": env_info("cuda"),
@@ -139,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n======== gpu_check summary")
     print(f"device: {payload['env'].get('gpu')}, torch {torch.__version__}, total {payload['total_wall_s']} s")
     if tests is not None:
-        print(f"pytest -m gpu: rc={tests['rc']} ({tests.get('summary', '')}) in {tests['wall_s']} s")
+        print(f"pytest -m gpu: rc={tests['rc']} ({tests.get('summary', '')}) in {tests['wall_s']} s; "
+              + ("; ".join(tests["not_ok"]) or "all GPU tests ran and none failed or errored"))
     for r in records:
         missed_here = [x["name"] for x in r["results"] if x.get("passed") is False]
         print(f"bench {r['name']}: {r['status']} in {r['wall_s']} s; missed: {missed_here or 'none'}"

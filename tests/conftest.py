@@ -31,6 +31,9 @@ if str(ROOT / "src") not in sys.path:
 
 from cfg_utils import compose_config  # noqa: E402  (tests/ is on pytest's pythonpath)
 
+# CI=true: a skipped test that needs a real component (SLURM, a tmpfs...) fails instead
+pytest_plugins = ["ci_components"]
+
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

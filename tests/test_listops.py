@@ -90,8 +90,34 @@ def test_labels_match_an_independent_evaluation() -> None:
     assert len({src for src, _ in rows}) == 300  # distinct, as upstream's set()
     for source, target in rows:
         assert evaluate_source(source) == target
-    # every operator and an even-length MED occur, so the check covers them
+    # every operator and an even-length MED (mean of the two middle values, truncated) occur, so the
+    # check covers them
     assert all(any(op in s for s, _ in rows) for op in gen.OPERATORS)
+    med_arities = [n for source, _ in rows for n in operator_arities(source, "[MED")]
+    assert any(n % 2 == 0 for n in med_arities) and any(n % 2 for n in med_arities), med_arities
+
+
+def operator_arities(source: str, operator: str) -> list[int]:
+    """How many arguments each `operator` node of a serialised tree has."""
+    stack: list[list] = []  # [op, argument count] per open bracket
+    found = []
+    for tok in (t for t in source.split() if t not in ("(", ")")):
+        if tok.startswith("["):
+            if stack:
+                stack[-1][1] += 1
+            stack.append([tok, 0])
+        elif tok == "]":
+            op, count = stack.pop()
+            if op == operator:
+                found.append(count)
+        elif stack:
+            stack[-1][1] += 1
+    return found
+
+
+def test_operator_arities_counts_nested_arguments() -> None:
+    assert operator_arities("[MED 1 ( [MAX 2 3 ] ) 4 ]", "[MED") == [3]
+    assert operator_arities("[MIN [MED 1 2 ] [MED 3 4 5 6 ] ]", "[MED") == [2, 4]
 
 
 def test_lengths_are_strictly_within_bounds_and_equal_the_token_count() -> None:

@@ -2,7 +2,8 @@
 hydra-submitit-launcher: every cell of a sweep finishes in its own job, and a job that gets SLURM's
 time-limit / preemption signal is requeued by submitit and resumes from its last.ckpt.
 
-Skipped, saying why, only where SLURM cannot be started (no root, no apt, no munge...)."""
+Skipped, saying why, only where SLURM cannot be started (no root, no apt, no munge...), and with
+CI=true not even then: the skip is a failure naming SLURM (tests/ci_components.py, `slurm` marker)."""
 
 from __future__ import annotations
 

@@ -46,6 +46,11 @@ def test_cell_trains_and_tests(make_cfg, tmp_path: Path, attention: str, pos_enc
     assert m["global_step"] == cfg.trainer.max_steps
     assert res["params"] > 0 and res["data"]["vocab_size"] == 17 and res["data"]["substitute"] is True
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    # it trained: the optimizer took every step, on gradients that were not all zero
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    states = list(ckpt["optimizer_states"][0]["state"].values())
+    assert states and all(int(st["step"]) == cfg.trainer.max_steps for st in states)
+    assert any(st["exp_avg"].abs().sum() > 0 for st in states)
 
 
 def test_same_seed_gives_the_same_metrics(make_cfg, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from cfg_utils import ATTENTIONS, POS_ENCS
 from lra_fixtures import snippet_rows, write_fashion_mnist, write_py_corpus, write_vader_sdist
@@ -52,6 +53,11 @@ def run_cell(make_cfg, tmp_path: Path, overrides: list[str], task: str, attentio
     assert data["vocab_size"] == 257 and data["dual"] == (task == "retrieval")
     assert data["substitute"] is True and data["source"] == "offline"
     assert ("SUBSTITUTE" in data["description"]) or ("GENERATED" in data["description"])
+    # it trained: the optimizer took every step, on gradients that were not all zero
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    states = list(ckpt["optimizer_states"][0]["state"].values())
+    assert states and all(int(st["step"]) == cfg.trainer.max_steps for st in states)
+    assert any(st["exp_avg"].abs().sum() > 0 for st in states)
     return res
 
 

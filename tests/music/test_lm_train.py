@@ -59,6 +59,11 @@ def _check_run(run_dir):
     m = results["metrics"]
     assert math.isfinite(m["test/nll"]) and m["test/ppl"] == pytest.approx(math.exp(m["test/nll"]), rel=1e-4)
     assert "val/loss" in m and "train/loss" in m
+    # it trained: the optimizer took every step, on gradients that were not all zero
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    states = list(ckpt["optimizer_states"][0]["state"].values())
+    assert states and all(int(st["step"]) == m["global_step"] > 0 for st in states)
+    assert any(st["exp_avg"].abs().sum() > 0 for st in states)
 
 
 def test_smoke_cell_trains(tmp_path, music_cache):

@@ -16,11 +16,22 @@ from .e2e import LONG_SMOKE, cli, cli_env, csv_rows, popen, results, train_steps
 pytestmark = pytest.mark.slow
 
 
-def _wait_for(path: Path, proc, timeout: float = 180.0) -> None:
-    end = time.time() + timeout
-    while not path.exists():
-        assert proc.poll() is None, f"run ended before {path} existed:\n{proc.stdout.read()[-3000:]}"
-        assert time.time() < end, f"no {path} after {timeout}s"
+def _wait_for_checkpoint(path: Path, proc, min_step: int, hang_s: float = 600.0) -> int:
+    """Block until the run's `path` holds a checkpoint of step >= min_step (written atomically, so a
+    file that exists loads whole); return its step. Synchronised on that event, not on time: `hang_s`
+    only turns a hung run into a failure."""
+    end, seen = time.monotonic() + hang_s, None
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"run ended before {path} reached step {min_step}:\n{proc.stdout.read()[-3000:]}")
+        if time.monotonic() > end:
+            pytest.fail(f"hung: {path} did not reach step {min_step}")
+        stamp = path.stat().st_mtime_ns if path.exists() else None
+        if stamp is not None and stamp != seen:
+            seen = stamp
+            step = torch.load(path, map_location="cpu", weights_only=False)["global_step"]
+            if step >= min_step:
+                return step
         time.sleep(0.02)
 
 
@@ -38,17 +49,18 @@ def test_kill9_then_rerun_resumes_and_matches_uninterrupted_run(tmp_path, data_d
 
     run_dir = tmp_path / "run"
     args = common + [f"hydra.run.dir={run_dir}"]
+    # the kill lands right after a checkpoint of a seeded step is seen, while the next steps train
+    min_step = random.Random(18).choice(range(6, 31, 3))
     proc = popen(args)
     try:
-        _wait_for(run_dir / "checkpoints" / "last.ckpt", proc)
-        time.sleep(random.uniform(0.0, 0.3))  # a random point after the first checkpoint
+        _wait_for_checkpoint(run_dir / "checkpoints" / "last.ckpt", proc, min_step)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     killed_at = ckpt["global_step"]
-    assert 0 < killed_at < steps, "the kill must come after a checkpoint and before the end"
+    assert min_step <= killed_at < steps, "the kill must come after a checkpoint and before the end"
     assert not (run_dir / "results.json").exists() or results(run_dir)["status"] != "done"
 
     again = cli(args)
@@ -149,13 +161,13 @@ def test_wandb_online_with_unreachable_server_logs_offline_without_stalling(tmp_
     env = cli_env(HOME=str(home), WANDB_MODE="online", WANDB_BASE_URL="http://127.0.0.1:9",
                   WANDB_API_KEY="x" * 40)
     run_dir = tmp_path / "run"
-    start = time.monotonic()
     out = cli(["debug=smoke", "wandb_online=true", f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}"],
               env=env)
-    elapsed = time.monotonic() - start
     assert out.returncode == 0, out.stderr[-3000:]
     assert "W&B server unreachable (127.0.0.1:9" in out.stdout + out.stderr
     assert "W&B logging disabled" not in out.stdout + out.stderr
     assert results(run_dir)["status"] == "done"
+    # no stall, shown by what happened rather than by a clock: W&B was started offline (no online run,
+    # so none of W&B's connection retries), after the one probe of the server
     assert list((run_dir / "wandb").glob("offline-run-*")), "the offline W&B run is missing"
-    assert elapsed < 80, f"W&B stalled the run {elapsed:.0f} s"
+    assert not list((run_dir / "wandb").glob("run-*")), "W&B started online against an unreachable server"

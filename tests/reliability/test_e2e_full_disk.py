@@ -1,7 +1,7 @@
 """A full disk fails with a clear message, up front when there is too little space, and during a
 checkpoint write when the disk fills while training (the previous checkpoint stays loadable).
 
-Uses a real tiny tmpfs, so it needs root and mount permission; elsewhere it is skipped (the
+Uses a real tiny tmpfs, so it needs root and mount permission; elsewhere it is skipped, except in CI (the
 simulated ENOSPC unit tests in test_checkpoint_io.py / test_output_dir.py still run)."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import torch
 
 from .e2e import cli
 
-pytestmark = pytest.mark.slow
+# with CI=true a skip here (no root, no mount) is a failure: tests/ci_components.py
+pytestmark = [pytest.mark.slow, pytest.mark.needs("a tmpfs mount (root) for the full-disk tests")]
 
 
 @pytest.fixture

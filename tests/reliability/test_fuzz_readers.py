@@ -184,7 +184,13 @@ def test_groove_midi_reader(blobs):
     except Exception as err:  # noqa: BLE001
         _typed(err, d / "x")
         return
-    assert len(pieces) + skipped.count >= 0 and skipped.count <= len(blobs) * 4
+    # each file is skipped once or yields pieces (never both); pieces are token ids of the tokenizer
+    from_files = {name.split("#")[0] for name, _ in pieces}
+    assert from_files <= {f"song{i}.mid" for i in range(len(blobs))}, from_files
+    assert skipped.count + len(from_files) <= len(blobs), (skipped.count, from_files)
+    vocab_size = len(_TOKENIZER[0].vocab)
+    for name, ids in pieces:
+        assert ids.dtype == np.int32 and len(ids) >= 2 and 0 <= ids.min() and ids.max() < vocab_size, name
 
 
 _TOKENIZER: list = []
@@ -209,11 +215,19 @@ GARBAGE_PICKLES = [b"", b"\x00not a pickle", b"\x80\x06garbage", b"(lp0\nI1\n", 
     st.none(), st.integers(), st.lists(st.integers(), max_size=3),
     st.tuples(st.lists(st.integers(), max_size=3), st.lists(st.dictionaries(
         st.sampled_from(["name", "value", "x"]), st.one_of(st.text(max_size=5), st.integers())), max_size=3))))))
+@example(blob=pickle.dumps(([0, 2], [{"name": "Bar", "value": "None"}, {"name": "Tempo", "value": 97},
+                                     {"name": "Note-On", "value": 60}])))  # a valid piece, read whole
 def test_pop_piano_piece_reader(blob):
     from spelab.data.music.pop_piano import read_piece
 
     path = _write(blob, "piece.pkl")
+    index = {"Bar_None": 1, "Tempo_100": 2, "Note-On_60": 3}
     try:
-        read_piece(path, {"Bar_None": 1, "Tempo_100": 2, "Note-On_60": 3})
+        ids, bars = read_piece(path, index)
     except Exception as err:  # noqa: BLE001
         _typed(err, path)
+        return
+    # read: one known token per event (tempos snapped to Tempo_100), the bar positions as given
+    bar_pos, events = pickle.loads(blob)
+    assert ids.dtype == np.int32 and len(ids) == len(events) and set(ids.tolist()) <= set(index.values())
+    assert bars.tolist() == list(bar_pos)
