@@ -135,3 +135,20 @@ def _no_autocast(device_type: str):
     if torch.is_autocast_enabled(device_type):
         return torch.autocast(device_type=device_type, enabled=False)
     return _NULL
+
+
+class ScanAttention(nn.Module):
+    """The call shared by the scan backends (GLA, DeltaNet): half inputs are computed in float32 (the
+    cumulative log decays lose too much in 16 bits); subclasses implement `_forward`."""
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
+                key_padding_mask: torch.Tensor | None = None, bias: Any = None) -> torch.Tensor:
+        """q, k (B,N,H,Dk); v (B,N,H,Dv) -> (B,N,H,Dv)."""
+        cdt = compute_dtype(v.dtype)
+        with _no_autocast(q.device.type):
+            out = self._forward(q.to(cdt), k.to(cdt), v.to(cdt), causal, key_padding_mask, bias)
+        return out.to(v.dtype)
+
+    def _forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
+                 key_padding_mask: torch.Tensor | None, bias: Any) -> torch.Tensor:
+        raise NotImplementedError

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_padding_mask, check_positive_int, check_qkv, check_state_args, check_step
-from ._kernel_base import _no_autocast, compute_dtype
+from ._kernel_base import ScanAttention
 from .decayed_linear import head_decay
 from .gated_scan import DEFAULT_CHUNK, bidirectional_gated_scan, chunk_gated_scan
 
@@ -30,7 +30,7 @@ def _fla_chunk_gla():
     return chunk_gla
 
 
-class GatedLinearAttention(nn.Module):
+class GatedLinearAttention(ScanAttention):
     """Args: head_dim (key dim), gate_temperature tau, chunk_size of the chunked form."""
 
     name = "gla"  # its option in conf/attention/ (pos_enc schemes list the options that take them)
@@ -52,15 +52,6 @@ class GatedLinearAttention(nn.Module):
 
     def _finish(self, o: torch.Tensor) -> torch.Tensor:
         return F.rms_norm(o, (o.shape[-1],))
-
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
-                key_padding_mask: torch.Tensor | None = None, bias: Any = None) -> torch.Tensor:
-        """q, k (B,N,H,Dk); v (B,N,H,Dv) -> (B,N,H,Dv); half inputs are computed in float32 (the
-        cumulative log decays lose too much in 16 bits)."""
-        cdt = compute_dtype(v.dtype)
-        with _no_autocast(q.device.type):
-            out = self._forward(q.to(cdt), k.to(cdt), v.to(cdt), causal, key_padding_mask, bias)
-        return out.to(v.dtype)
 
     def _forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
                  key_padding_mask: torch.Tensor | None, bias: Any) -> torch.Tensor:
