@@ -72,7 +72,8 @@ def _run_row(path: Path, sweep: str) -> dict[str, Any]:
     run_dir = path.parent
     res, problem = read_results_file(path)
     if problem is not None:
-        return {"sweep": sweep, "run_dir": str(run_dir), "status": "failed", "error": problem,
+        status = "foreign" if problem.startswith(UNUSABLE[1]) else "failed"  # not a spelab run at all
+        return {"sweep": sweep, "run_dir": str(run_dir), "status": status, "error": problem,
                 **_cell_from_path(run_dir), "substitute": False, "description": ""}
     data = res.get("data") if isinstance(res.get("data"), dict) else {}
     metrics = res.get("metrics") if isinstance(res.get("metrics"), dict) else {}
@@ -261,7 +262,7 @@ def to_markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
         body = [[f"`{r.run_dir}`", str(r.error).replace("|", "\\|").replace("\n", " ")[:200]]
                 for r in unusable.itertuples()]
         parts.append(_md_table(["run dir", "problem"], body))
-    failed = runs[runs["status"] == "failed"]
+    failed = runs[(runs["status"] == "failed") & ~runs.index.isin(unusable.index)]
     if len(failed):
         parts += ["", "## Failed runs", ""]
         body = [[str(r.task), str(r.attention), str(r.pos_enc), str(r.seed),
