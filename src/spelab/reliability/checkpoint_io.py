@@ -64,7 +64,10 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         _remove_quietly(tmp)
         _remove_quietly(tmp_sum)
         if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise OutputDirError(path.parent, f"no space left on the device while writing checkpoint "
+            from spelab.reliability.output_dir import mount_point
+
+            raise OutputDirError(path.parent, f"no space left on the device (the filesystem mounted at "
+                                 f"{mount_point(path.parent)}) while writing checkpoint "
                                  f"{path.name} ({err.strerror}); the previous checkpoint, if any, is intact",
                                  hint="Free disk space (or use paths.log_dir=... on a larger disk) and rerun "
                                       "the same command to resume") from err
