@@ -116,6 +116,10 @@ class GracefulStop(pl.Callback):
         self._restore()
         if signum == _submitit_signal() and callable(previous):
             previous(signum, None)  # submitit: requeue this job, then sys.exit
+        if os.environ.get("SUBMITIT_EXECUTOR") == "slurm":
+            # an exception would become this job's final result for submitit (and Hydra), even when SLURM
+            # requeues the job (preemption, `scontrol requeue`): exit without a result, as submitit does
+            raise SystemExit(1) from self.stopped
         raise self.stopped
 
     def _pause(self, step: int) -> None:
