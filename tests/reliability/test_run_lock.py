@@ -16,22 +16,27 @@ import threading
 
 import pytest
 
+from spelab.reliability import run_lock
 from spelab.reliability.run_lock import LOCK_NAME, RunLock, RunLockedError
 
 from .e2e import LONG_SMOKE, cli, popen, results
 from .test_e2e_preemption import wait_for_file
 
+# loads run_lock.py alone (spelab.reliability's __init__ would import torch and Lightning: seconds)
 HOLDER = """
-import sys, time
-from spelab.reliability.run_lock import RunLock
-RunLock(sys.argv[1]).acquire()
+import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location("run_lock", sys.argv[2])
+mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+mod.RunLock(sys.argv[1]).acquire()
 print("locked", flush=True)
 time.sleep(600)
 """
 
 
 def _holder(run_dir) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(run_dir)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(run_dir), run_lock.__file__], stdout=subprocess.PIPE,
+                            text=True)
     assert proc.stdout.readline().strip() == "locked"
     return proc
 
