@@ -40,7 +40,7 @@ ATTENTION_ORDER = ("softmax", "performer", "linear")
 POS_ENC_ORDER = ("none", "sinusoidal", "learned", "rope", "sinespe", "convspe")
 # What a results.json of spelab always holds (design.md), and why one is listed as unusable.
 CONTRACT_KEYS = ("status", "task", "attention", "pos_enc", "seed", "metrics")
-KNOWN_STATUSES = ("done", "failed", "interrupted")
+KNOWN_STATUSES = ("done", "failed", "interrupted", "unsupported")
 UNUSABLE = ("unreadable results.json (truncated or corrupt)", "foreign results.json (not written by spelab)",
             "partial results.json")
 TASK_ORDER = ("listops", "text", "retrieval", "image", "pathfinder", "pathx", "music", "pop_piano", "groove")
