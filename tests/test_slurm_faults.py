@@ -101,10 +101,10 @@ def test_cell_preempted_twice_resumes_to_the_uninterrupted_result(slurm, tmp_pat
             res = _wait(lambda: _interrupted_at(run_dir, step), driver, f"results.json interrupted at {step}")
             assert res["error"].startswith("RunInterrupted: interrupted by SIGTERM"), res
         out, _ = driver.communicate(timeout=400)
-    finally:
+    finally:  # never leave a job behind (a requeued one would sit in its pause)
         if driver.poll() is None:
             driver.kill()
-            subprocess.run(["scancel", *_job_ids(sweep)], capture_output=True)
+        subprocess.run(["scancel", *_job_ids(sweep)], capture_output=True)
     assert driver.returncode == 0, out[-3000:]
     assert ref.wait(timeout=300) == 0, ref.stdout.read()[-3000:]
     (got,) = _results(sweep).values()
