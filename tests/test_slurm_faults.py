@@ -26,11 +26,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 RUN = [str(ROOT / "run.py"), "-m"]
 
 
-def _popen(args: list[str], **env: str) -> subprocess.Popen:
+def _popen(args: list[str], log: Path | None = None, **env: str) -> subprocess.Popen:
+    """run.py -m; output to a pipe, or to `log` for a process whose output nobody reads while it runs."""
     import sys
 
+    out = open(log, "w") if log is not None else subprocess.PIPE
     return subprocess.Popen([sys.executable, *RUN, *args], cwd=ROOT, env={**_env(), **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=out, stderr=subprocess.STDOUT, text=True)
 
 
 def test_launcher_mismatch_fails_in_one_line_before_submitting(slurm, tmp_path):
@@ -72,7 +74,7 @@ def _wait(predicate, proc, what: str, timeout: float = 400.0):
         if got:
             return got
         if proc.poll() is not None:
-            raise AssertionError(f"driver ended before {what}:\n{proc.stdout.read()[-3000:]}")
+            raise AssertionError(f"driver ended before {what}:\n{proc.log.read_text()[-3000:]}")
         assert time.monotonic() < end, f"no {what} after {timeout}s"
         time.sleep(0.2)
 
@@ -88,9 +90,11 @@ def _interrupted_at(run_dir: Path, step: int):
 def test_cell_preempted_twice_resumes_to_the_uninterrupted_result(slurm, tmp_path):
     cell = ["+sweep=smoke", "attention=softmax", "pos_enc=none", "logger=csv", "trainer.max_steps=24",
             "ckpt_every_n_steps=3", "test_ckpt=last"]
-    ref = _popen([*cell, f"hydra.sweep.dir={tmp_path / 'ref'}"])  # the same cell, here, uninterrupted
+    ref = _popen([*cell, f"hydra.sweep.dir={tmp_path / 'ref'}"], log=tmp_path / "ref.log")  # here, uninterrupted
     sweep = tmp_path / "sweep"
-    driver = _popen([*cell, "pause_at_steps=[8,16]", f"hydra.sweep.dir={sweep}", *LAUNCHER])
+    driver = _popen([*cell, "pause_at_steps=[8,16]", f"hydra.sweep.dir={sweep}", *LAUNCHER],
+                    log=tmp_path / "driver.log")
+    driver.log = tmp_path / "driver.log"
     try:
         for step in (8, 16):
             marker = _wait(lambda: next(sweep.glob(f"listops/*/*/PAUSED_AT_STEP_{step}"), None), driver,
@@ -100,13 +104,14 @@ def test_cell_preempted_twice_resumes_to_the_uninterrupted_result(slurm, tmp_pat
             subprocess.run(["scontrol", "requeue", job], check=True)  # SIGTERM now, then run it again
             res = _wait(lambda: _interrupted_at(run_dir, step), driver, f"results.json interrupted at {step}")
             assert res["error"].startswith("RunInterrupted: interrupted by SIGTERM"), res
-        out, _ = driver.communicate(timeout=400)
+        driver.wait(timeout=400)
+        out = driver.log.read_text()
     finally:  # never leave a job behind (a requeued one would sit in its pause)
         if driver.poll() is None:
             driver.kill()
         subprocess.run(["scancel", *_job_ids(sweep)], capture_output=True)
     assert driver.returncode == 0, out[-3000:]
-    assert ref.wait(timeout=300) == 0, ref.stdout.read()[-3000:]
+    assert ref.wait(timeout=300) == 0, (tmp_path / "ref.log").read_text()[-3000:]
     (got,) = _results(sweep).values()
     (want,) = _results(tmp_path / "ref").values()
     assert got["status"] == "done" and got["error"] is None

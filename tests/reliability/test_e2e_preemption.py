@@ -13,17 +13,27 @@ The tests synchronise on the pause marker file, never on a clock."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from .e2e import LONG_SMOKE, cli, popen, results, train_steps
+from .e2e import LONG_SMOKE, ROOT, cli, cli_env, results, train_steps
 
 pytestmark = pytest.mark.slow
 
 STEPS = 24  # LONG_SMOKE: checkpoints every 3 steps; the pauses are between two of them
+
+
+def popen_logged(args: list[str], log: Path) -> subprocess.Popen:
+    """`python run.py ...` writing to `log`: a paused run whose pipe nobody reads could block on a full one."""
+    proc = subprocess.Popen([sys.executable, "run.py", *args], cwd=ROOT, env=cli_env(), stdout=open(log, "w"),
+                            stderr=subprocess.STDOUT, text=True)
+    proc.log = log
+    return proc
 
 
 def wait_for_file(path: Path, proc, timeout: float = 300.0) -> None:
@@ -31,21 +41,21 @@ def wait_for_file(path: Path, proc, timeout: float = 300.0) -> None:
     end = time.monotonic() + timeout
     while not path.exists():
         if proc.poll() is not None:
-            raise AssertionError(f"run ended (rc {proc.returncode}) before {path} existed:\n{proc.stdout.read()[-3000:]}")
+            raise AssertionError(f"run ended (rc {proc.returncode}) before {path} existed:\n{proc.log.read_text()[-3000:]}")
         assert time.monotonic() < end, f"no {path} after {timeout}s"
         time.sleep(0.05)
 
 
 def interrupt_at(args: list[str], run_dir: Path, step: int, sig: int) -> tuple[int, str]:
-    proc = popen(args + [f"pause_at_steps=[{step}]"])
+    proc = popen_logged(args + [f"pause_at_steps=[{step}]"], run_dir.parent / f"launch-{step}.log")
     try:
         wait_for_file(run_dir / f"PAUSED_AT_STEP_{step}", proc)
         proc.send_signal(sig)
-        out, _ = proc.communicate(timeout=300)
+        proc.wait(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
-    return proc.returncode, out
+    return proc.returncode, proc.log.read_text()
 
 
 def ckpt_step(path: Path) -> int:
@@ -58,7 +68,7 @@ def scenario(tmp_path_factory, data_dir):
     common = [a for a in LONG_SMOKE if not a.startswith("trainer.max_steps=")]
     common += [f"trainer.max_steps={STEPS}", "test_ckpt=last", f"paths.data_dir={data_dir}"]
     ref_dir, run_dir = tmp / "ref", tmp / "run"
-    ref = popen(common + [f"hydra.run.dir={ref_dir}"])  # runs alongside launch 1 (it pauses anyway)
+    ref = popen_logged(common + [f"hydra.run.dir={ref_dir}"], tmp / "ref.log")  # alongside launch 1
     args = common + [f"hydra.run.dir={run_dir}"]
     last = run_dir / "checkpoints" / "last.ckpt"
     s: dict = {"ref_dir": ref_dir, "run_dir": run_dir}
@@ -76,7 +86,7 @@ def scenario(tmp_path_factory, data_dir):
     third = cli(args)
     s["rc3"], s["out3"] = third.returncode, third.stdout + third.stderr
     s["res3"] = results(run_dir)
-    assert ref.wait(timeout=300) == 0, ref.stdout.read()[-3000:]
+    assert ref.wait(timeout=300) == 0, ref.log.read_text()[-3000:]
     s["ref"] = results(ref_dir)
     return s
 

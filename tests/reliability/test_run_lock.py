@@ -20,7 +20,7 @@ from spelab.reliability import run_lock
 from spelab.reliability.run_lock import LOCK_NAME, RunLock, RunLockedError
 
 from .e2e import LONG_SMOKE, cli, popen, results
-from .test_e2e_preemption import wait_for_file
+from .test_e2e_preemption import popen_logged, wait_for_file
 
 # loads run_lock.py alone (spelab.reliability's __init__ would import torch and Lightning: seconds)
 HOLDER = """
@@ -84,7 +84,7 @@ def test_waiting_lock_gets_it_when_the_holder_ends(tmp_path):
 def test_double_launch_end_to_end(tmp_path, data_dir):
     run_dir = tmp_path / "run"
     args = LONG_SMOKE + ["trainer.max_steps=6", f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}"]
-    first = popen(args + ["pause_at_steps=[4]"])
+    first = popen_logged(args + ["pause_at_steps=[4]"], tmp_path / "first.log")
     waiter = None
     try:
         wait_for_file(run_dir / "PAUSED_AT_STEP_4", first)
