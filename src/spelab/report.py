@@ -39,6 +39,11 @@ LOWER_IS_BETTER = ("nll", "loss", "ppl", "bpc")
 ATTENTION_ORDER = ("softmax", "performer", "linear", "gla", "deltanet")
 POS_ENC_ORDER = ("none", "sinusoidal", "learned", "cape", "rope", "xpos", "rope2d", "sinespe", "convspe", "alibi",
                  "kerple", "fire", "decay")
+# What a results.json of spelab always holds (design.md), and why one is listed as unusable.
+CONTRACT_KEYS = ("status", "task", "attention", "pos_enc", "seed", "metrics")
+KNOWN_STATUSES = ("done", "failed", "interrupted", "unsupported")
+UNUSABLE = ("unreadable results.json (truncated or corrupt)", "foreign results.json (not written by spelab)",
+            "partial results.json")
 TASK_ORDER = ("listops", "text", "retrieval", "image", "pathfinder", "pathx", "music", "pop_piano", "groove")
 
 
@@ -63,16 +68,14 @@ def _cell_from_path(run_dir: Path) -> dict[str, Any]:
 
 
 def _run_row(path: Path, sweep: str) -> dict[str, Any]:
-    """One results.json -> a flat row. An unreadable file becomes a failed run that says so."""
+    """One results.json -> a flat row. A file that is unreadable (truncated, corrupt), foreign (not
+    spelab's) or partial (keys missing) becomes a failed run whose error says which (UNUSABLE)."""
     run_dir = path.parent
-    try:
-        res = json.loads(path.read_text())
-        if not isinstance(res, dict):
-            raise ValueError(f"expected a JSON object, got {type(res).__name__}")
-    except (OSError, ValueError) as err:
-        return {"sweep": sweep, "run_dir": str(run_dir), "status": "failed",
-                "error": f"unreadable {RESULTS_FILE}: {err}", **_cell_from_path(run_dir),
-                "substitute": False, "description": ""}
+    res, problem = read_results_file(path)
+    if problem is not None:
+        status = "foreign" if problem.startswith(UNUSABLE[1]) else "failed"  # not a spelab run at all
+        return {"sweep": sweep, "run_dir": str(run_dir), "status": status, "error": problem,
+                **_cell_from_path(run_dir), "substitute": False, "description": ""}
     data = res.get("data") if isinstance(res.get("data"), dict) else {}
     metrics = res.get("metrics") if isinstance(res.get("metrics"), dict) else {}
     row: dict[str, Any] = {
@@ -93,6 +96,24 @@ def _run_row(path: Path, sweep: str) -> dict[str, Any]:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             row[key] = float(value)
     return row
+
+
+def read_results_file(path: Path) -> tuple[dict | None, str | None]:
+    """(results, None), or (None, why it cannot be used: starts with one of UNUSABLE)."""
+    try:
+        res = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None, f"{UNUSABLE[0]}: {type(err).__name__}: {err}"
+    if not isinstance(res, dict) or "status" not in res or "metrics" not in res:
+        what = f"a JSON {type(res).__name__}" if not isinstance(res, dict) else \
+            f"a JSON object without 'status'/'metrics' (keys: {', '.join(sorted(map(str, res))[:8])})"
+        return None, f"{UNUSABLE[1]}: {what}"
+    missing = [k for k in CONTRACT_KEYS if k not in res]
+    if missing or not isinstance(res["metrics"], dict) or res["status"] not in KNOWN_STATUSES:
+        why = f"missing {', '.join(missing)}" if missing else \
+            f"status {res['status']!r}" if res["status"] not in KNOWN_STATUSES else "metrics is not an object"
+        return None, f"{UNUSABLE[2]}: {why}"
+    return res, None
 
 
 def load_runs(sweep_dirs: Iterable[str | Path]) -> pd.DataFrame:
@@ -242,7 +263,13 @@ def to_markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
         parts += ["", f"Runs: {n_runs}, finished: {n_done}, failed: {n_failed}"
                   + (f", unsupported (n/a): {n_unsup}" if n_unsup else "")
                   + (f", unfinished: {n_other}." if n_other else ".")]
-    failed = runs[runs["status"] == "failed"]
+    unusable = runs[runs["error"].fillna("").astype(str).str.startswith(UNUSABLE)]
+    if len(unusable):
+        parts += ["", "## Unusable results.json files", ""]
+        body = [[f"`{r.run_dir}`", str(r.error).replace("|", "\\|").replace("\n", " ")[:200]]
+                for r in unusable.itertuples()]
+        parts.append(_md_table(["run dir", "problem"], body))
+    failed = runs[(runs["status"] == "failed") & ~runs.index.isin(unusable.index)]
     if len(failed):
         parts += ["", "## Failed runs", ""]
         body = [[str(r.task), str(r.attention), str(r.pos_enc), str(r.seed),

@@ -53,8 +53,12 @@ def write_results(output_dir: str | Path, results: dict[str, Any]) -> Path:
     path = Path(output_dir) / RESULTS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2, sort_keys=True, default=_jsonable) + "\n")
-    os.replace(tmp, path)
+    try:  # a full disk leaves the previous results.json as it was, and no half-written temp file
+        tmp.write_text(json.dumps(results, indent=2, sort_keys=True, default=_jsonable) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

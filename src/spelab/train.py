@@ -23,7 +23,10 @@ from spelab.nn.kernels import set_kernel_mode
 from spelab.reliability import (AtomicCheckpointIO, ConfigStamp, FiniteLossGuard, check_checkpoint_compatible,
                                 check_output_dir, remove_stale_temp_files, save_run_metadata, wandb_metadata)
 from spelab.reliability.output_dir import disk_error_as_output_dir_error
+from spelab.reliability.ckpt_fallback import pick_resume_checkpoint
 from spelab.reliability.resume_state import RngStateCallback
+from spelab.reliability.run_lock import RunLock, RunLockedError
+from spelab.reliability.signals import GracefulStop, describe_error, is_interruption
 from spelab.tracking import build_loggers, finish_wandb, read_results, run_id, write_results
 
 log = logging.getLogger(__name__)
@@ -150,13 +153,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     }
     loggers: list = []
     failed = True
+    lock = RunLock(output_dir, wait=bool(cfg.get("lock_wait", False)))
+    locked_out, callbacks = False, []
     try:
         check_config(cfg)
         check_output_dir(output_dir)  # writable, with free space, before any heavy work
+        if rank_zero_only.rank == 0:  # one launch per run dir; DDP ranks share rank 0's
+            lock.acquire()
         fresh = bool(cfg.get("force", False)) and prior is not None
         last = output_dir / "checkpoints" / "last.ckpt"
         remove_stale_temp_files(last.parent)  # left by a process killed while saving
-        ckpt_path = str(last) if cfg.get("resume", True) and not fresh and last.is_file() else None
+        resume_from = pick_resume_checkpoint(last) if cfg.get("resume", True) and not fresh else None
+        ckpt_path = str(resume_from) if resume_from else None
         if ckpt_path:
             check_checkpoint_compatible(ckpt_path, cfg)  # refuses another configuration's checkpoint
         meta = save_run_metadata(output_dir, cfg)  # after the check: it reads the previous run_meta.json
@@ -167,7 +175,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         results["data"] = dm.info()
         module = build_module(cfg, dm)
         results["params"] = module.num_parameters()
-        callbacks = build_callbacks(cfg) + [FiniteLossGuard(), ConfigStamp(cfg), RngStateCallback()]
+        callbacks = build_callbacks(cfg) + [FiniteLossGuard(), ConfigStamp(cfg), RngStateCallback(),
+                                            GracefulStop(last, output_dir, cfg.get("pause_at_steps"))]
         wandb_id = run_id(output_dir) + (f"-{int(start)}" if fresh else "")
         loggers = build_loggers(cfg, output_dir, wandb_id)
         hparams = OmegaConf.to_container(cfg, resolve=True)
@@ -203,21 +212,31 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         results["status"] = "done"
         failed = False
     except BaseException as err:
+        locked_out = isinstance(err, RunLockedError)  # the run dir is another process's: write nothing there
         clear = disk_error_as_output_dir_error(err, output_dir) if isinstance(err, Exception) else None
-        results["error"] = f"{type(clear or err).__name__}: {clear or err}"
-        if isinstance(err, UnsupportedPairError):
+        results["error"] = describe_error(clear or err)
+        if is_interruption(err):  # a signal or Ctrl-C, not a fault of the run: rerun to resume
+            results["status"] = "interrupted"
+            stopped = next((c.stopped for c in callbacks if getattr(c, "stopped", None)), None)
+            results["error"] = describe_error(stopped or err)
+        elif isinstance(err, UnsupportedPairError):
             results["status"] = "unsupported"
         if clear is not None and clear is not err:  # ENOSPC/EROFS deep in a library -> one clear error
             raise clear from err
         raise
     finally:
         results["wall_time_s"] = round(time.time() - start, 3)
+        write_error = None
         try:
-            if rank_zero_only.rank == 0:  # one results.json per run, also under DDP
+            if rank_zero_only.rank == 0 and not locked_out:  # one results.json per run, also under DDP
                 write_results(output_dir, results)
         except OSError as err:  # unwritable/full output dir: the error raised above already says so
             log.error("could not write %s: %s", output_dir / "results.json", err)
+            write_error = err
+        lock.release()
         finish_wandb(loggers, failed)
+        if write_error is not None and not failed:  # finished, but the record is not on disk: fail, saying why
+            raise disk_error_as_output_dir_error(write_error, output_dir) or write_error
     if rank_zero_only.rank == 0:
         print(f"[spelab] {results['task']} {results['attention']}-{results['pos_enc']} seed {results['seed']}: "
               f"{_summary(results['metrics'])}; results in {output_dir / 'results.json'}")

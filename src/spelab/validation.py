@@ -81,7 +81,7 @@ EXACT: dict[str, Rule] = {
     "limit_train_batches": LIMIT_BATCHES, "limit_val_batches": LIMIT_BATCHES,
     "limit_test_batches": LIMIT_BATCHES, "num_nodes": POSITIVE_INT,
     "ckpt_every_n_steps": POSITIVE_INT, "test_ckpt": Rule("'best' or 'last'", lambda v: v in ("best", "last")),
-    "fail_at_step": NONNEG_INT, "force": BOOL, "resume": BOOL, "wandb_online": BOOL,
+    "fail_at_step": NONNEG_INT, "force": BOOL, "resume": BOOL, "wandb_online": BOOL, "lock_wait": BOOL,
 }
 # name patterns, tried in order when no exact rule matches
 PATTERNS: list[tuple[re.Pattern[str], Rule]] = [

@@ -28,7 +28,7 @@ def test_roundtrip_and_no_temp_left(tmp_path):
     atomic_torch_save(obj, tmp_path / "sub" / "last.ckpt")
     loaded = torch.load(tmp_path / "sub" / "last.ckpt", weights_only=False)
     assert torch.equal(loaded["w"], obj["w"]) and loaded["step"] == 3
-    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["last.ckpt"]
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["last.ckpt", "last.ckpt.sha256"]
 
 
 def test_failure_mid_write_keeps_previous_file(tmp_path, monkeypatch):
@@ -44,7 +44,7 @@ def test_failure_mid_write_keeps_previous_file(tmp_path, monkeypatch):
         atomic_torch_save({"step": 2}, target)
     monkeypatch.undo()
     assert torch.load(target, weights_only=False) == {"step": 1}
-    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "last.ckpt.sha256"]
 
 
 def test_full_disk_is_a_clear_error_and_previous_file_kept(tmp_path, monkeypatch):
@@ -61,7 +61,7 @@ def test_full_disk_is_a_clear_error_and_previous_file_kept(tmp_path, monkeypatch
     msg = str(info.value)
     assert str(tmp_path) in msg and "no space left" in msg and "last.ckpt" in msg
     assert torch.load(target, weights_only=False) == {"step": 1}
-    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "last.ckpt.sha256"]
 
 
 WRITER = textwrap.dedent("""
@@ -93,14 +93,16 @@ def test_kill9_while_writing_never_leaves_a_corrupt_file(tmp_path, trial):
     ckpt = torch.load(target, weights_only=False)
     assert ckpt["i"] >= complete and torch.equal(ckpt["w"], torch.full((2_000_000,), float(ckpt["i"])))
     remove_stale_temp_files(tmp_path)
-    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+    assert "last.ckpt" in [p.name for p in tmp_path.iterdir()]
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
 
 
 def test_lightning_plugin_writes_loadable_resumable_checkpoints(tmp_path, trainer_kwargs):
     ckpt = ModelCheckpoint(dirpath=tmp_path, save_top_k=0, save_last=True, every_n_train_steps=2)
     trainer = pl.Trainer(max_steps=6, callbacks=[ckpt], plugins=[AtomicCheckpointIO()], **trainer_kwargs)
     trainer.fit(TinyModule(), tiny_loader())
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "last.ckpt.prev", "last.ckpt.prev.sha256",
+                                                          "last.ckpt.sha256"]
     state = torch.load(tmp_path / "last.ckpt", weights_only=False)
     assert state["global_step"] == 6
     resumed = pl.Trainer(max_steps=8, plugins=[AtomicCheckpointIO()], **trainer_kwargs)

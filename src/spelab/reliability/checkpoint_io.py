@@ -10,6 +10,7 @@ directory (same filesystem, so the rename is atomic), are flushed and fsynced, a
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 from pathlib import Path
 from typing import Any, Optional
@@ -18,26 +19,55 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from spelab.errors import OutputDirError
+from spelab.reliability import ckpt_fallback
 
 TMP_PREFIX = ".tmp-"  # temporary files are hidden and never match *.ckpt globs
 
 
+class _HashingWriter:
+    """A write-only file wrapper that hashes the bytes on their way to disk (no second read)."""
+
+    def __init__(self, f: Any) -> None:
+        self.f, self.sha = f, hashlib.sha256()
+
+    def write(self, data: Any) -> int:
+        self.sha.update(data)
+        return self.f.write(data)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """torch.save `obj` to `path` atomically (temp file + fsync + os.replace)."""
+    """torch.save `obj` to `path` atomically (temp file + fsync + os.replace). A `last.ckpt` also gets a
+    SHA-256 file and the one it replaces is kept as `last.ckpt.prev` (ckpt_fallback.py)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f"{TMP_PREFIX}{path.name}.{os.getpid()}"
+    keep = ckpt_fallback.keeps_previous(path)
+    sums = ckpt_fallback.checksum_path(path)
+    tmp_sum = path.parent / f"{TMP_PREFIX}{sums.name}.{os.getpid()}"
     try:
         with open(tmp, "wb") as f:
-            torch.save(obj, f)
+            writer = _HashingWriter(f)
+            torch.save(obj, writer)
             f.flush()
             os.fsync(f.fileno())
+        if keep:
+            tmp_sum.write_text(f"{writer.sha.hexdigest()}  {path.name}\n")
+            ckpt_fallback.keep_previous(path)
+            # checksum first: a crash in between leaves a mismatch, i.e. a fallback to the previous one
+            os.replace(tmp_sum, sums)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as err:
         _remove_quietly(tmp)
+        _remove_quietly(tmp_sum)
         if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise OutputDirError(path.parent, f"no space left on the device while writing checkpoint "
+            from spelab.reliability.output_dir import mount_point
+
+            raise OutputDirError(path.parent, f"no space left on the device (the filesystem mounted at "
+                                 f"{mount_point(path.parent)}) while writing checkpoint "
                                  f"{path.name} ({err.strerror}); the previous checkpoint, if any, is intact",
                                  hint="Free disk space (or use paths.log_dir=... on a larger disk) and rerun "
                                       "the same command to resume") from err
@@ -46,6 +76,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         raise
     except BaseException:  # KeyboardInterrupt, pickling errors: never leave the temp file behind
         _remove_quietly(tmp)
+        _remove_quietly(tmp_sum)
         raise
 
 

@@ -38,7 +38,8 @@ IGNORED_KEYS: tuple[str, ...] = (
     "trainer.num_nodes", "trainer.strategy", "trainer.precision", "trainer.enable_*", "trainer.default_root_dir",
     "trainer.deterministic", "trainer.benchmark", "trainer.profiler", "trainer.plugins*",
     "paths.*", "logger.*", "callbacks.*", "hydra.*",
-    "ckpt_every_n_steps", "resume", "force", "test_ckpt", "wandb_online", "fail_at_step", "kernels", "tags", "tags.*",
+    "ckpt_every_n_steps", "resume", "force", "test_ckpt", "wandb_online", "fail_at_step", "pause_at_steps",
+    "lock_wait", "kernels", "tags", "tags.*",
     "sweep_name", "*.num_workers", "*.eval_batch_size", "*.pin_memory", "*data_dir", "*cache_dir", "*_path",
 )
 _MISSING = "<missing>"

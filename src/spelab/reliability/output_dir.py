@@ -19,9 +19,21 @@ _DISK_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk
                 errno.EPERM: "operation not permitted", errno.ENOTDIR: "a parent of the path is a file"}
 
 
-def _describe(err: OSError) -> str:
+def mount_point(path: str | os.PathLike) -> Path:
+    """The mount point of the filesystem holding `path` (or its nearest existing parent)."""
+    p = Path(os.path.abspath(path))
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    while not os.path.ismount(p) and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _describe(err: OSError, path: str | os.PathLike | None = None) -> str:
     what = _DISK_ERRNOS.get(err.errno or -1, err.strerror or type(err).__name__)
     where = f" ({err.filename})" if err.filename else ""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT) and (err.filename or path):  # which disk to clean up
+        what += f" of the filesystem mounted at {mount_point(err.filename or path)}"
     return f"{what}{where}"
 
 
@@ -65,7 +77,7 @@ def disk_error_as_output_dir_error(err: BaseException, path: str | os.PathLike) 
         if isinstance(cur, OutputDirError):
             return cur
         if isinstance(cur, OSError) and cur.errno in _DISK_ERRNOS:
-            return OutputDirError(path, f"writing failed: {_describe(cur)}")
+            return OutputDirError(path, f"writing failed: {_describe(cur, path)}")
         seen.add(id(cur))
         cur = cur.__cause__ or cur.__context__
     return None

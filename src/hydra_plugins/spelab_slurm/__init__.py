@@ -1,0 +1,1 @@
+"""spelab's Hydra launcher plugins (Hydra loads launchers only from the hydra_plugins namespace)."""
