@@ -71,6 +71,9 @@ def suggest(key: str, candidates: Sequence[str], n: int = 3) -> list[str]:
 def _compose(conf_dir: str, overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
+    from spelab.tracking import register_resolvers
+
+    register_resolvers()
     with initialize_config_dir(config_dir=conf_dir, version_base="1.3", job_name="run"):
         return compose("config", overrides=overrides, return_hydra_config=True)
 
