@@ -101,4 +101,4 @@ def say_resume(ckpt_path: str | None, last: Path) -> None:
         step = state.get("global_step", "?")
     except Exception:  # the resume itself reports an unreadable checkpoint
         pass
-    print(f"[spelab] resuming from step {step} ({ckpt_path})", flush=True)
+    print(f"[spelab] resuming from {ckpt_path} (step {step})", flush=True)
