@@ -179,3 +179,23 @@ def test_missing_data_dir_fails_before_a_wandb_run(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert "no ListOps files" in out.stderr
     assert not list(tmp_path.rglob("wandb"))
+
+
+def test_bar_label_counts_steps_when_epochs_are_unbounded() -> None:
+    from spelab.progress import StepBar
+
+    bar = StepBar()
+    bar._trainer = SimpleNamespace(max_epochs=-1, max_steps=400, global_step=120)
+    assert bar._get_train_description(0).strip() == "Epoch 0 · step 120/400"  # Lightning: "Epoch 0/-2"
+    bar._trainer = SimpleNamespace(max_epochs=3, max_steps=-1, global_step=5)
+    assert bar._get_train_description(1).strip() == "Epoch 1/2"
+
+
+def test_model_summary_has_no_flops(capsys: pytest.CaptureFixture) -> None:
+    from spelab.progress import ModelSummary
+
+    data = [(" ", ["0"]), ("Name", ["model"]), ("Type", ["Transformer"]), ("Params", ["1.2 K"]),
+            ("Mode", ["train"]), ("FLOPs", ["0"])]
+    ModelSummary.summarize(data, 1200, 1200, 0.005, {"train": 1, "eval": 0}, 0)
+    out = capsys.readouterr().out
+    assert "Transformer" in out and "Total params: 1.2 K" in out and "FLOPs" not in out
