@@ -199,3 +199,18 @@ def test_model_summary_has_no_flops(capsys: pytest.CaptureFixture) -> None:
     ModelSummary.summarize(data, 1200, 1200, 0.005, {"train": 1, "eval": 0}, 0)
     out = capsys.readouterr().out
     assert "Transformer" in out and "Total params: 1.2 K" in out and "FLOPs" not in out
+
+
+def test_long_data_preparation_reports_how_far_it_is(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from spelab.data.count_progress import CountProgress
+
+    log = logging.getLogger("spelab.test_progress")
+    with caplog.at_level(logging.INFO, logger=log.name):
+        progress = CountProgress(4, "tokenising music21 pieces", log, every_s=0.0)
+        for _ in range(4):
+            progress.update()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "tokenising music21 pieces: 4 to do (cached afterwards)"
+    assert lines[-1].startswith("tokenising music21 pieces: 4/4 (100%), ") and len(lines) == 5
