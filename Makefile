@@ -25,10 +25,15 @@ help:
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
+	@echo "[install 1/4] virtual environment $(VENV)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "[install 2/4] pip"
 	$(PY) -m pip install -q --upgrade pip
+	@echo "[install 3/4] $(TORCH) (skipped when a torch is installed; the CPU wheel is ~200 MB)"
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
+	@echo "[install 4/4] spelab and its dependencies (Lightning, Hydra, W&B, music21, ...; a minute or two)"
 	$(PY) -m pip install -q -e ".[dev]"
+	@echo "[install] done: $(VENV)"
 	touch $@
 
 run: install

@@ -44,5 +44,27 @@ def main(cfg: DictConfig) -> float | None:
     return metric  # for sweepers that optimise the monitored metric
 
 
+def _preflight() -> None:
+    """Compose and check the command line before Hydra creates anything (spelab.preflight)."""
+    if os.environ.get("SPELAB_NO_PREFLIGHT") == "1":
+        return
+    from hydra.errors import ConfigCompositionException
+
+    from spelab.errors import SpelabError
+    from spelab.preflight import DryRun, preflight
+
+    try:
+        preflight(sys.argv[1:], Path(__file__).resolve().parent / "conf")
+    except DryRun as run_dir:
+        print(f"run dir: {run_dir}")
+        sys.exit(0)
+    except (SpelabError, ConfigCompositionException) as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"Error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
 if __name__ == "__main__":
+    _preflight()
     main()

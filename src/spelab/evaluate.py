@@ -291,9 +291,9 @@ def evaluate(ecfg: EvalConfig) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """`key=value` arguments (OmegaConf dotlist) over the EvalConfig defaults."""
-    from spelab.cli import parse_dotlist
+    from spelab.cli import run_tool
 
-    return evaluate(parse_dotlist(EvalConfig, argv, "spelab.evaluate"))
+    return run_tool(evaluate, EvalConfig, argv, "spelab.evaluate")  # one-line errors for a wrong path or checkpoint
 
 
 if __name__ == "__main__":

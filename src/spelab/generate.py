@@ -208,9 +208,9 @@ def log_midi_to_wandb(records: list[dict], gcfg: GenerateConfig, out: Path) -> N
 
 
 def main(argv: Sequence[str] | None = None) -> list[Path]:
-    from spelab.cli import parse_dotlist
+    from spelab.cli import run_tool
 
-    return generate(parse_dotlist(GenerateConfig, argv, "spelab.generate"))
+    return run_tool(generate, GenerateConfig, argv, "spelab.generate")  # one-line errors for a wrong path or checkpoint
 
 
 if __name__ == "__main__":

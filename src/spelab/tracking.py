@@ -106,6 +106,9 @@ def _build_wandb(cfg: DictConfig, lcfg: DictConfig, output_dir: Path, rid: str |
             lcfg["settings"] = settings
         logger = hydra.utils.instantiate(lcfg, offline=offline, id=rid or run_id(output_dir),
                                          tags=list(dict.fromkeys(tags)))
+        from spelab.console import drop_unset_wandb_settings
+
+        drop_unset_wandb_settings(logger)  # before the run starts: W&B warns about unset settings
         experiment = logger.experiment  # starts the run now, so a failure surfaces here
         experiment.config.update(OmegaConf.to_container(cfg, resolve=True), allow_val_change=True)
         for key, summary in (("val/acc", "max"), ("val/loss", "min"), ("val/acc_best", "max")):

@@ -28,6 +28,9 @@ from spelab.reliability.resume_state import RngStateCallback
 from spelab.reliability.run_lock import RunLock, RunLockedError
 from spelab.reliability.signals import GracefulStop, describe_error, is_interruption
 from spelab.tracking import build_loggers, finish_wandb, read_results, run_id, write_results
+from spelab.console import quiet_output, say_resume, show_config
+from spelab.early_data import prepare_early
+from spelab.progress import setup_progress
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +141,7 @@ def _best_checkpoint(callbacks: list[pl.Callback]) -> str | None:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one configuration end to end; returns the results.json content."""
     start = time.time()
+    quiet_output()
     output_dir = Path(cfg.paths.output_dir).resolve()
     prior = read_results(output_dir)
     if prior and prior.get("status") == "done" and not cfg.get("force", False):
@@ -168,15 +172,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if ckpt_path:
             check_checkpoint_compatible(ckpt_path, cfg)  # refuses another configuration's checkpoint
         meta = save_run_metadata(output_dir, cfg)  # after the check: it reads the previous run_meta.json
+        show_config(cfg, output_dir)
         pl.seed_everything(cfg.seed, workers=True)
         if torch.cuda.is_available():
             torch.set_float32_matmul_precision("high")
         dm = instantiate(cfg.task.datamodule)
+        prepare_early(dm)  # a missing data dir fails here, before a W&B run exists
         results["data"] = dm.info()
         module = build_module(cfg, dm)
         results["params"] = module.num_parameters()
         callbacks = build_callbacks(cfg) + [FiniteLossGuard(), ConfigStamp(cfg), RngStateCallback(),
                                             GracefulStop(last, output_dir, cfg.get("pause_at_steps"))]
+        callbacks, progress_kwargs = setup_progress(callbacks, cfg)  # a bar on a terminal, lines elsewhere
         wandb_id = run_id(output_dir) + (f"-{int(start)}" if fresh else "")
         loggers = build_loggers(cfg, output_dir, wandb_id)
         hparams = OmegaConf.to_container(cfg, resolve=True)
@@ -192,9 +199,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if SLURMEnvironment.detect():  # submitit owns requeueing; Lightning's own would fight it
             plugins.append(SLURMEnvironment(auto_requeue=False))
         trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                                      precision=resolve_precision(cfg), plugins=plugins)
-        if ckpt_path:
-            print(f"[spelab] resuming from {ckpt_path}")
+                                                      precision=resolve_precision(cfg), plugins=plugins,
+                                                      **progress_kwargs)
+        say_resume(ckpt_path, last)
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
         if trainer.interrupted:
             raise KeyboardInterrupt("training was interrupted")

@@ -133,9 +133,9 @@ def test_generate_audio_without_fluidsynth_fails_before_sampling(ckpt, tmp_path,
 def test_bad_arguments_fail_clearly(tmp_path):
     with pytest.raises(SystemExit, match="allowed keys"):
         ev.main(["nonsense_key=1"])
-    with pytest.raises(ValueError, match="ckpt"):
+    with pytest.raises(SystemExit, match="give ckpt=PATH"):  # one line, no traceback (spelab.cli.run_tool)
         ev.main([f"output_dir={tmp_path}"])
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(SystemExit, match="missing.ckpt does not exist"):
         gen.main([f"ckpt={tmp_path / 'missing.ckpt'}"])
 
 
