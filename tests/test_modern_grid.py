@@ -145,8 +145,10 @@ def test_run_py_rope2d_on_listops_fails_fast_saying_why(tmp_path, subprocess_env
                           f"paths.root_dir={tmp_path}"], capture_output=True, text=True, cwd=ROOT,
                          env=subprocess_env, timeout=300)
     assert out.returncode == 1
-    assert "UnsupportedPairError" in out.stderr and "task=image" in out.stderr and "no 2-D grid" in out.stderr
-    assert "Traceback" not in out.stderr
+    # run.py's preflight: one line naming the key, the allowed tasks and why, before any run dir exists
+    assert "task='listops'" in out.stderr and "allowed: task=image" in out.stderr and "no 2-D grid" in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not any(tmp_path.rglob("results.json"))
 
 
 @pytest.mark.slow
