@@ -60,11 +60,19 @@ def plot_aggregate(groups: list[dict[str, Any]], path: Path) -> Path:
         line = ax.errorbar(xs, ys, yerr=es, marker=".", capsize=2, linewidth=1.2,
                            label=f"{g['label']} (n={g['n']})")
         ax.fill_between(xs, ys - es, ys + es, alpha=0.15, color=line[0].get_color())
-    for length in sorted({g["train_length"] for g in groups}):
+    return save_nll_figure(fig, ax, groups, path, "NLL (nats/token), mean ± std over seeds")
+
+
+def save_nll_figure(fig: Any, ax: Any, runs: list[dict[str, Any]], path: Path, ylabel: str) -> Path:
+    """The frame every NLL-versus-position figure shares: a dashed line at each training length, axes,
+    title and legend; saved to `path` and closed."""
+    import matplotlib.pyplot as plt
+
+    for length in sorted({r["train_length"] for r in runs}):
         ax.axvline(length, color="grey", linestyle="--", linewidth=1)
     ax.set_xlabel("position (tokens)")
-    ax.set_ylabel("NLL (nats/token), mean ± std over seeds")
-    ax.set_title(f"NLL vs position ({groups[0]['task']}, trained at {groups[0]['train_length']})")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"NLL vs position ({runs[0]['task']}, trained at {runs[0]['train_length']})")
     ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

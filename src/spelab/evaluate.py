@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from spelab.eval_seeds import aggregate_seeds, plot_aggregate, table_markdown
+from spelab.eval_seeds import aggregate_seeds, plot_aggregate, save_nll_figure, table_markdown
 
 log = logging.getLogger(__name__)
 
@@ -220,17 +220,7 @@ def plot_runs(runs: list[dict], path: Path):
         xs = [(b["start"] + b["end"]) / 2 for b in run["bins"] if b["nll"] is not None]
         ys = [b["nll"] for b in run["bins"] if b["nll"] is not None]
         ax.plot(xs, ys, marker=".", label=run["label"])
-    for length in sorted({r["train_length"] for r in runs}):
-        ax.axvline(length, color="grey", linestyle="--", linewidth=1)
-    ax.set_xlabel("position (tokens)")
-    ax.set_ylabel("NLL (nats/token)")
-    ax.set_title(f"NLL vs position ({runs[0]['task']}, trained at {runs[0]['train_length']})")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_nll_figure(fig, ax, runs, path, "NLL (nats/token)")
 
 
 def log_to_wandb(runs: list[dict], figure: Path, output_dir: Path, online: bool) -> None:
