@@ -230,7 +230,7 @@ def log_to_wandb(runs: list[dict], figure: Path, output_dir: Path, online: bool)
         return
     run = wandb.init(project="spe-music", job_type="evaluate", dir=str(output_dir),
                      mode="online" if online else "offline", config={"runs": [r["ckpt"] for r in runs]},
-                     reinit=True)
+                     reinit="finish_previous")  # the bool form is deprecated (a warning per run)
     table = wandb.Table(columns=["label", "nll_within", "nll_beyond", "train_length", "eval_length"],
                         data=[[r["label"], r["nll_within"], r["nll_beyond"], r["train_length"], r["eval_length"]]
                               for r in runs])

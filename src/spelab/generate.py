@@ -191,7 +191,8 @@ def log_midi_to_wandb(records: list[dict], gcfg: GenerateConfig, out: Path) -> N
 
     run = wandb.init(project="spe-music", job_type="generate", dir=str(out),
                      mode="online" if gcfg.wandb_online else "offline",
-                     config={k: v for k, v in vars(gcfg).items()}, reinit=True)
+                     config={k: v for k, v in vars(gcfg).items()},
+                     reinit="finish_previous")  # the bool form is deprecated (a warning per run)
     artifact = wandb.Artifact("generated-midi", type="midi")
     for r in records:
         artifact.add_file(str(r["midi"]))
