@@ -1,6 +1,7 @@
 """Shared forward/step logic of the kernel (linear-complexity) attention backends."""
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import torch
@@ -152,3 +153,12 @@ class ScanAttention(nn.Module):
     def _forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
                  key_padding_mask: torch.Tensor | None, bias: Any) -> torch.Tensor:
         raise NotImplementedError
+
+
+def fla_op(module: str, name: str):
+    """fla-core's Triton kernel `fla.<module>.<name>` when fla-core is importable, else None (it is
+    optional and CUDA only; the PyTorch chunked forms are the reference and the CPU path)."""
+    try:
+        return getattr(importlib.import_module(f"fla.{module}"), name)
+    except Exception:  # not installed, or installed without a working Triton/CUDA
+        return None

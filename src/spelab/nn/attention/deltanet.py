@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_padding_mask, check_positive_int, check_qkv, check_state_args, check_step
-from ._kernel_base import ScanAttention
+from ._kernel_base import ScanAttention, fla_op
 from .decayed_linear import head_decay
 from .gated_scan import DEFAULT_CHUNK
 
@@ -79,14 +79,6 @@ def chunk_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: to
     return o.permute(0, 2, 3, 1, 4).reshape(b, m * c, h, dv)[:, :n], s
 
 
-def _fla_chunk_delta_rule():
-    try:  # optional: fla-core's Triton kernel, CUDA only
-        from fla.ops.delta_rule import chunk_delta_rule as fla_delta
-    except Exception:
-        return None
-    return fla_delta
-
-
 class DeltaNetAttention(ScanAttention):
     """Args: head_dim (key dim), chunk_size of the chunked form."""
 
@@ -113,7 +105,7 @@ class DeltaNetAttention(ScanAttention):
             beta = beta.masked_fill(mask[..., None], 0.0)
             if log_a is not None:
                 log_a = log_a.masked_fill(mask[..., None], 0.0)
-        fla = _fla_chunk_delta_rule() if q.is_cuda and causal and log_a is None else None
+        fla = fla_op("ops.delta_rule", "chunk_delta_rule") if q.is_cuda and causal and log_a is None else None
         if fla is not None:
             return fla(q, k, v, beta, scale=1.0)[0]
         o, _ = chunk_delta_rule(q, k, v, beta, log_a, self.chunk_size)

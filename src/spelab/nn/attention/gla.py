@@ -17,17 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_padding_mask, check_positive_int, check_qkv, check_state_args, check_step
-from ._kernel_base import ScanAttention
+from ._kernel_base import ScanAttention, fla_op
 from .decayed_linear import head_decay
 from .gated_scan import DEFAULT_CHUNK, bidirectional_gated_scan, chunk_gated_scan
-
-
-def _fla_chunk_gla():
-    try:  # optional: fla-core's Triton kernel, CUDA only
-        from fla.ops.gla import chunk_gla
-    except Exception:
-        return None
-    return chunk_gla
 
 
 class GatedLinearAttention(ScanAttention):
@@ -62,7 +54,7 @@ class GatedLinearAttention(ScanAttention):
         if mask is not None:  # a padded token writes nothing and decays nothing
             pad = mask[:, :, None, None]
             k, log_g = k.masked_fill(pad, 0.0), log_g.masked_fill(pad, 0.0)
-        fla = _fla_chunk_gla() if q.is_cuda and causal else None
+        fla = fla_op("ops.gla", "chunk_gla") if q.is_cuda and causal else None
         if fla is not None:
             o, _ = fla(q, k, v, log_g, scale=1.0)
         elif causal:
