@@ -11,11 +11,12 @@ export HF_DATASETS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 PYTEST := $(PY) -m pytest
 
-.PHONY: help install install-gpu-extra run test test-slow test-all bench gpu-check smoke sync-wandb clean clean-logs audio-deps
+.PHONY: help install install-gpu-extra lint format run test test-slow test-all bench gpu-check smoke sync-wandb clean clean-logs audio-deps
 
 help:
 	@echo "make run        set up .venv and run the main job (ListOps, offline, a few CPU minutes)"
 	@echo "make test       set up .venv and run the fast tests"
+	@echo "make lint       ruff check and ruff format --check (CI runs it); make format rewrites"
 	@echo "make test-slow  the slow tests (full grids, SLURM, fault injection); CI runs both"
 	@echo "make bench      CPU benchmarks with their targets -> bench/results/"
 	@echo "make gpu-check  GPU tests and benchmarks in one call (on a CUDA machine)"
@@ -38,6 +39,14 @@ $(VENV)/.installed: pyproject.toml
 
 run: install
 	$(PY) run.py $(ARGS)
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: install
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 test: install
 	$(PYTEST) -q -m "not slow and not gpu" $(PYTEST_ARGS)
