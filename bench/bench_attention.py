@@ -10,6 +10,7 @@
 
 `python -m bench.bench_attention --device cpu|cuda` runs it alone; `python -m bench.run_all` runs all.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,10 +47,28 @@ class Sizes:
     softmax_tokens: int
 
 
-CPU = Sizes(heads=4, dim=64, tokens=1024, lengths=(128, 1024), repeats=5, warmup=1, max_seconds=3.0,
-            gen_tokens=2048, softmax_tokens=1024)
-GPU = Sizes(heads=16, dim=64, tokens=16384, lengths=(1024, 4096, 16384), repeats=10, warmup=3,
-            max_seconds=10.0, gen_tokens=2048, softmax_tokens=16384)
+CPU = Sizes(
+    heads=4,
+    dim=64,
+    tokens=1024,
+    lengths=(128, 1024),
+    repeats=5,
+    warmup=1,
+    max_seconds=3.0,
+    gen_tokens=2048,
+    softmax_tokens=1024,
+)
+GPU = Sizes(
+    heads=16,
+    dim=64,
+    tokens=16384,
+    lengths=(1024, 4096, 16384),
+    repeats=10,
+    warmup=3,
+    max_seconds=10.0,
+    gen_tokens=2048,
+    softmax_tokens=16384,
+)
 
 
 def _elu1(x: torch.Tensor) -> torch.Tensor:
@@ -104,12 +123,24 @@ class Bench:
             out += [
                 Result(f"causal linear fwd+bwd ours [{tag}]", t_ours * 1e3, "ms"),
                 Result(f"causal linear fwd+bwd naive prefix sum [{tag}]", t_naive * 1e3, "ms"),
-                Result(f"causal linear time naive/ours [{tag}]", t_naive / t_ours, "x",
-                       target=10.0 if self.cuda else 20.0, op=">=", note="G3"),
+                Result(
+                    f"causal linear time naive/ours [{tag}]",
+                    t_naive / t_ours,
+                    "x",
+                    target=10.0 if self.cuda else 20.0,
+                    op=">=",
+                    note="G3",
+                ),
                 Result(f"causal linear {self.mem_label} ours [{tag}]", m_ours / MiB, "MiB"),
                 Result(f"causal linear {self.mem_label} naive [{tag}]", m_naive / MiB, "MiB"),
-                Result(f"causal linear {self.mem_label} naive/ours [{tag}]", m_naive / max(m_ours, 1), "x",
-                       target=20.0 if self.cuda else 8.0, op=">=", note="G4"),
+                Result(
+                    f"causal linear {self.mem_label} naive/ours [{tag}]",
+                    m_naive / max(m_ours, 1),
+                    "x",
+                    target=20.0 if self.cuda else 8.0,
+                    op=">=",
+                    note="G4",
+                ),
             ]
             del q, k, v
         return out
@@ -124,16 +155,26 @@ class Bench:
             att = LinearAttention(s.dim).to(self.dev)
             mems[n] = self.memory(lambda a, b_, c: att(a, b_, c, causal=True), q, k, v)
         tag = f"N={n_hi},B={s.tokens // n_hi} over N={n_lo},B={s.tokens // n_lo}"
-        return [Result(f"causal LinearAttention {self.mem_label} per token, {tag}", mems[n_hi] / mems[n_lo], "x",
-                       target=1.2, op="<=", note="G6: flat in N")]
+        return [
+            Result(
+                f"causal LinearAttention {self.mem_label} per token, {tag}",
+                mems[n_hi] / mems[n_lo],
+                "x",
+                target=1.2,
+                op="<=",
+                note="G6: flat in N",
+            )
+        ]
 
     # ------------------------------------------------------------------ G5
     def causal_over_noncausal(self) -> list[Result]:
         s, out = self.s, []
         n = s.lengths[-1]
         q, k, v = _inputs(s.tokens // n, n, s.heads, s.dim, self.dev)
-        for name, att in (("LinearAttention(elu)", LinearAttention(s.dim)),
-                          ("PerformerAttention(m=256)", PerformerAttention(s.dim, redraw="never"))):
+        for name, att in (
+            ("LinearAttention(elu)", LinearAttention(s.dim)),
+            ("PerformerAttention(m=256)", PerformerAttention(s.dim, redraw="never")),
+        ):
             att = att.to(self.dev)
             t_c = self.time(fwd_bwd(lambda a, b_, c: att(a, b_, c, causal=True), q, k, v))
             t_n = self.time(fwd_bwd(lambda a, b_, c: att(a, b_, c, causal=False), q, k, v))
@@ -177,10 +218,20 @@ class Bench:
         tag = f"{t_len} tokens,B=1,H={h},d={s.dim}"
         return [
             Result(f"recurrent generation, step() [{tag}]", t_step * 1e3, "ms"),
-            Result(f"recurrent generation, recompute prefix [{tag}]", t_re * 1e3, "ms",
-                   note=f"{every} x the time at every {every}th prefix length"),
-            Result(f"recurrent generation speed-up recompute/step [{tag}]", t_re / t_step, "x",
-                   target=None if self.cuda else 10.0, op=">=", note="O(1) state per token"),
+            Result(
+                f"recurrent generation, recompute prefix [{tag}]",
+                t_re * 1e3,
+                "ms",
+                note=f"{every} x the time at every {every}th prefix length",
+            ),
+            Result(
+                f"recurrent generation speed-up recompute/step [{tag}]",
+                t_re / t_step,
+                "x",
+                target=None if self.cuda else 10.0,
+                op=">=",
+                note="O(1) state per token",
+            ),
         ]
 
     # ------------------------------------------------------------------ G1, G2
@@ -196,39 +247,71 @@ class Bench:
             no_pad = torch.zeros(b, n, dtype=torch.bool, device=self.dev)
 
             def bare(a, b_, c):
-                return F.scaled_dot_product_attention(a.transpose(1, 2), b_.transpose(1, 2), c.transpose(1, 2)).transpose(1, 2)
+                return F.scaled_dot_product_attention(
+                    a.transpose(1, 2), b_.transpose(1, 2), c.transpose(1, 2)
+                ).transpose(1, 2)
 
             tag = f"N={n},B={b},H={s.heads},{str(dtype).replace('torch.', '')}"
             for causal in (False, True):
+
                 def bare_c(a, b_, c, causal=causal):
                     return F.scaled_dot_product_attention(
-                        a.transpose(1, 2), b_.transpose(1, 2), c.transpose(1, 2), is_causal=causal).transpose(1, 2)
+                        a.transpose(1, 2), b_.transpose(1, 2), c.transpose(1, 2), is_causal=causal
+                    ).transpose(1, 2)
 
                 # interleave A/B/A/B so drift hits both equally; take the medians
                 t_bare, t_layer, t_mask, t_fresh = [], [], [], []
                 for _ in range(2):
                     t_bare.append(self.time(fwd_bwd(bare_c, q, k, v)))
                     t_layer.append(self.time(fwd_bwd(lambda a, b_, c: att(a, b_, c, causal=causal), q, k, v)))
-                    t_mask.append(self.time(fwd_bwd(
-                        lambda a, b_, c: att(a, b_, c, causal=causal, key_padding_mask=no_pad), q, k, v)))
-                    t_fresh.append(self.time(fwd_bwd(
-                        lambda a, b_, c: att(a, b_, c, causal=causal, key_padding_mask=no_pad.clone()), q, k, v)))
+                    t_mask.append(
+                        self.time(
+                            fwd_bwd(lambda a, b_, c: att(a, b_, c, causal=causal, key_padding_mask=no_pad), q, k, v)
+                        )
+                    )
+                    t_fresh.append(
+                        self.time(
+                            fwd_bwd(
+                                lambda a, b_, c: att(a, b_, c, causal=causal, key_padding_mask=no_pad.clone()), q, k, v
+                            )
+                        )
+                    )
                 tb, tl, tm, tf = min(t_bare), min(t_layer), min(t_mask), min(t_fresh)
                 kind = "causal" if causal else "non-causal"
                 out += [
                     Result(f"softmax {kind} bare SDPA fwd+bwd [{tag}]", tb * 1e3, "ms"),
-                    Result(f"softmax {kind} layer/bare SDPA time [{tag}]", tl / tb, "x", target=1.10, op="<=", note="G1"),
-                    Result(f"softmax {kind} layer with all-False padding mask (reused, as across layers)/bare [{tag}]",
-                           tm / tb, "x", target=1.10, op="<=", note="G1; layout checked once per mask tensor"),
-                    Result(f"softmax {kind} layer with a fresh all-False mask every call/bare [{tag}]", tf / tb, "x",
-                           note="one host sync per new mask (per batch in a model)"),
+                    Result(
+                        f"softmax {kind} layer/bare SDPA time [{tag}]", tl / tb, "x", target=1.10, op="<=", note="G1"
+                    ),
+                    Result(
+                        f"softmax {kind} layer with all-False padding mask (reused, as across layers)/bare [{tag}]",
+                        tm / tb,
+                        "x",
+                        target=1.10,
+                        op="<=",
+                        note="G1; layout checked once per mask tensor",
+                    ),
+                    Result(
+                        f"softmax {kind} layer with a fresh all-False mask every call/bare [{tag}]",
+                        tf / tb,
+                        "x",
+                        note="one host sync per new mask (per batch in a model)",
+                    ),
                 ]
             if self.cuda:
                 peaks[n] = peak_cuda_mem(fwd_bwd(lambda a, b_, c: att(a, b_, c), q, k, v), self.dev)
         if self.cuda:
             lo, hi = lengths[0], lengths[-1]
-            out.append(Result(f"softmax peak memory per token N={hi} over N={lo} (fixed tokens, bf16)",
-                              peaks[hi] / peaks[lo], "x", target=1.10, op="<=", note="G2: fused kernel, not math"))
+            out.append(
+                Result(
+                    f"softmax peak memory per token N={hi} over N={lo} (fixed tokens, bf16)",
+                    peaks[hi] / peaks[lo],
+                    "x",
+                    target=1.10,
+                    op="<=",
+                    note="G2: fused kernel, not math",
+                )
+            )
         return out
 
     # ------------------------------------------------------------------ peers and crossover
@@ -253,8 +336,14 @@ class Bench:
                 t_p = self.time(fwd_bwd(peer, q, k, v))
                 t_o = self.time(fwd_bwd(lambda a, b_, c: ours(a, b_, c, causal=causal), q, k, v))
                 kind = "causal" if causal else "non-causal"
-                out.append(Result(f"Performer {kind} time performer-pytorch/ours [{tag}]", t_p / t_o, "x",
-                                  note=f"ours {t_o * 1e3:.2f} ms"))
+                out.append(
+                    Result(
+                        f"Performer {kind} time performer-pytorch/ours [{tag}]",
+                        t_p / t_o,
+                        "x",
+                        note=f"ours {t_o * 1e3:.2f} ms",
+                    )
+                )
         if not (self.cuda and fla_available()):
             out.append(skipped("fla chunk_linear_attn vs ours", "needs fla-core and CUDA"))
         else:
@@ -269,23 +358,49 @@ class Bench:
             fla_fn(q, k, v)  # compile + autotune outside timing
             t_f = self.time(fwd_bwd(fla_fn, q, k, v))
             t_o = self.time(fwd_bwd(ours_causal, q, k, v))
-            out.append(Result(f"causal linear bf16 time ours(PyTorch chunked)/fla [{tag}]", t_o / t_f, "x",
-                              target=1.2, op="<=", note="G11"))
+            out.append(
+                Result(
+                    f"causal linear bf16 time ours(PyTorch chunked)/fla [{tag}]",
+                    t_o / t_f,
+                    "x",
+                    target=1.2,
+                    op="<=",
+                    note="G11",
+                )
+            )
         if self.cuda:  # G12: causal linear vs the best fused causal softmax at long N
             q, k, v = _inputs(b, n, s.heads, s.dim, self.dev, dtype=torch.bfloat16)
             t_lin = self.time(fwd_bwd(ours_causal, q, k, v))
             sm = SoftmaxAttention(s.dim).to(self.dev)
             t_sm = self.time(fwd_bwd(lambda a, b_, c: sm(a, b_, c, causal=True), q, k, v))
-            out.append(Result(f"causal softmax(SDPA)/linear(chunked kernel) time, bf16 [{tag}]", t_sm / t_lin, "x",
-                              target=1.5, op=">=", note="G12 at N=16k; the LinearAttention layer computes in fp32"))
+            out.append(
+                Result(
+                    f"causal softmax(SDPA)/linear(chunked kernel) time, bf16 [{tag}]",
+                    t_sm / t_lin,
+                    "x",
+                    target=1.5,
+                    op=">=",
+                    note="G12 at N=16k; the LinearAttention layer computes in fp32",
+                )
+            )
         return out
 
 
 def main(device: str = "cpu") -> list[Result]:
     dev = resolve_device(device)
     b = Bench(dev, GPU if dev.type == "cuda" else CPU)
-    return run_parts("attention", dev, (b.causal_vs_naive, b.memory_flat, b.causal_over_noncausal,
-                                        b.recurrent_generation, b.softmax_overhead, b.peers))
+    return run_parts(
+        "attention",
+        dev,
+        (
+            b.causal_vs_naive,
+            b.memory_flat,
+            b.causal_over_noncausal,
+            b.recurrent_generation,
+            b.softmax_overhead,
+            b.peers,
+        ),
+    )
 
 
 if __name__ == "__main__":

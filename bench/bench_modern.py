@@ -9,6 +9,7 @@ marked causal. Reported, no targets: these are the costs a grid cell pays.
 Memory: peak CUDA memory on GPU, bytes saved for backward on CPU.
 `python -m bench.bench_modern --device cpu|cuda` runs it alone; `python -m bench.run_all` runs all.
 """
+
 from __future__ import annotations
 
 import functools
@@ -17,8 +18,13 @@ from dataclasses import dataclass
 import torch
 
 from bench.common import MiB, Result, main_cli, peak_cuda_mem, resolve_device, run_parts, saved_bytes, time_fn
-from spelab.nn.attention import (DeltaNetAttention, GatedLinearAttention, LinearAttention, PerformerAttention,
-                                 SoftmaxAttention)
+from spelab.nn.attention import (
+    DeltaNetAttention,
+    GatedLinearAttention,
+    LinearAttention,
+    PerformerAttention,
+    SoftmaxAttention,
+)
 from spelab.nn.positional import ALiBi, FIRE, KERPLE, ExponentialDecay
 
 HEADS, DIM, FEATURES = 4, 32, 256
@@ -43,12 +49,26 @@ ATTENTION = {
     "gla": lambda: GatedLinearAttention(DIM),
     "deltanet": lambda: DeltaNetAttention(DIM),
 }
-BIAS = {"none": lambda: None, "alibi": lambda: ALiBi(HEADS, DIM), "kerple": lambda: KERPLE(HEADS, DIM),
-        "fire": lambda: FIRE(HEADS, DIM), "decay": lambda: ExponentialDecay(HEADS, DIM)}
-CASES = [("gla", "none", False), ("gla", "none", True), ("deltanet", "none", False), ("deltanet", "none", True),
-         ("softmax", "none", False), ("softmax", "alibi", False), ("softmax", "kerple", False),
-         ("softmax", "fire", False), ("softmax", "decay", False), ("performer", "decay", False),
-         ("linear", "decay", False)]
+BIAS = {
+    "none": lambda: None,
+    "alibi": lambda: ALiBi(HEADS, DIM),
+    "kerple": lambda: KERPLE(HEADS, DIM),
+    "fire": lambda: FIRE(HEADS, DIM),
+    "decay": lambda: ExponentialDecay(HEADS, DIM),
+}
+CASES = [
+    ("gla", "none", False),
+    ("gla", "none", True),
+    ("deltanet", "none", False),
+    ("deltanet", "none", True),
+    ("softmax", "none", False),
+    ("softmax", "alibi", False),
+    ("softmax", "kerple", False),
+    ("softmax", "fire", False),
+    ("softmax", "decay", False),
+    ("performer", "decay", False),
+    ("linear", "decay", False),
+]
 
 
 def _case(att: str, bias: str, causal: bool, s: Sizes, dev: torch.device):
@@ -81,13 +101,17 @@ def compare(dev: torch.device, s: Sizes) -> list[Result]:
 
     t0, m0 = measure("performer", "none", False)
     kind = "peak" if cuda else "saved"
-    results = [Result(f"Performer, no PE, fwd+bwd ({shape})", t0 * 1e3, "ms"),
-               Result(f"Performer, no PE, {kind} memory ({shape})", m0, "MiB")]
+    results = [
+        Result(f"Performer, no PE, fwd+bwd ({shape})", t0 * 1e3, "ms"),
+        Result(f"Performer, no PE, {kind} memory ({shape})", m0, "MiB"),
+    ]
     for att, bias, causal in CASES:
         label = f"{att}+{bias}" + (" causal" if causal else "")
         t, m = measure(att, bias, causal)
-        results += [Result(f"{label} time over Performer ({shape})", t / t0, "x", note=f"{t * 1e3:.1f} ms"),
-                    Result(f"{label} {kind} memory over Performer ({shape})", m / m0, "x", note=f"{m:.1f} MiB")]
+        results += [
+            Result(f"{label} time over Performer ({shape})", t / t0, "x", note=f"{t * 1e3:.1f} ms"),
+            Result(f"{label} {kind} memory over Performer ({shape})", m / m0, "x", note=f"{m:.1f} MiB"),
+        ]
     return results
 
 

@@ -16,6 +16,7 @@ Ratios are measured in this one process (research/perf.md §5.2-5.3):
 
 `python -m bench.bench_spe --device cpu|cuda` runs it alone; `python -m bench.run_all` runs all.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,19 +44,19 @@ HEADS, DIM, REALIZATIONS, SINES, KERNEL, FEATURES = 8, 64, 64, 10, 128, 256
 
 @dataclass(frozen=True)
 class Sizes:
-    length: int           # N of the time/memory ratios
+    length: int  # N of the time/memory ratios
     batch: int
     flat: tuple[tuple[int, int], tuple[int, int]]  # (N, B) long and short, same tokens
     repeats: int
     warmup: int
-    time_target: float    # sineSPE time ratio
+    time_target: float  # sineSPE time ratio
     conv_target: float | None
 
 
-CPU = Sizes(length=1024, batch=4, flat=((2048, 1), (256, 8)), repeats=5, warmup=2,
-            time_target=2.0, conv_target=None)
-GPU = Sizes(length=16384, batch=2, flat=((16384, 1), (1024, 16)), repeats=10, warmup=3,
-            time_target=1.5, conv_target=2.0)
+CPU = Sizes(length=1024, batch=4, flat=((2048, 1), (256, 8)), repeats=5, warmup=2, time_target=2.0, conv_target=None)
+GPU = Sizes(
+    length=16384, batch=2, flat=((16384, 1), (1024, 16)), repeats=10, warmup=3, time_target=1.5, conv_target=2.0
+)
 GPU_MEMORY_TARGET = 1.25
 
 
@@ -145,18 +146,35 @@ class Bench:
             base_times[scheme], times[scheme] = self._times(cases[None], cases[scheme])
         del cases
         m_base = memory[None]
-        results = [Result(f"Performer fwd+bwd ({shape})", base_times["sine"] * 1e3, "ms"),
-                   Result(f"Performer {'peak' if self.cuda else 'saved'} memory ({shape})", m_base, "MiB")]
+        results = [
+            Result(f"Performer fwd+bwd ({shape})", base_times["sine"] * 1e3, "ms"),
+            Result(f"Performer {'peak' if self.cuda else 'saved'} memory ({shape})", m_base, "MiB"),
+        ]
         for scheme, target in (("sine", s.time_target), ("conv", s.conv_target)):
             t, t_base, m = times[scheme], base_times[scheme], memory[scheme]  # each over its own pair's baseline
             results += [
-                Result(f"Performer+{scheme}SPE fwd+bwd ({shape})", t * 1e3, "ms",
-                       note=f"Performer in the same alternation: {t_base * 1e3:.1f} ms"),
-                Result(f"{scheme}SPE time ratio over Performer ({shape})", t / t_base, "x", target, "<=",
-                       note="G7" if scheme == "sine" else "G8"),
-                Result(f"{scheme}SPE {'peak' if self.cuda else 'saved'} memory ratio over Performer ({shape})",
-                       m / m_base, "x", GPU_MEMORY_TARGET if (scheme == "sine" and self.cuda) else None, "<=",
-                       note="G9" if scheme == "sine" else ""),
+                Result(
+                    f"Performer+{scheme}SPE fwd+bwd ({shape})",
+                    t * 1e3,
+                    "ms",
+                    note=f"Performer in the same alternation: {t_base * 1e3:.1f} ms",
+                ),
+                Result(
+                    f"{scheme}SPE time ratio over Performer ({shape})",
+                    t / t_base,
+                    "x",
+                    target,
+                    "<=",
+                    note="G7" if scheme == "sine" else "G8",
+                ),
+                Result(
+                    f"{scheme}SPE {'peak' if self.cuda else 'saved'} memory ratio over Performer ({shape})",
+                    m / m_base,
+                    "x",
+                    GPU_MEMORY_TARGET if (scheme == "sine" and self.cuda) else None,
+                    "<=",
+                    note="G9" if scheme == "sine" else "",
+                ),
             ]
         return results
 
@@ -170,12 +188,21 @@ class Bench:
         case = Case("sine", s.length, s.batch, self.dev, amp=True)
         m_base, m = self._memory(base), self._memory(case)
         t_base, t = self._times(base, case)
-        return [Result(f"Performer fwd+bwd ({shape})", t_base * 1e3, "ms"),
-                Result(f"Performer+sineSPE fwd+bwd ({shape})", t * 1e3, "ms"),
-                Result(f"sineSPE time ratio over Performer ({shape})", t / t_base, "x", s.time_target, "<=",
-                       note="G7, bf16"),
-                Result(f"sineSPE peak memory ratio over Performer ({shape})", m / m_base, "x", GPU_MEMORY_TARGET,
-                       "<=", note="G9, bf16")]
+        return [
+            Result(f"Performer fwd+bwd ({shape})", t_base * 1e3, "ms"),
+            Result(f"Performer+sineSPE fwd+bwd ({shape})", t * 1e3, "ms"),
+            Result(
+                f"sineSPE time ratio over Performer ({shape})", t / t_base, "x", s.time_target, "<=", note="G7, bf16"
+            ),
+            Result(
+                f"sineSPE peak memory ratio over Performer ({shape})",
+                m / m_base,
+                "x",
+                GPU_MEMORY_TARGET,
+                "<=",
+                note="G9, bf16",
+            ),
+        ]
 
     def kernels(self) -> list[Result]:
         """Performer + sineSPE through the Triton kernels over the PyTorch path, fp32 and bf16."""
@@ -184,19 +211,34 @@ class Bench:
             why = "triton not installed" if not triton_available() else "CPU without TRITON_INTERPRET=1"
             return [Result("sineSPE Triton kernels over the PyTorch path", float("nan"), "x", note=f"skipped: {why}")]
         results = []
-        for amp in ((False, True) if self.cuda else (False,)):
+        for amp in (False, True) if self.cuda else (False,):
             shape = f"N={s.length}, B={s.batch}" + (", bf16 autocast" if amp else "")
             case = Case("sine", s.length, s.batch, self.dev, amp=amp)
             runs = {mode: KernelMode(case, mode) for mode in ("torch", "triton")}
             memory = {mode: self._memory(run) for mode, run in runs.items()}
             t_torch, t_triton = self._times(runs["torch"], runs["triton"])
             results += [
-                Result(f"Performer+sineSPE fwd+bwd, Triton kernels ({shape})", t_triton * 1e3, "ms",
-                       note=f"PyTorch path in the same alternation: {t_torch * 1e3:.1f} ms"),
-                Result(f"sineSPE Triton kernels time over the PyTorch path ({shape})", t_triton / t_torch, "x",
-                       1.0 if self.cuda else None, "<="),
-                Result(f"sineSPE Triton kernels {'peak' if self.cuda else 'saved'} memory over the PyTorch path "
-                       f"({shape})", memory["triton"] / memory["torch"], "x", 1.0 if self.cuda else None, "<=")]
+                Result(
+                    f"Performer+sineSPE fwd+bwd, Triton kernels ({shape})",
+                    t_triton * 1e3,
+                    "ms",
+                    note=f"PyTorch path in the same alternation: {t_torch * 1e3:.1f} ms",
+                ),
+                Result(
+                    f"sineSPE Triton kernels time over the PyTorch path ({shape})",
+                    t_triton / t_torch,
+                    "x",
+                    1.0 if self.cuda else None,
+                    "<=",
+                ),
+                Result(
+                    f"sineSPE Triton kernels {'peak' if self.cuda else 'saved'} memory over the PyTorch path ({shape})",
+                    memory["triton"] / memory["torch"],
+                    "x",
+                    1.0 if self.cuda else None,
+                    "<=",
+                ),
+            ]
         return results
 
     def memory_flat(self) -> list[Result]:
@@ -204,8 +246,16 @@ class Bench:
         long_ = self._memory(Case("sine", n_long, b_long, self.dev))
         short = self._memory(Case("sine", n_short, b_short, self.dev))
         kind = "peak" if self.cuda else "saved"
-        return [Result(f"sineSPE+Performer {kind} memory per token, N={n_long},B={b_long} over N={n_short},B={b_short}",
-                       long_ / short, "x", 2.0, "<=", note=f"G6; {long_:.0f} vs {short:.0f} MiB")]
+        return [
+            Result(
+                f"sineSPE+Performer {kind} memory per token, N={n_long},B={b_long} over N={n_short},B={b_short}",
+                long_ / short,
+                "x",
+                2.0,
+                "<=",
+                note=f"G6; {long_:.0f} vs {short:.0f} MiB",
+            )
+        ]
 
 
 def main(device: str = "cpu") -> list[Result]:

@@ -27,10 +27,17 @@ SIZES = {  # device -> (batch, length, steps per measurement)
 class Classifier(torch.nn.Module):
     def __init__(self, d_model: int, layers: int, pos_enc, max_len: int) -> None:
         super().__init__()
-        self.encoder = Transformer(vocab_size=256, d_model=d_model, num_layers=layers, num_heads=8,
-                                   ff_dim=4 * d_model, dropout=0.1, max_len=max_len,
-                                   attention=functools.partial(PerformerAttention, num_features=256),
-                                   pos_enc=pos_enc)
+        self.encoder = Transformer(
+            vocab_size=256,
+            d_model=d_model,
+            num_layers=layers,
+            num_heads=8,
+            ff_dim=4 * d_model,
+            dropout=0.1,
+            max_len=max_len,
+            attention=functools.partial(PerformerAttention, num_features=256),
+            pos_enc=pos_enc,
+        )
         self.head = ClassificationHead(d_model, 10)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
@@ -39,8 +46,13 @@ class Classifier(torch.nn.Module):
 
 def _data(batch: int, length: int, n_batches: int, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(0)
-    return [(torch.randint(1, 256, (batch, length), generator=g).to(device),
-             torch.randint(0, 10, (batch,), generator=g).to(device)) for _ in range(n_batches)]
+    return [
+        (
+            torch.randint(1, 256, (batch, length), generator=g).to(device),
+            torch.randint(0, 10, (batch,), generator=g).to(device),
+        )
+        for _ in range(n_batches)
+    ]
 
 
 def _plain_step_times(model: torch.nn.Module, batches, device: torch.device) -> list[float]:
@@ -65,9 +77,11 @@ def spe_overhead(device: torch.device, compare_shared: bool | None = None) -> li
     size (N·H·D·R = 2^26) "auto" takes the chunked path; the pair decides that threshold by measurement."""
     s = SIZES[device.type]
     compare_shared = device.type == "cuda" if compare_shared is None else compare_shared
-    schemes = {"none": None,
-               "sinespe": functools.partial(SineSPE, num_realizations=64, num_sines=10, gated=True),
-               "convspe": functools.partial(ConvSPE, num_realizations=64, kernel_size=128, gated=True)}
+    schemes = {
+        "none": None,
+        "sinespe": functools.partial(SineSPE, num_realizations=64, num_sines=10, gated=True),
+        "convspe": functools.partial(ConvSPE, num_realizations=64, kernel_size=128, gated=True),
+    }
     models = {name: Classifier(512, 6, pos, s["length"]).to(device) for name, pos in schemes.items()}
     if compare_shared:
         models["sinespe_shared"] = Classifier(512, 6, schemes["sinespe"], s["length"]).to(device)
@@ -79,15 +93,30 @@ def spe_overhead(device: torch.device, compare_shared: bool | None = None) -> li
     for _ in range(2):  # alternate A/B/C/A/B/C so drifting load hits all alike
         for name, model in models.items():
             times[name].extend(_plain_step_times(model, batches, device)[2:])  # first steps warm up
-    ratio = {name: torch.tensor(t).median().item() / torch.tensor(times["none"]).median().item()
-             for name, t in times.items()}
+    ratio = {
+        name: torch.tensor(t).median().item() / torch.tensor(times["none"]).median().item() for name, t in times.items()
+    }
     note = f"B={s['batch']} N={s['length']} R=64, codes shared, gated"
-    results = [Result("train step, 6x512 Performer: sineSPE / no PE", ratio["sinespe"], "x", target=1.15, op="<=",
-                      note=note + ", K=10"),
-               Result("train step, 6x512 Performer: convSPE / no PE", ratio["convspe"], "x", note=note + ", P=128")]
+    results = [
+        Result(
+            "train step, 6x512 Performer: sineSPE / no PE",
+            ratio["sinespe"],
+            "x",
+            target=1.15,
+            op="<=",
+            note=note + ", K=10",
+        ),
+        Result("train step, 6x512 Performer: convSPE / no PE", ratio["convspe"], "x", note=note + ", P=128"),
+    ]
     if compare_shared:
-        results.append(Result("train step, 6x512 Performer: sineSPE with strategy='shared' / no PE",
-                              ratio["sinespe_shared"], "x", note=note + ", K=10"))
+        results.append(
+            Result(
+                "train step, 6x512 Performer: sineSPE with strategy='shared' / no PE",
+                ratio["sinespe_shared"],
+                "x",
+                note=note + ", K=10",
+            )
+        )
     return results
 
 
@@ -97,7 +126,8 @@ def lightning_overhead(device: torch.device) -> list[Result]:
     s = SIZES[device.type]
     n = s["lightning_steps"]
     batches = _data(s["batch"], s["length"] // 2, n, torch.device("cpu"))
-    ids = torch.cat([b[0] for b in batches]); ys = torch.cat([b[1] for b in batches])
+    ids = torch.cat([b[0] for b in batches])
+    ys = torch.cat([b[1] for b in batches])
     loader = DataLoader(TensorDataset(ids, ys), batch_size=s["batch"], shuffle=False)
 
     class Lit(pl.LightningModule):
@@ -132,23 +162,41 @@ def lightning_overhead(device: torch.device) -> list[Result]:
     lit_times, plain_times = [], []
     for _ in range(2):
         timer = StepTimer()
-        trainer = pl.Trainer(max_steps=n, accelerator=device.type, devices=1, logger=False,
-                             enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
-                             num_sanity_val_steps=0, precision="bf16-mixed" if device.type == "cuda" else "32-true",
-                             callbacks=[timer])
+        trainer = pl.Trainer(
+            max_steps=n,
+            accelerator=device.type,
+            devices=1,
+            logger=False,
+            enable_progress_bar=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            precision="bf16-mixed" if device.type == "cuda" else "32-true",
+            callbacks=[timer],
+        )
         trainer.fit(Lit(make_net()), train_dataloaders=loader)
-        lit_times.extend(timer.times[n // 10:])
+        lit_times.extend(timer.times[n // 10 :])
         plain = _plain_step_times(make_net(), [(x.to(device), y.to(device)) for x, y in loader], device)
-        plain_times.extend(plain[n // 10:])
+        plain_times.extend(plain[n // 10 :])
     ratio = torch.tensor(lit_times).median().item() / torch.tensor(plain_times).median().item()
-    return [Result("train step: Lightning / plain loop", ratio, "x", target=1.05, op="<=",
-                   note=f"d={s['lightning_d']} layers={s['lightning_layers']}, median of {len(lit_times)} steps each")]
+    return [
+        Result(
+            "train step: Lightning / plain loop",
+            ratio,
+            "x",
+            target=1.05,
+            op="<=",
+            note=f"d={s['lightning_d']} layers={s['lightning_layers']}, median of {len(lit_times)} steps each",
+        )
+    ]
 
 
 def main(device: str = "cpu") -> list[Result]:
     dev = resolve_device(device)
     torch.manual_seed(0)
-    return run_parts("train_step", dev, (functools.partial(spe_overhead, dev), functools.partial(lightning_overhead, dev)))
+    return run_parts(
+        "train_step", dev, (functools.partial(spe_overhead, dev), functools.partial(lightning_overhead, dev))
+    )
 
 
 if __name__ == "__main__":

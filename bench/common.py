@@ -5,6 +5,7 @@ usually calls `write_results("<name>", device, results)` itself; `python -m benc
 cpu|cuda` runs them all (writing a module's files when it did not) plus a summary in `bench/results/`.
 Ratios are always measured inside one process (same machine, same load), medians after warm-up.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,7 +60,11 @@ class Result:
     def line(self) -> str:
         """'name: value unit  (target op X: PASS)', the figure with its target beside it."""
         val = _fmt(self.value)
-        tgt = "" if self.target is None else f"  (target {self.op} {_fmt(self.target)}: {'PASS' if self.passed else 'FAIL'})"
+        tgt = (
+            ""
+            if self.target is None
+            else f"  (target {self.op} {_fmt(self.target)}: {'PASS' if self.passed else 'FAIL'})"
+        )
         note = f"  [{self.note}]" if self.note else ""
         return f"{self.name}: {val}{(' ' + self.unit) if self.unit else ''}{tgt}{note}"
 

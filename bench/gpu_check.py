@@ -10,6 +10,7 @@ Peer libraries (fla, performer-pytorch) are used only when importable. Sized to 
 minutes on one H100 (target < 8 min in total). Exit status 0 when every GPU test that exists ran and
 none failed or errored (`judge_tests`) and no benchmark crashed; 2 without CUDA.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,7 +45,9 @@ def _counts(text: str) -> dict:
     """Counts from pytest's closing line ('3 passed, 1 skipped, 2 errors in 4.5s')."""
     lines = [ln for ln in text.strip().splitlines() if re.search(r"\b(passed|failed|skipped|error|deselected)", ln)]
     last = lines[-1] if lines else ""
-    counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected|xfailed|xpassed)", last)}
+    counts = {
+        k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected|xfailed|xpassed)", last)
+    }
     if "error" in counts:
         counts["errors"] = counts.pop("error") + counts.get("errors", 0)
     counts["summary"] = last.strip("= ")
@@ -61,9 +64,12 @@ def count_gpu_tests(timeout_s: int = 120) -> dict:
     text = proc.stdout + proc.stderr
     found = re.search(r"(\d+)(?:/\d+)? tests? collected", text)
     errors = re.search(r"(\d+) errors? during collection|(\d+) errors?\b", text)
-    return {"rc": proc.returncode, "collected": int(found.group(1)) if found else 0,
-            "collection_errors": int(next(g for g in errors.groups() if g)) if errors else 0,
-            "summary": text.strip().splitlines()[-1] if text.strip() else ""}
+    return {
+        "rc": proc.returncode,
+        "collected": int(found.group(1)) if found else 0,
+        "collection_errors": int(next(g for g in errors.groups() if g)) if errors else 0,
+        "summary": text.strip().splitlines()[-1] if text.strip() else "",
+    }
 
 
 def judge_tests(tests: dict, expected: dict | None) -> list[str]:
@@ -94,12 +100,18 @@ def run_gpu_tests(timeout_s: int) -> dict:
     code 3/4, e.g. a GPU image without Hydra), run again with --noconftest so that the GPU tests
     that need no fixture still run, and say so."""
     start = time.time()
-    res = _pytest(["-m", "gpu", "-q", "tests", "-p", "no:cacheprovider", "--continue-on-collection-errors"],
-                  timeout_s, "gpu_check_pytest.log")
+    res = _pytest(
+        ["-m", "gpu", "-q", "tests", "-p", "no:cacheprovider", "--continue-on-collection-errors"],
+        timeout_s,
+        "gpu_check_pytest.log",
+    )
     if res["rc"] in (3, 4):
         left = max(30, timeout_s - int(time.time() - start))
-        retry = _pytest(["-m", "gpu", "-q", "tests", "-p", "no:cacheprovider", "--continue-on-collection-errors",
-                         "--noconftest"], left, "gpu_check_pytest_noconftest.log")
+        retry = _pytest(
+            ["-m", "gpu", "-q", "tests", "-p", "no:cacheprovider", "--continue-on-collection-errors", "--noconftest"],
+            left,
+            "gpu_check_pytest_noconftest.log",
+        )
         retry["first_attempt"] = res
         retry["note"] = "conftest import failed; reran with --noconftest"
         res = retry
@@ -120,8 +132,12 @@ def _pytest(args: list[str], timeout_s: int, log_name: str) -> dict:
     log = RESULTS_DIR / log_name  # kept beside gpu_check.json (commit both); its tail is in the JSON too
     log.write_text(out)
     print(out[-4000:], flush=True)
-    res = {"rc": rc, "wall_s": round(time.time() - start, 1), "log": _rel(log),
-           "log_tail": out.strip().splitlines()[-40:]}
+    res = {
+        "rc": rc,
+        "wall_s": round(time.time() - start, 1),
+        "log": _rel(log),
+        "log_tail": out.strip().splitlines()[-40:],
+    }
     res.update(_counts(out))
     return res
 
@@ -138,8 +154,15 @@ def run_benchmarks(budget_s: float, only: list[str] | None) -> list[dict]:
     start, records = time.time(), []
     for name in names:
         if time.time() - start > budget_s:
-            records.append({"name": name, "status": "skipped", "error": f"time budget of {budget_s:.0f} s spent",
-                            "results": [], "wall_s": 0.0})
+            records.append(
+                {
+                    "name": name,
+                    "status": "skipped",
+                    "error": f"time budget of {budget_s:.0f} s spent",
+                    "results": [],
+                    "wall_s": 0.0,
+                }
+            )
             continue
         records.append(runner.run_module(name, "cuda"))
         torch.cuda.empty_cache()
@@ -168,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     if tests is not None:
         tests["expected"] = count_gpu_tests()
         tests["not_ok"] = judge_tests(tests, tests["expected"])
-    records = [] if args.skip_bench else run_benchmarks(args.bench_budget, [x for x in args.only.split(",") if x] or None)
+    records = (
+        [] if args.skip_bench else run_benchmarks(args.bench_budget, [x for x in args.only.split(",") if x] or None)
+    )
     if records:
         runner.write_summary(records, "cuda")
     passed, missed, crashed = runner.summarize(records)
@@ -188,12 +213,16 @@ def main(argv: list[str] | None = None) -> int:
     print("\n======== gpu_check summary")
     print(f"device: {payload['env'].get('gpu')}, torch {torch.__version__}, total {payload['total_wall_s']} s")
     if tests is not None:
-        print(f"pytest -m gpu: rc={tests['rc']} ({tests.get('summary', '')}) in {tests['wall_s']} s; "
-              + ("; ".join(tests["not_ok"]) or "all GPU tests ran and none failed or errored"))
+        print(
+            f"pytest -m gpu: rc={tests['rc']} ({tests.get('summary', '')}) in {tests['wall_s']} s; "
+            + ("; ".join(tests["not_ok"]) or "all GPU tests ran and none failed or errored")
+        )
     for r in records:
         missed_here = [x["name"] for x in r["results"] if x.get("passed") is False]
-        print(f"bench {r['name']}: {r['status']} in {r['wall_s']} s; missed: {missed_here or 'none'}"
-              + (f"; {r['error']}" if r.get("error") else ""))
+        print(
+            f"bench {r['name']}: {r['status']} in {r['wall_s']} s; missed: {missed_here or 'none'}"
+            + (f"; {r['error']}" if r.get("error") else "")
+        )
     print(f"targets passed {passed}, missed {missed}; benchmarks crashed {crashed}; status {payload['status']}")
     print(out_json)
     return 0 if payload["status"] == "ok" else 1

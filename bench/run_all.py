@@ -8,6 +8,7 @@ Each module exposes `main(device) -> list[Result]` (and usually writes `bench/re
 `bench/results/summary_<device>.json/.md`. A module that crashes is reported and the others still
 run; the exit status is 1 then (or, with --strict, also when a target is missed).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 
 def discover() -> list[str]:
     """Benchmark names: bench_<name>.py -> <name>, sorted."""
-    return sorted(p.stem[len("bench_"):] for p in BENCH_DIR.glob("bench_*.py"))
+    return sorted(p.stem[len("bench_") :] for p in BENCH_DIR.glob("bench_*.py"))
 
 
 def run_module(name: str, device: str) -> dict:
@@ -60,8 +61,14 @@ def write_summary(records: list[dict], device: str, out_dir: Path = RESULTS_DIR)
     dev = resolve_device(device).type
     out_dir.mkdir(parents=True, exist_ok=True)
     passed, missed, crashed = summarize(records)
-    payload = {"device": dev, "env": env_info(device), "targets_passed": passed, "targets_missed": missed,
-               "modules_crashed": crashed, "modules": records}
+    payload = {
+        "device": dev,
+        "env": env_info(device),
+        "targets_passed": passed,
+        "targets_missed": missed,
+        "modules_crashed": crashed,
+        "modules": records,
+    }
     jpath, mpath = out_dir / f"summary_{dev}.json", out_dir / f"summary_{dev}.md"
     jpath.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     lines = [f"# Benchmarks ({dev})", "", f"targets passed {passed}, missed {missed}; modules crashed {crashed}", ""]
@@ -98,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     records = run_all(args.device, [x for x in args.only.split(",") if x] or None)
     jpath, mpath = write_summary(records, args.device)
     passed, missed, crashed = summarize(records)
-    print(f"\n== {len(records)} benchmark modules in {time.time() - start:.0f} s: targets passed {passed}, "
-          f"missed {missed}; modules crashed {crashed}\n{jpath}\n{mpath}")
+    print(
+        f"\n== {len(records)} benchmark modules in {time.time() - start:.0f} s: targets passed {passed}, "
+        f"missed {missed}; modules crashed {crashed}\n{jpath}\n{mpath}"
+    )
     return 1 if crashed or (args.strict and missed) else 0
 
 

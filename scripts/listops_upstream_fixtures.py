@@ -23,7 +23,7 @@ OUT = Path(__file__).resolve().parents[1] / "tests" / "lra" / "listops_upstream"
 CASES = [(0, 20, 160, 60), (1, 20, 160, 60), (2, 20, 160, 60), (3, 5, 80, 200), (0, 500, 2000, 12)]
 
 # Run in the child: stub absl + tensorflow, seed `random`, execute the official file as __main__.
-RUNNER = r'''
+RUNNER = r"""
 import random, sys, types
 path, seed, out_dir, n, lo, hi = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 values = {"task": "basic", "num_train_samples": n, "num_valid_samples": 0, "num_test_samples": 0,
@@ -45,14 +45,18 @@ sys.modules.update({"absl": absl, "absl.app": app, "absl.flags": flags, "tensorf
 random.seed(seed)
 source = open(path).read()
 exec(compile(source, path, "exec"), {"__name__": "__main__", "__file__": path})
-'''
+"""
 
 
 def run_upstream(script: Path, seed: int, lo: int, hi: int, n: int, hash_seed: str) -> set[tuple[str, str]]:
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-        subprocess.run([sys.executable, "-c", RUNNER, str(script), str(seed), tmp, str(n), str(lo), str(hi)],
-                       check=True, env=env, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-c", RUNNER, str(script), str(seed), tmp, str(n), str(lo), str(hi)],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
         with open(Path(tmp) / "basic_train.tsv", newline="") as f:
             rows = list(csv.reader(f, delimiter="\t"))[1:]
     return {(src, tgt) for src, tgt in rows}

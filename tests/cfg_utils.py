@@ -18,8 +18,7 @@ MODERN_ATTENTIONS = ("gla", "deltanet")
 MODERN_POS_ENCS = ("alibi", "kerple", "fire", "decay", "xpos", "rope2d", "cape")
 
 
-def compose_config(overrides: list[str] | None = None, output_dir: Path | None = None,
-                   data_dir: Path | None = None):
+def compose_config(overrides: list[str] | None = None, output_dir: Path | None = None, data_dir: Path | None = None):
     """The config `python run.py <overrides>` would see, with HydraConfig set so ${hydra:...} resolves.
 
     output_dir replaces the run dir Hydra would have created; data_dir the data cache root."""

@@ -21,8 +21,10 @@ def in_ci() -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "needs(component): the test exercises a real component (e.g. a tmpfs it mounts); "
-        "it may skip without it, except with CI=true where the skip is a failure naming the component")
+        "markers",
+        "needs(component): the test exercises a real component (e.g. a tmpfs it mounts); "
+        "it may skip without it, except with CI=true where the skip is a failure naming the component",
+    )
 
 
 def component_of(item: pytest.Item) -> str | None:
@@ -46,5 +48,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
     reason = reason.removeprefix("Skipped: ")
     report.outcome = "failed"
-    report.longrepr = (f"CI=true requires {component}, but this test skipped: {reason}\n"
-                       f"(on a developer's machine this stays a skip; in CI install/start {component})")
+    report.longrepr = (
+        f"CI=true requires {component}, but this test skipped: {reason}\n"
+        f"(on a developer's machine this stays a skip; in CI install/start {component})"
+    )

@@ -58,6 +58,11 @@ def make_cfg(tmp_path: Path, data_dir: Path) -> Callable:
 def subprocess_env(tmp_path: Path) -> dict[str, str]:
     """Environment for `python run.py` subprocesses: offline, src importable, one thread."""
     env = dict(os.environ)
-    env.update(WANDB_MODE="offline", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1",
-               PYTHONPATH=str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", ""))
+    env.update(
+        WANDB_MODE="offline",
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", ""),
+    )
     return env

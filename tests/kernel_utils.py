@@ -24,8 +24,10 @@ def interpreted_kernels(monkeypatch, module: str = "spelab.nn.kernels.sine_trito
             pytest.fail("SPELAB_REQUIRE_TRITON=1 but triton is not installed (make install-gpu-extra)")
         pytest.skip("triton is not installed (optional: pip install '.[gpu]'; CI installs it)")
     if type(standard.zeros).__name__ != "InterpretedFunction":
-        pytest.skip("triton was imported without TRITON_INTERPRET=1 (a CUDA machine: conftest.py leaves it "
-                    "compiled; run with TRITON_INTERPRET=1 to interpret the kernels)")
+        pytest.skip(
+            "triton was imported without TRITON_INTERPRET=1 (a CUDA machine: conftest.py leaves it "
+            "compiled; run with TRITON_INTERPRET=1 to interpret the kernels)"
+        )
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     mod = importlib.import_module(module)
     if not any(type(v).__name__ == "InterpretedFunction" for v in vars(mod).values()):

@@ -1,5 +1,6 @@
 """The benchmarks run end to end (at tiny sizes, into a temporary results dir): `make bench` and
 `make gpu-check` are not run by CI, so this keeps their code from rotting. No timing is asserted."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,8 +33,18 @@ def _check(results, name, out_dir):
 
 
 def test_attention_benchmark_runs(monkeypatch, tmp_results):
-    tiny = dataclasses.replace(bench_attention.CPU, heads=2, dim=16, tokens=64, lengths=(16, 64), repeats=1,
-                               warmup=0, max_seconds=0.5, gen_tokens=32, softmax_tokens=64)
+    tiny = dataclasses.replace(
+        bench_attention.CPU,
+        heads=2,
+        dim=16,
+        tokens=64,
+        lengths=(16, 64),
+        repeats=1,
+        warmup=0,
+        max_seconds=0.5,
+        gen_tokens=32,
+        softmax_tokens=64,
+    )
     monkeypatch.setattr(bench_attention, "CPU", tiny)
     _check(bench_attention.main("cpu"), "attention", tmp_results)
 
@@ -51,11 +62,17 @@ def test_spe_benchmark_runs(monkeypatch, tmp_results):
 
 
 def test_train_step_benchmark_runs_with_the_gpu_only_comparison(monkeypatch, tmp_results):
-    monkeypatch.setitem(bench_train_step.SIZES, "cpu", dict(batch=1, length=16, steps=3, lightning_steps=6,
-                                                            lightning_d=32, lightning_layers=1))
+    monkeypatch.setitem(
+        bench_train_step.SIZES,
+        "cpu",
+        dict(batch=1, length=16, steps=3, lightning_steps=6, lightning_d=32, lightning_layers=1),
+    )
     results = bench_train_step.spe_overhead(torch.device("cpu"), compare_shared=True)
     assert [r.name.split(": ")[1] for r in results] == [
-        "sineSPE / no PE", "convSPE / no PE", "sineSPE with strategy='shared' / no PE"]
+        "sineSPE / no PE",
+        "convSPE / no PE",
+        "sineSPE with strategy='shared' / no PE",
+    ]
     _check(bench_train_step.main("cpu"), "train_step", tmp_results)
 
 

@@ -30,7 +30,8 @@ def ci_tree(tmp_path: Path) -> Path:
     shutil.copy(ROOT / ".ci" / "run", tmp_path / ".ci" / "run")
     (tmp_path / "scripts" / "slurm").mkdir(parents=True)
     (tmp_path / "scripts" / "slurm" / "start.sh").write_text(
-        "echo 'slurm/start.sh: slurmctld failed to start' >&2; exit 1\n")
+        "echo 'slurm/start.sh: slurmctld failed to start' >&2; exit 1\n"
+    )
     (tmp_path / "Makefile").write_text("%:\n\techo ran-$@ >> made.txt\n")  # every target .ci/run makes
     return tmp_path
 
@@ -50,7 +51,7 @@ def test_ci_run_goes_on_without_slurm_on_a_developer_machine(ci_tree: Path) -> N
     assert made[-2:] == ["ran-test", "ran-test-slow"], made  # both suites, last, after the install steps
 
 
-STUB_TESTS = '''
+STUB_TESTS = """
 import pytest
 
 @pytest.mark.slurm
@@ -63,7 +64,7 @@ def test_needs_tmpfs():
 
 def test_plain_skip():
     pytest.skip("optional peer library missing")
-'''
+"""
 
 
 @pytest.mark.parametrize("ci", [None, "true"])
@@ -72,9 +73,26 @@ def test_skip_of_a_needed_component_fails_only_in_ci(tmp_path: Path, ci: str | N
     env = _env(ci)
     env["PYTHONPATH"] = str(ROOT / "tests") + os.pathsep + env.get("PYTHONPATH", "")
     env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # a bare pytest starts faster
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-ra", "-p", "ci_components", "-p", "no:cacheprovider",
-                          "-o", "addopts=", str(tmp_path)],
-                         cwd=tmp_path, env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-ra",
+            "-p",
+            "ci_components",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "addopts=",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     text = out.stdout + out.stderr
     if ci is None:
         assert out.returncode == 0 and "3 skipped" in text, text

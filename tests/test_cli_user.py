@@ -23,8 +23,14 @@ from spelab.preflight import DryRun, UnknownKeyError, preflight, suggest
 
 def _run(tmp_path: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "SPELAB_PROGRESS": "plain"}
-    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args, f"paths.root_dir={tmp_path}"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args, f"paths.root_dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+        env=env,
+    )
 
 
 # ------------------------------------------------------------------ preflight (in-process)
@@ -143,8 +149,9 @@ def test_plain_progress_line_has_step_loss_rate_eta_and_best(capsys: pytest.Capt
     from spelab.progress import PlainProgress
 
     ckpt = SimpleNamespace(best_model_score=torch.tensor(0.5), monitor="val/acc")
-    trainer = SimpleNamespace(global_step=0, max_steps=100, callback_metrics={}, checkpoint_callback=ckpt,
-                              is_global_zero=True)
+    trainer = SimpleNamespace(
+        global_step=0, max_steps=100, callback_metrics={}, checkpoint_callback=ckpt, is_global_zero=True
+    )
     cb = PlainProgress(every_n_steps=10, every_s=1e9)
     cb.on_train_start(trainer, None)
     for step in range(1, 21):
@@ -175,8 +182,13 @@ def test_training_off_a_terminal_prints_progress_and_no_noise(tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_missing_data_dir_fails_before_a_wandb_run(tmp_path: Path) -> None:
-    out = _run(tmp_path, "debug=smoke", "task.datamodule.source=official",
-               f"task.datamodule.data_dir={tmp_path / 'nowhere'}", timeout=600)
+    out = _run(
+        tmp_path,
+        "debug=smoke",
+        "task.datamodule.source=official",
+        f"task.datamodule.data_dir={tmp_path / 'nowhere'}",
+        timeout=600,
+    )
     assert out.returncode == 1
     assert "no ListOps files" in out.stderr
     assert not list(tmp_path.rglob("wandb"))
@@ -195,8 +207,14 @@ def test_bar_label_counts_steps_when_epochs_are_unbounded() -> None:
 def test_model_summary_has_no_flops(capsys: pytest.CaptureFixture) -> None:
     from spelab.progress import ModelSummary
 
-    data = [(" ", ["0"]), ("Name", ["model"]), ("Type", ["Transformer"]), ("Params", ["1.2 K"]),
-            ("Mode", ["train"]), ("FLOPs", ["0"])]
+    data = [
+        (" ", ["0"]),
+        ("Name", ["model"]),
+        ("Type", ["Transformer"]),
+        ("Params", ["1.2 K"]),
+        ("Mode", ["train"]),
+        ("FLOPs", ["0"]),
+    ]
     ModelSummary.summarize(data, 1200, 1200, 0.005, {"train": 1, "eval": 0}, 0)
     out = capsys.readouterr().out
     assert "Transformer" in out and "Total params: 1.2 K" in out and "FLOPs" not in out

@@ -16,7 +16,9 @@ from omegaconf import OmegaConf
 from cfg_utils import ATTENTIONS, CONF, MODERN_ATTENTIONS, MODERN_POS_ENCS, POS_ENCS, ROOT, compose_config
 
 TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
-EXPERIMENTS = sorted(str(p.relative_to(CONF / "experiment").with_suffix("")) for p in (CONF / "experiment").rglob("*.yaml"))
+EXPERIMENTS = sorted(
+    str(p.relative_to(CONF / "experiment").with_suffix("")) for p in (CONF / "experiment").rglob("*.yaml")
+)
 SWEEPS = sorted(p.stem for p in (CONF / "sweep").glob("*.yaml")) if (CONF / "sweep").is_dir() else []
 
 
@@ -103,8 +105,13 @@ def test_unknown_option_names_the_allowed_ones() -> None:
 
 def _run_dir(tmp_path: Path, *overrides: str) -> str:
     """The run dir `python run.py <overrides>` uses (Hydra's own resolution, in a subprocess)."""
-    out = subprocess.run([sys.executable, str(ROOT / "run.py"), *overrides, "dry_run=true",
-                          f"paths.root_dir={tmp_path}"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *overrides, "dry_run=true", f"paths.root_dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("run dir: ")][-1]
     return line.removeprefix("run dir: ")

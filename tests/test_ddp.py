@@ -26,17 +26,37 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = [
-    "debug=smoke", "logger=csv", "callbacks.progress_bar=null", "+trainer.overfit_batches=1",
-    "trainer.max_steps=10", "trainer.val_check_interval=1", "trainer.limit_val_batches=1.0",
-    "task.module.warmup_steps=0", "task.module.lr=0.01", "task.module.schedule=constant", "test_ckpt=last",
+    "debug=smoke",
+    "logger=csv",
+    "callbacks.progress_bar=null",
+    "+trainer.overfit_batches=1",
+    "trainer.max_steps=10",
+    "trainer.val_check_interval=1",
+    "trainer.limit_val_batches=1.0",
+    "task.module.warmup_steps=0",
+    "task.module.lr=0.01",
+    "task.module.schedule=constant",
+    "test_ckpt=last",
 ]
 
 
 def _run(out: Path, *overrides: str) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
-               HF_DATASETS_OFFLINE="1", WANDB_MODE="offline")
-    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), *COMMON, *overrides, f"hydra.run.dir={out}"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(ROOT / "src"),
+        OMP_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        WANDB_MODE="offline",
+    )
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *COMMON, *overrides, f"hydra.run.dir={out}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
     assert res["status"] == "done", res
@@ -45,8 +65,14 @@ def _run(out: Path, *overrides: str) -> dict:
 
 def test_ddp_two_cpu_processes_match_one_process(tmp_path):
     one = _run(tmp_path / "one", "task.datamodule.batch_size=8", "task.datamodule.eval_batch_size=8")
-    two = _run(tmp_path / "two", "task.datamodule.batch_size=4", "task.datamodule.eval_batch_size=4",
-               "trainer.accelerator=cpu", "trainer.devices=2", "++trainer.strategy=ddp")
+    two = _run(
+        tmp_path / "two",
+        "task.datamodule.batch_size=4",
+        "task.datamodule.eval_batch_size=4",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "++trainer.strategy=ddp",
+    )
     assert (tmp_path / "two" / "train_ddp_process_1.log").exists(), "the second rank did not run"
     m1, m2 = one["metrics"], two["metrics"]
     assert m1["global_step"] == m2["global_step"] == 10

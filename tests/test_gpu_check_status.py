@@ -1,6 +1,7 @@
 """`make gpu-check` reports a GPU test run as passed only when every GPU test that exists ran and none
 failed or errored: the H100 run stored in bench/results (12 passed, 13 errors after a conftest
 fallback) is a failure. Runs on the CPU: the verdict is pure logic over pytest's counts."""
+
 from __future__ import annotations
 
 import json

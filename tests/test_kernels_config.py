@@ -34,12 +34,24 @@ def test_a_bad_value_fails_before_any_work(monkeypatch, make_cfg) -> None:
 
 
 @pytest.mark.slow
-def test_smoke_run_through_the_interpreted_kernels(monkeypatch, tmp_path: Path, subprocess_env: dict,
-                                                   data_dir: Path) -> None:
+def test_smoke_run_through_the_interpreted_kernels(
+    monkeypatch, tmp_path: Path, subprocess_env: dict, data_dir: Path
+) -> None:
     interpreted_kernels(monkeypatch)  # skips (or fails in CI) without triton
-    args = [sys.executable, str(ROOT / "run.py"), "debug=smoke", "pos_enc=sinespe", "attention=performer",
-            "kernels=triton", "trainer.max_steps=2", "trainer.val_check_interval=1", "trainer.limit_val_batches=1",
-            "trainer.limit_test_batches=1", f"paths.root_dir={tmp_path}", f"paths.data_dir={data_dir}"]
+    args = [
+        sys.executable,
+        str(ROOT / "run.py"),
+        "debug=smoke",
+        "pos_enc=sinespe",
+        "attention=performer",
+        "kernels=triton",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=1",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+        f"paths.root_dir={tmp_path}",
+        f"paths.data_dir={data_dir}",
+    ]
     env = dict(subprocess_env, TRITON_INTERPRET="0")
     out = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
     # the same run without the interpreter reaches the kernels with CPU tensors and says what to do

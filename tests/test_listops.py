@@ -13,8 +13,15 @@ import pytest
 from spelab.errors import DataError, MissingDataError
 
 from spelab.data.lra import listops_generator as gen
-from spelab.data.lra.listops import (LEGACY_VOCAB, VOCAB, ListOpsDataModule, ListOpsTokenizer, find_official_dir,
-                                     read_listops_tsv, tokenize)
+from spelab.data.lra.listops import (
+    LEGACY_VOCAB,
+    VOCAB,
+    ListOpsDataModule,
+    ListOpsTokenizer,
+    find_official_dir,
+    read_listops_tsv,
+    tokenize,
+)
 
 SMALL = {"min_length": 5, "max_length": 80, "max_depth": 6, "max_args": 5}
 

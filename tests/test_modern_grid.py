@@ -9,13 +9,12 @@ import functools
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import hydra.utils
 import pytest
 import torch
 
-from cfg_utils import ATTENTIONS, CONF, MODERN_ATTENTIONS, MODERN_POS_ENCS, POS_ENCS, ROOT, compose_config
+from cfg_utils import ATTENTIONS, MODERN_ATTENTIONS, MODERN_POS_ENCS, POS_ENCS, ROOT, compose_config
 from spelab.compat import UnsupportedPairError, pair_problems
 from spelab.validation import find_problems
 
@@ -68,7 +67,7 @@ def test_rope2d_takes_every_backend_on_a_2d_task_and_no_1d_task(att):
     cfg = compose_config(["task=image", f"attention={att}", "pos_enc=rope2d", "debug=smoke"])
     assert find_problems(cfg) == []
     model = hydra.utils.instantiate(cfg.model, vocab_size=17, causal=False, prepend_cls=True)
-    assert torch.isfinite(model(torch.randint(1, 17, (1, 64)))).all()     # 8 x 8 pixels + [CLS]
+    assert torch.isfinite(model(torch.randint(1, 17, (1, 64)))).all()  # 8 x 8 pixels + [CLS]
     (problem,) = pair_problems(compose_config(["task=listops", f"attention={att}", "pos_enc=rope2d"]))
     assert "task=image" in str(problem) and "1-D sequence" in str(problem)
 
@@ -76,13 +75,16 @@ def test_rope2d_takes_every_backend_on_a_2d_task_and_no_1d_task(att):
 def test_an_unsupported_pair_fails_before_any_work_and_says_so(tmp_path):
     from spelab.train import train
 
-    cfg = compose_config(["attention=performer", "pos_enc=alibi", "debug=smoke"], output_dir=tmp_path / "run",
-                         data_dir=tmp_path / "no_data")
+    cfg = compose_config(
+        ["attention=performer", "pos_enc=alibi", "debug=smoke"],
+        output_dir=tmp_path / "run",
+        data_dir=tmp_path / "no_data",
+    )
     with pytest.raises(UnsupportedPairError, match="attention=softmax"):
         train(cfg)
     res = json.loads((tmp_path / "run" / "results.json").read_text())
     assert res["status"] == "unsupported" and "alibi" in res["error"].lower()
-    assert not (tmp_path / "no_data").exists()    # nothing was built
+    assert not (tmp_path / "no_data").exists()  # nothing was built
 
 
 def test_report_shows_unsupported_cells_as_na(tmp_path):
@@ -91,10 +93,20 @@ def test_report_shows_unsupported_cells_as_na(tmp_path):
     for att, status in (("softmax", "done"), ("performer", "unsupported")):
         d = tmp_path / "listops" / f"{att}-alibi" / "seed0"
         d.mkdir(parents=True)
-        (d / "results.json").write_text(json.dumps({
-            "status": status, "task": "listops", "attention": att, "pos_enc": "alibi", "seed": 0,
-            "metrics": {"test/acc": 0.5} if status == "done" else {}, "output_dir": str(d),
-            "error": None if status == "done" else "UnsupportedPairError: ..."}))
+        (d / "results.json").write_text(
+            json.dumps(
+                {
+                    "status": status,
+                    "task": "listops",
+                    "attention": att,
+                    "pos_enc": "alibi",
+                    "seed": 0,
+                    "metrics": {"test/acc": 0.5} if status == "done" else {},
+                    "output_dir": str(d),
+                    "error": None if status == "done" else "UnsupportedPairError: ...",
+                }
+            )
+        )
     runs = load_runs([tmp_path])
     md = to_markdown(summarize(runs), runs)
     assert "| performer | n/a |" in md and "failed: 0" in md and "unsupported (n/a): 1" in md
@@ -107,18 +119,37 @@ def test_the_45_cell_smoke_grid_finishes_and_reports(tmp_path, subprocess_env):
     unsupported, the sweep's exit code 0, and spelab.report renders n/a for the unsupported ones."""
     sweep = tmp_path / "sweep"
     out = subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), "-m", f"attention={','.join(ALL_ATT)}",
-         f"pos_enc={','.join(GRID_POS)}", "debug=smoke", "logger=csv", f"hydra.sweep.dir={sweep}",
-         f"paths.root_dir={tmp_path}"],
-        capture_output=True, text=True, cwd=ROOT, env=subprocess_env, timeout=900)
+        [
+            sys.executable,
+            str(ROOT / "run.py"),
+            "-m",
+            f"attention={','.join(ALL_ATT)}",
+            f"pos_enc={','.join(GRID_POS)}",
+            "debug=smoke",
+            "logger=csv",
+            f"hydra.sweep.dir={sweep}",
+            f"paths.root_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=subprocess_env,
+        timeout=900,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     results = [json.loads(p.read_text()) for p in sweep.rglob("results.json")]
     assert len(results) == len(ALL_ATT) * len(GRID_POS)
     for res in results:
         expected = "done" if _supported(res["attention"], res["pos_enc"]) else "unsupported"
         assert res["status"] == expected, res
-    report = subprocess.run([sys.executable, "-m", "spelab.report", str(sweep)], capture_output=True, text=True,
-                            cwd=ROOT, env=subprocess_env, timeout=300)
+    report = subprocess.run(
+        [sys.executable, "-m", "spelab.report", str(sweep)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=subprocess_env,
+        timeout=300,
+    )
     assert report.returncode == 0, report.stderr
     assert "| performer |" in report.stdout and "n/a" in report.stdout and "failed: 0" in report.stdout
 
@@ -129,7 +160,7 @@ def test_readme_compatibility_matrix_matches_the_classes():
     header = [c.strip() for c in lines[start].strip("|").split("|")][1:]
     assert set(header) == set(ALL_ATT)
     seen = set()
-    for row in lines[start + 2:]:
+    for row in lines[start + 2 :]:
         if not row.startswith("|"):
             break
         cells = [c.strip() for c in row.strip("|").split("|")]
@@ -141,9 +172,21 @@ def test_readme_compatibility_matrix_matches_the_classes():
 
 
 def test_run_py_rope2d_on_listops_fails_fast_saying_why(tmp_path, subprocess_env):
-    out = subprocess.run([sys.executable, str(ROOT / "run.py"), "task=listops", "pos_enc=rope2d", "debug=smoke",
-                          f"paths.root_dir={tmp_path}"], capture_output=True, text=True, cwd=ROOT,
-                         env=subprocess_env, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "run.py"),
+            "task=listops",
+            "pos_enc=rope2d",
+            "debug=smoke",
+            f"paths.root_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=subprocess_env,
+        timeout=300,
+    )
     assert out.returncode == 1
     # run.py's preflight: one line naming the key, the allowed tasks and why, before any run dir exists
     assert "task='listops'" in out.stderr and "allowed: task=image" in out.stderr and "no 2-D grid" in out.stderr
@@ -154,9 +197,23 @@ def test_run_py_rope2d_on_listops_fails_fast_saying_why(tmp_path, subprocess_env
 @pytest.mark.slow
 def test_run_py_rope2d_on_image_trains(tmp_path, subprocess_env):
     run_dir = tmp_path / "run"
-    out = subprocess.run([sys.executable, str(ROOT / "run.py"), "task=image", "pos_enc=rope2d", "debug=smoke",
-                          "logger=csv", f"hydra.run.dir={run_dir}", f"paths.root_dir={tmp_path}"],
-                         capture_output=True, text=True, cwd=ROOT, env=subprocess_env, timeout=600)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "run.py"),
+            "task=image",
+            "pos_enc=rope2d",
+            "debug=smoke",
+            "logger=csv",
+            f"hydra.run.dir={run_dir}",
+            f"paths.root_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=subprocess_env,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads((run_dir / "results.json").read_text())["status"] == "done"
 

@@ -11,10 +11,14 @@ import pytest
 from spelab import paper_settings as ps
 
 # one official run and one no-official-run cell per LRA task, the per-cell exceptions, and all of music
-FAST_CELLS = {"listops": {"linear-sinespe", "softmax-none", "performer-convspe"},
-              "text": {"performer-sinusoidal", "linear-convspe"},
-              "retrieval": {"performer-sinespe"}, "image": {"linear-convspe", "softmax-learned"},
-              "pathfinder": {"softmax-sinusoidal"}, "pathx": {"softmax-learned"}}
+FAST_CELLS = {
+    "listops": {"linear-sinespe", "softmax-none", "performer-convspe"},
+    "text": {"performer-sinusoidal", "linear-convspe"},
+    "retrieval": {"performer-sinespe"},
+    "image": {"linear-convspe", "softmax-learned"},
+    "pathfinder": {"softmax-sinusoidal"},
+    "pathx": {"softmax-learned"},
+}
 
 
 def _fast(family: str) -> list[ps.Cell]:
@@ -23,8 +27,11 @@ def _fast(family: str) -> list[ps.Cell]:
 
 
 def _undocumented(rows: list[ps.Row]) -> list[str]:
-    return [f"{r.cell.task}/{r.cell.cell}: {r.name} official {r.official!r} ({r.source}) != spelab {r.spelab!r}"
-            for r in rows if r.undocumented]
+    return [
+        f"{r.cell.task}/{r.cell.cell}: {r.name} official {r.official!r} ({r.source}) != spelab {r.spelab!r}"
+        for r in rows
+        if r.undocumented
+    ]
 
 
 @pytest.mark.parametrize("family", ps.FAMILIES)
@@ -44,8 +51,10 @@ def test_a_changed_value_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     cell = next(c for c in ps.grid_cells("lra") if c.task == "listops" and c.cell == "performer-sinusoidal")
     cell = ps.Cell(cell.family, cell.task, cell.cell, cell.overrides + ("trainer.gradient_clip_val=1.0",))
     bad = _undocumented(ps.compare("lra", [cell]))
-    assert bad == [f"listops/performer-sinusoidal: gradient_clip official None "
-                   f"(cifkao/long-range-arena/lra_benchmarks/text_classification/train.py) != spelab 1.0"]
+    assert bad == [
+        "listops/performer-sinusoidal: gradient_clip official None "
+        "(cifkao/long-range-arena/lra_benchmarks/text_classification/train.py) != spelab 1.0"
+    ]
 
 
 def test_departures_need_the_exact_spelab_value() -> None:
@@ -63,8 +72,9 @@ def test_every_cell_matches_and_the_committed_table_is_current(family: str) -> N
     bad = _undocumented(rows)
     assert not bad, "\n".join(bad)
     assert len({r.cell for r in rows}) == len(ps.grid_cells(family))
-    assert ps.table_path(family).read_text() == ps.render(family, rows), \
+    assert ps.table_path(family).read_text() == ps.render(family, rows), (
         f"{ps.table_path(family)} is stale: python -m spelab.paper_settings"
+    )
     departures = ps.load_yaml(ps.ROOT / "experiments" / family / "departures.yaml") or []
     used = {r.departure for r in rows if r.departure is not None}
     assert used == set(range(len(departures))), "a departure no cell needs: remove it"

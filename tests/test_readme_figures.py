@@ -1,6 +1,7 @@
 """Figures quoted in README.md and experiments/ are the ones in the committed result files: the
 Benchmarks table is rendered from bench/results (bench/render_figures.py) and the music extrapolation
 tables and quotes are checked against their nll_eval.json. Fails when a file and a quote differ."""
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,7 @@ MUSIC = ROOT / "experiments" / "music"
 
 def _readme_block() -> str:
     text = (ROOT / "README.md").read_text()
-    return text[text.index(render.BEGIN): text.index(render.END) + len(render.END)]
+    return text[text.index(render.BEGIN) : text.index(render.END) + len(render.END)]
 
 
 def test_readme_benchmarks_table_is_rendered_from_the_result_files():
@@ -37,8 +38,11 @@ def test_a_changed_result_file_is_caught(tmp_path, monkeypatch):
 def test_rows_without_a_file_say_so():
     for row in render.ROWS:
         assert (row.file is None) == bool(row.static), row.label
-    assert all("no file: not re-measured" in line for line in _readme_block().splitlines() if "(H100, N=16k" in line
-               and "SPE" in line)
+    assert all(
+        "no file: not re-measured" in line
+        for line in _readme_block().splitlines()
+        if "(H100, N=16k" in line and "SPE" in line
+    )
 
 
 def _runs(sweep: str) -> dict[str, dict]:
@@ -48,7 +52,7 @@ def _runs(sweep: str) -> dict[str, dict]:
 
 def _table_rows(text: str, prefix: str, sweep: str) -> dict[str, list[str]]:
     """The rows of the first table after the README names `results/<sweep>/` (other tables share labels)."""
-    lines = text[text.index(f"results/{sweep}/"):].splitlines()
+    lines = text[text.index(f"results/{sweep}/") :].splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("|"))
     rows = {}
     for line in lines[start:]:
@@ -60,8 +64,10 @@ def _table_rows(text: str, prefix: str, sweep: str) -> dict[str, list[str]]:
     return rows
 
 
-@pytest.mark.parametrize("sweep,prefix", [("music_extrapolation_L64_s1000", "linear"),
-                                          ("music_extrapolation_performer_L64_s1000", "performer")])
+@pytest.mark.parametrize(
+    "sweep,prefix",
+    [("music_extrapolation_L64_s1000", "linear"), ("music_extrapolation_performer_L64_s1000", "performer")],
+)
 def test_music_tables_quote_their_nll_eval_files(sweep, prefix):
     readme = (MUSIC / "README.md").read_text()
     runs, rows = _runs(sweep), _table_rows(readme, prefix, sweep)
@@ -77,8 +83,13 @@ def test_music_quotes_match_the_files():
     perf = _runs("music_extrapolation_performer_L64_s1000")
     quoted = re.search(r"NLL per token beyond\s+the training length ([^:]+):", (ROOT / "README.md").read_text())
     got = {name: float(v) for v, name in re.findall(r"([\d.]+) \((\w+)\)", quoted.group(1))}
-    names = {"sinusoidal": "sinusoidal", "learned": "learned", "rope": "rope", "sineSPE": "sinespe",
-             "convSPE": "convspe"}
+    names = {
+        "sinusoidal": "sinusoidal",
+        "learned": "learned",
+        "rope": "rope",
+        "sineSPE": "sinespe",
+        "convSPE": "convspe",
+    }
     assert got == {k: round(perf[f"performer-{v}"]["nll_beyond"], 2) for k, v in names.items()}
     s400 = _runs("music_extrapolation_L64_s400")
     beyond = [r["nll_beyond"] for r in s400.values()]

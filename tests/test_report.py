@@ -21,8 +21,17 @@ SEEDS = (0, 1, 2)
 def _write_run(root: Path, task: str, att: str, pos: str, seed: int, **fields) -> Path:
     run_dir = root / task / f"{att}-{pos}" / f"seed{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    res = {"status": "done", "task": task, "attention": att, "pos_enc": pos, "seed": seed,
-           "metrics": {}, "params": 1234, "wall_time_s": 1.5, "output_dir": str(run_dir)}
+    res = {
+        "status": "done",
+        "task": task,
+        "attention": att,
+        "pos_enc": pos,
+        "seed": seed,
+        "metrics": {},
+        "params": 1234,
+        "wall_time_s": 1.5,
+        "output_dir": str(run_dir),
+    }
     res.update(fields)
     (run_dir / "results.json").write_text(json.dumps(res))
     return run_dir
@@ -39,20 +48,42 @@ def sweep(tmp_path: Path) -> tuple[Path, dict]:
         for pos in POSS:
             for seed in SEEDS:
                 if (att, pos, seed) == ("linear", "sinespe", 2):
-                    _write_run(root, "listops", att, pos, seed, status="failed", metrics={},
-                               error="NonFiniteLossError: loss is nan at step 3")
+                    _write_run(
+                        root,
+                        "listops",
+                        att,
+                        pos,
+                        seed,
+                        status="failed",
+                        metrics={},
+                        error="NonFiniteLossError: loss is nan at step 3",
+                    )
                 else:
                     acc = rng.uniform(0.1, 0.5)
                     values.setdefault(("listops", att, pos), []).append(acc)
-                    _write_run(root, "listops", att, pos, seed,
-                               metrics={"test/acc": acc, "val/acc_best": acc + 0.01, "test/loss": 2.0})
+                    _write_run(
+                        root,
+                        "listops",
+                        att,
+                        pos,
+                        seed,
+                        metrics={"test/acc": acc, "val/acc_best": acc + 0.01, "test/loss": 2.0},
+                    )
                 nll = rng.uniform(1.0, 3.0)
                 values.setdefault(("music", att, pos), []).append(nll)
-                run = _write_run(root, "music", att, pos, seed, metrics={"test/nll": nll, "test/loss": nll},
-                                 data={"substitute": True, "description": "synthetic chorales stand-in"})
+                run = _write_run(
+                    root,
+                    "music",
+                    att,
+                    pos,
+                    seed,
+                    metrics={"test/nll": nll, "test/loss": nll},
+                    data={"substitute": True, "description": "synthetic chorales stand-in"},
+                )
                 positions = list(range(0, 64, 8))
                 (run / "nll_vs_position.json").write_text(
-                    json.dumps({"positions": positions, "nll": [nll + 0.01 * p for p in positions]}))
+                    json.dumps({"positions": positions, "nll": [nll + 0.01 * p for p in positions]})
+                )
     # a run still going (or killed): a Hydra run dir without results.json
     (root / "music" / "linear-none" / "seed3" / ".hydra").mkdir(parents=True)
     # a run killed while writing: the report counts it as failed, it does not crash
@@ -100,8 +131,14 @@ def test_files_are_written_and_consistent(sweep):
     root, values = sweep
     out = root / "report"
     rep = report.build_report([root], out_dir=out, plots=True)
-    for name in ("runs.csv", "summary.csv", "summary.md", "bars_listops.png", "bars_music.png",
-                 "nll_vs_position_music.png"):
+    for name in (
+        "runs.csv",
+        "summary.csv",
+        "summary.md",
+        "bars_listops.png",
+        "bars_music.png",
+        "nll_vs_position_music.png",
+    ):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert not (out / "nll_vs_position_listops.png").exists()  # no curves there
     with open(out / "summary.csv") as f:
@@ -163,11 +200,15 @@ def test_notebook_runs_on_a_sweep_dir(sweep, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(repo / "notebooks" / "compare_ablations.ipynb", as_version=4)
-    NotebookClient(nb, timeout=120, kernel_name="python3",
-                   resources={"metadata": {"path": str(repo / "notebooks")}}).execute()
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(repo / "notebooks")}}
+    ).execute()
     text = "\n".join(
         str(out.get("text", "")) + str(out.get("data", {}).get("text/plain", ""))
-        for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", []))
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+    )
     assert "synthetic sweep" not in text  # it used SWEEP_DIR
     vals = values[("music", "linear", "sinespe")]
     assert f"{statistics.fmean(vals):.4f} ± {statistics.stdev(vals):.4f} (3)" in text

@@ -29,8 +29,11 @@ LAUNCHER = ["hydra/launcher=slurm_cpu"]
 @pytest.fixture(scope="module")
 def slurm() -> None:
     """Start (or find) the cluster; skip with the reason when it cannot be started."""
-    if shutil.which("sinfo") and subprocess.run(["sinfo", "-h"], capture_output=True).returncode == 0 \
-            and "idle" in subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout:
+    if (
+        shutil.which("sinfo")
+        and subprocess.run(["sinfo", "-h"], capture_output=True).returncode == 0
+        and "idle" in subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout
+    ):
         return
     if os.geteuid() != 0 and not shutil.which("sinfo"):
         pytest.skip("SLURM is not installed and starting it needs root: run `sudo scripts/slurm/start.sh`")
@@ -41,28 +44,40 @@ def slurm() -> None:
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update(PYTHONPATH=str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", ""), OMP_NUM_THREADS="1",
-               HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", WANDB_MODE="offline")
+    env.update(
+        PYTHONPATH=str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", ""),
+        OMP_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        WANDB_MODE="offline",
+    )
     return env
 
 
 def _run_py(args: list[str], **kw) -> subprocess.Popen | subprocess.CompletedProcess:
     cmd = [sys.executable, str(ROOT / "run.py"), "-m", *args]
     if kw.pop("background", False):
-        return subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
+        return subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, **kw)
 
 
 def _results(sweep_dir: Path) -> dict[str, dict]:
-    return {str(p.parent.relative_to(sweep_dir)): json.loads(p.read_text())
-            for p in sweep_dir.rglob("results.json")}
+    return {str(p.parent.relative_to(sweep_dir)): json.loads(p.read_text()) for p in sweep_dir.rglob("results.json")}
 
 
 def test_sweep_runs_every_cell_as_a_slurm_job(slurm, tmp_path):
     sweep_dir = tmp_path / "sweep"
-    proc = _run_py(["+sweep=smoke", "attention=softmax,linear", "pos_enc=none,sinespe", "logger=csv",
-                    f"hydra.sweep.dir={sweep_dir}", *LAUNCHER], timeout=600)
+    proc = _run_py(
+        [
+            "+sweep=smoke",
+            "attention=softmax,linear",
+            "pos_enc=none,sinespe",
+            "logger=csv",
+            f"hydra.sweep.dir={sweep_dir}",
+            *LAUNCHER,
+        ],
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = _results(sweep_dir)
     cells = {(r["attention"], r["pos_enc"]) for r in res.values()}
@@ -89,9 +104,20 @@ def test_signalled_job_is_requeued_and_resumes_from_last_ckpt(slurm, tmp_path, h
     cell in the same directory and resumes from checkpoints/last.ckpt."""
     sweep_dir = tmp_path / "sweep"
     steps = 400
-    driver = _run_py(["+sweep=smoke", "attention=softmax", "pos_enc=none", "logger=csv",
-                      f"trainer.max_steps={steps}", "trainer.val_check_interval=100", "ckpt_every_n_steps=10",
-                      f"hydra.sweep.dir={sweep_dir}", *LAUNCHER], background=True)
+    driver = _run_py(
+        [
+            "+sweep=smoke",
+            "attention=softmax",
+            "pos_enc=none",
+            "logger=csv",
+            f"trainer.max_steps={steps}",
+            "trainer.val_check_interval=100",
+            "ckpt_every_n_steps=10",
+            f"hydra.sweep.dir={sweep_dir}",
+            *LAUNCHER,
+        ],
+        background=True,
+    )
     try:
         deadline = time.time() + 300
         last = None
@@ -116,7 +142,7 @@ def test_signalled_job_is_requeued_and_resumes_from_last_ckpt(slurm, tmp_path, h
     assert driver.returncode == 0, out[-3000:]
     res = _results(sweep_dir)
     assert len(res) == 1
-    (run_key, r), = res.items()
+    ((run_key, r),) = res.items()
     assert r["status"] == "done" and r["metrics"]["global_step"] == steps, r
     log_text = "\n".join(p.read_text(errors="replace") for p in (sweep_dir / ".submitit").rglob("*_log.out"))
     assert ("Requeued job" if how == "usr2" else "DUE TO JOB REQUEUE") in log_text, log_text[-3000:]
@@ -129,12 +155,29 @@ def test_ddp_cell_runs_as_slurm_tasks(slurm, tmp_path):
     """slurm_ddp: SLURM starts one task per device and Lightning joins them into one DDP run (here
     2 CPU ranks with gloo, as the test cluster has no GPU)."""
     sweep_dir = tmp_path / "sweep"
-    cpu_instead_of_gpu = ["hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_gpu=null",
-                          "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=null",
-                          "hydra.launcher.timeout_min=30", "hydra.launcher.tasks_per_node=2"]
-    proc = _run_py(["+sweep=smoke", "attention=softmax", "pos_enc=none", "logger=csv", f"hydra.sweep.dir={sweep_dir}",
-                    "hydra/launcher=slurm_ddp", *cpu_instead_of_gpu,
-                    "trainer.accelerator=cpu", "trainer.devices=2", "++trainer.strategy=ddp"], timeout=600)
+    cpu_instead_of_gpu = [
+        "hydra.launcher.gpus_per_node=null",
+        "hydra.launcher.cpus_per_gpu=null",
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.mem_gb=null",
+        "hydra.launcher.timeout_min=30",
+        "hydra.launcher.tasks_per_node=2",
+    ]
+    proc = _run_py(
+        [
+            "+sweep=smoke",
+            "attention=softmax",
+            "pos_enc=none",
+            "logger=csv",
+            f"hydra.sweep.dir={sweep_dir}",
+            "hydra/launcher=slurm_ddp",
+            *cpu_instead_of_gpu,
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "++trainer.strategy=ddp",
+        ],
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (r,) = _results(sweep_dir).values()
     assert r["status"] == "done" and r["metrics"]["global_step"] > 0, r

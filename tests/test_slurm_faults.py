@@ -31,17 +31,28 @@ def _popen(args: list[str], log: Path | None = None, **env: str) -> subprocess.P
     import sys
 
     out = open(log, "w") if log is not None else subprocess.PIPE
-    return subprocess.Popen([sys.executable, *RUN, *args], cwd=ROOT, env={**_env(), **env},
-                            stdout=out, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, *RUN, *args], cwd=ROOT, env={**_env(), **env}, stdout=out, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def test_launcher_mismatch_fails_in_one_line_before_submitting(slurm, tmp_path):
-    cases = {"gpu": (["hydra/launcher=slurm"], "hydra.launcher.gpus_per_node=1 asks for GPUs but partition",
-                     "use hydra/launcher=slurm_cpu"),
-             "partition": ([*LAUNCHER, "hydra.launcher.partition=no_such_part"],
-                           "hydra.launcher.partition='no_such_part': no such partition", "it has: ")}
-    procs = {k: _popen(["+sweep=smoke", "attention=softmax", "pos_enc=none", f"hydra.sweep.dir={tmp_path / k}",
-                        *args]) for k, (args, *_) in cases.items()}
+    cases = {
+        "gpu": (
+            ["hydra/launcher=slurm"],
+            "hydra.launcher.gpus_per_node=1 asks for GPUs but partition",
+            "use hydra/launcher=slurm_cpu",
+        ),
+        "partition": (
+            [*LAUNCHER, "hydra.launcher.partition=no_such_part"],
+            "hydra.launcher.partition='no_such_part': no such partition",
+            "it has: ",
+        ),
+    }
+    procs = {
+        k: _popen(["+sweep=smoke", "attention=softmax", "pos_enc=none", f"hydra.sweep.dir={tmp_path / k}", *args])
+        for k, (args, *_) in cases.items()
+    }
     for key, (_, what, fix) in cases.items():
         out, _ = procs[key].communicate(timeout=300)
         assert procs[key].returncode == 1, out[-3000:]
@@ -55,8 +66,17 @@ def test_grid_larger_than_max_array_size_is_split_into_arrays(slurm, tmp_path):
     """2 cells, MaxArraySize 1: two arrays of one job (both fit the 2-CPU cluster at once). dry_run cells: the
     job only composes the config and prints its run dir."""
     sweep = tmp_path / "sweep"
-    proc = _popen(["+sweep=smoke", "attention=softmax,linear", "pos_enc=none", "dry_run=true",
-                   f"hydra.sweep.dir={sweep}", *LAUNCHER], **{MAX_ARRAY_ENV: "1"})
+    proc = _popen(
+        [
+            "+sweep=smoke",
+            "attention=softmax,linear",
+            "pos_enc=none",
+            "dry_run=true",
+            f"hydra.sweep.dir={sweep}",
+            *LAUNCHER,
+        ],
+        **{MAX_ARRAY_ENV: "1"},
+    )
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
     assert "2 cells exceed the cluster's MaxArraySize (1): submitting 2 arrays" in out
@@ -89,17 +109,26 @@ def _interrupted_at(run_dir: Path, step: int):
 
 
 def test_cell_preempted_twice_resumes_to_the_uninterrupted_result(slurm, tmp_path):
-    cell = ["+sweep=smoke", "attention=softmax", "pos_enc=none", "logger=csv", "trainer.max_steps=24",
-            "ckpt_every_n_steps=3", "test_ckpt=last"]
+    cell = [
+        "+sweep=smoke",
+        "attention=softmax",
+        "pos_enc=none",
+        "logger=csv",
+        "trainer.max_steps=24",
+        "ckpt_every_n_steps=3",
+        "test_ckpt=last",
+    ]
     ref = _popen([*cell, f"hydra.sweep.dir={tmp_path / 'ref'}"], log=tmp_path / "ref.log")  # here, uninterrupted
     sweep = tmp_path / "sweep"
-    driver = _popen([*cell, "pause_at_steps=[8,16]", f"hydra.sweep.dir={sweep}", *LAUNCHER],
-                    log=tmp_path / "driver.log")
+    driver = _popen(
+        [*cell, "pause_at_steps=[8,16]", f"hydra.sweep.dir={sweep}", *LAUNCHER], log=tmp_path / "driver.log"
+    )
     driver.log = tmp_path / "driver.log"
     try:
         for step in (8, 16):
-            marker = _wait(lambda: next(sweep.glob(f"listops/*/*/PAUSED_AT_STEP_{step}"), None), driver,
-                           f"pause at step {step}")
+            marker = _wait(
+                lambda: next(sweep.glob(f"listops/*/*/PAUSED_AT_STEP_{step}"), None), driver, f"pause at step {step}"
+            )
             run_dir = marker.parent
             (job,) = _job_ids(sweep)
             subprocess.run(["scontrol", "requeue", job], check=True)  # SIGTERM now, then run it again

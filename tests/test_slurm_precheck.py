@@ -7,18 +7,28 @@ from __future__ import annotations
 
 import pytest
 
-from spelab.slurm_precheck import (MAX_ARRAY_ENV, SlurmPrecheckError, check, node_gpus, parse_config,
-                                   parse_records, requested_gpus)
+from spelab.slurm_precheck import (
+    MAX_ARRAY_ENV,
+    SlurmPrecheckError,
+    check,
+    node_gpus,
+    parse_config,
+    parse_records,
+    requested_gpus,
+)
 
 PARTS = parse_records(
     "PartitionName=debug AllowGroups=ALL Default=YES Nodes=vm State=UP TotalCPUs=2\n"
-    "PartitionName=gpu AllowGroups=ALL Default=NO Nodes=gpu[01-02] State=UP\n")
+    "PartitionName=gpu AllowGroups=ALL Default=NO Nodes=gpu[01-02] State=UP\n"
+)
 NODES = parse_records(
     "NodeName=vm Arch=x86_64 CPUTot=2 Gres=(null) State=IDLE\n"
     "NodeName=gpu01 CPUTot=64 Gres=gpu:a100:4(S:0-1) State=IDLE\n"
-    "NodeName=gpu02 CPUTot=64 Gres=gpu:4,shard:8 State=IDLE\n")
-CONFIG = parse_config("Configuration data as of 2026-01-01T00:00:00\nMaxArraySize            = 1001\n"
-                      "GresTypes               = gpu\n")
+    "NodeName=gpu02 CPUTot=64 Gres=gpu:4,shard:8 State=IDLE\n"
+)
+CONFIG = parse_config(
+    "Configuration data as of 2026-01-01T00:00:00\nMaxArraySize            = 1001\nGresTypes               = gpu\n"
+)
 
 
 def test_parsers():
@@ -29,8 +39,11 @@ def test_parsers():
 
 
 def test_gpus_on_a_cpu_partition_name_the_cpu_launcher():
-    with pytest.raises(SlurmPrecheckError, match=r"gpus_per_node=1 asks for GPUs but partition 'debug' has none.*"
-                                                 r"hydra/launcher=slurm_cpu"):
+    with pytest.raises(
+        SlurmPrecheckError,
+        match=r"gpus_per_node=1 asks for GPUs but partition 'debug' has none.*"
+        r"hydra/launcher=slurm_cpu",
+    ):
         check({"gpus_per_node": 1, "partition": None}, PARTS, NODES, CONFIG, env={})
     assert check({"gpus_per_node": 4, "partition": "gpu"}, PARTS, NODES, CONFIG, env={}) == 1001
     with pytest.raises(SlurmPrecheckError, match="at most 4 GPUs"):

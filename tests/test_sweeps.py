@@ -43,18 +43,42 @@ def _options(group: str) -> set[str]:
     return {p.stem for p in (CONF / group).glob("*.yaml")}
 
 
-@pytest.mark.parametrize("sweep, axes, name", [
-    ("lra_grid", {"experiment": [f"lra/{t}" for t in ("listops", "text", "retrieval", "image", "pathfinder")],
-                  "attention": ["softmax", "performer", "linear"],
-                  "pos_enc": ["none", "sinusoidal", "learned", "sinespe", "convspe"], "seed": ["0", "1", "2"]},
-     "lra_grid_v1"),
-    ("music_grid", {"experiment": [f"music/{t}_{p}" for t in ("pop_piano", "groove")
-                                   for p in ("ape", "sinespe", "convspe")], "seed": ["0", "1", "2"]},
-     "music_grid_v1"),
-    ("smoke", {"task": ["listops"], "attention": ["softmax", "performer", "linear"],
-               "pos_enc": ["none", "sinusoidal", "learned", "sinespe", "convspe", "rope"], "seed": ["0"],
-               "debug": ["smoke"]}, "smoke"),
-])
+@pytest.mark.parametrize(
+    "sweep, axes, name",
+    [
+        (
+            "lra_grid",
+            {
+                "experiment": [f"lra/{t}" for t in ("listops", "text", "retrieval", "image", "pathfinder")],
+                "attention": ["softmax", "performer", "linear"],
+                "pos_enc": ["none", "sinusoidal", "learned", "sinespe", "convspe"],
+                "seed": ["0", "1", "2"],
+            },
+            "lra_grid_v1",
+        ),
+        (
+            "music_grid",
+            {
+                "experiment": [
+                    f"music/{t}_{p}" for t in ("pop_piano", "groove") for p in ("ape", "sinespe", "convspe")
+                ],
+                "seed": ["0", "1", "2"],
+            },
+            "music_grid_v1",
+        ),
+        (
+            "smoke",
+            {
+                "task": ["listops"],
+                "attention": ["softmax", "performer", "linear"],
+                "pos_enc": ["none", "sinusoidal", "learned", "sinespe", "convspe", "rope"],
+                "seed": ["0"],
+                "debug": ["smoke"],
+            },
+            "smoke",
+        ),
+    ],
+)
 def test_grids_expand_to_every_cell_once(sweep, axes, name):
     cells = _cells(sweep)
     expected = 1
@@ -105,16 +129,37 @@ def test_slurm_launchers_have_cluster_defaults(monkeypatch):
 
 # ------------------------------------------------------------------------------------- end to end
 def _env() -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
-                HF_DATASETS_OFFLINE="1", WANDB_MODE="offline")
+    return dict(
+        os.environ,
+        PYTHONPATH=str(ROOT / "src"),
+        OMP_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        WANDB_MODE="offline",
+    )
 
 
 def _sweep(sweep_dir: Path, *overrides: str, **kw) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(ROOT / "run.py"), "-m", "+sweep=smoke", "logger=csv", "callbacks.progress_bar=null",
-           f"hydra.sweep.dir={sweep_dir}", *overrides]
+    cmd = [
+        sys.executable,
+        str(ROOT / "run.py"),
+        "-m",
+        "+sweep=smoke",
+        "logger=csv",
+        "callbacks.progress_bar=null",
+        f"hydra.sweep.dir={sweep_dir}",
+        *overrides,
+    ]
     if kw.pop("background", False):
-        return subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, start_new_session=True)
+        return subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
     return subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
 
 
@@ -134,21 +179,31 @@ def test_failing_cell_does_not_stop_the_sweep_and_a_rerun_trains_nothing(tmp_pat
     assert res["rope"]["status"] == "failed" and "model.num_heads" in res["rope"]["error"]
     assert first.returncode != 0  # Hydra reports the failed cell once every cell has run
 
-    rep = subprocess.run([sys.executable, "-m", "spelab.report", str(sweep_dir)], cwd=ROOT, env=_env(),
-                         capture_output=True, text=True, timeout=120)
+    rep = subprocess.run(
+        [sys.executable, "-m", "spelab.report", str(sweep_dir)],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert rep.returncode == 0, rep.stderr
     assert "—, 1 failed" in rep.stdout and "Failed runs" in rep.stdout and "model.num_heads" in rep.stdout
     assert "Runs: 3, finished: 2, failed: 1." in rep.stdout
     assert (sweep_dir / "summary.csv").is_file() and (sweep_dir / "bars_listops.png").is_file()
 
     done = {p: Path(r["output_dir"]) for p, r in res.items() if r["status"] == "done"}
-    before = {p: ((d / "results.json").read_bytes(), (d / "checkpoints" / "last.ckpt").stat().st_mtime_ns)
-              for p, d in done.items()}
+    before = {
+        p: ((d / "results.json").read_bytes(), (d / "checkpoints" / "last.ckpt").stat().st_mtime_ns)
+        for p, d in done.items()
+    }
     second = _sweep(sweep_dir, *cells)
     out = second.stdout + second.stderr
     assert out.count("already done, skipping") == 2, out[-3000:]
-    after = {p: ((d / "results.json").read_bytes(), (d / "checkpoints" / "last.ckpt").stat().st_mtime_ns)
-             for p, d in done.items()}
+    after = {
+        p: ((d / "results.json").read_bytes(), (d / "checkpoints" / "last.ckpt").stat().st_mtime_ns)
+        for p, d in done.items()
+    }
     assert after == before  # nothing retrained, nothing rewritten
     assert _results(sweep_dir)["rope"]["status"] == "failed"  # the failed cell was tried again
 
@@ -157,8 +212,13 @@ def test_failing_cell_does_not_stop_the_sweep_and_a_rerun_trains_nothing(tmp_pat
 def test_cell_killed_mid_run_resumes_from_last_ckpt(tmp_path):
     sweep_dir = tmp_path / "sweep"
     steps = 300
-    cell = ["attention=linear", "pos_enc=none", f"trainer.max_steps={steps}", "trainer.val_check_interval=100",
-            "ckpt_every_n_steps=10"]
+    cell = [
+        "attention=linear",
+        "pos_enc=none",
+        f"trainer.max_steps={steps}",
+        "trainer.val_check_interval=100",
+        "ckpt_every_n_steps=10",
+    ]
     proc = _sweep(sweep_dir, *cell, background=True)
     try:
         # synchronised on the event: last.ckpt is written atomically (temp file, rename), so once it

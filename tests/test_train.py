@@ -94,9 +94,14 @@ def test_finished_run_is_skipped_and_force_reruns(make_cfg, tmp_path: Path, caps
     assert len(sorted((tmp_path / "run" / "csv").glob("version_*"))) == len(attempts) + 1
 
 
-@pytest.mark.parametrize("override,key", [("model.d_model=0", "model.d_model"),
-                                          ("model.num_layers=-1", "model.num_layers"),
-                                          ("task.datamodule.batch_size=0", "batch_size")])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("model.d_model=0", "model.d_model"),
+        ("model.num_layers=-1", "model.num_layers"),
+        ("task.datamodule.batch_size=0", "batch_size"),
+    ],
+)
 def test_bad_size_fails_at_once_naming_the_key(make_cfg, tmp_path: Path, override: str, key: str) -> None:
     with pytest.raises(Exception) as err:
         train(make_cfg(SMOKE + [override]))
@@ -113,14 +118,20 @@ def test_missing_official_data_fails_naming_the_path(make_cfg, tmp_path: Path) -
 
 
 def _run(args: list[str], env: dict, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout
+    )
 
 
 @pytest.mark.slow
 def test_run_py_single_run(tmp_path: Path, subprocess_env: dict, data_dir: Path) -> None:
-    args = ["debug=smoke", "attention=linear", "pos_enc=sinespe", f"paths.root_dir={tmp_path}",
-            f"paths.data_dir={data_dir}"]
+    args = [
+        "debug=smoke",
+        "attention=linear",
+        "pos_enc=sinespe",
+        f"paths.root_dir={tmp_path}",
+        f"paths.data_dir={data_dir}",
+    ]
     out = _run(args, subprocess_env, tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     [res_path] = (tmp_path / "logs" / "runs" / "listops" / "linear-sinespe").glob("seed0-*/results.json")
@@ -141,8 +152,15 @@ def test_run_py_unknown_option_fails_listing_the_options(tmp_path: Path, subproc
 @pytest.mark.slow
 def test_run_py_multirun_grid(tmp_path: Path, subprocess_env: dict, data_dir: Path) -> None:
     sweep = tmp_path / "sweep"
-    args = ["-m", "attention=softmax,performer,linear", "pos_enc=none,sinusoidal,learned,sinespe,convspe",
-            "debug=smoke", "logger=csv", f"hydra.sweep.dir={sweep}", f"paths.data_dir={data_dir}"]
+    args = [
+        "-m",
+        "attention=softmax,performer,linear",
+        "pos_enc=none,sinusoidal,learned,sinespe,convspe",
+        "debug=smoke",
+        "logger=csv",
+        f"hydra.sweep.dir={sweep}",
+        f"paths.data_dir={data_dir}",
+    ]
     out = _run(args, subprocess_env, tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     found = {}

@@ -45,9 +45,19 @@ def main(argv: list[str]) -> None:
         for piece in range(int(opts["pieces"])):
             gdir = out / "style_samples" / label / f"piece{piece}"
             if not (gdir / gen.METRICS_JSON).is_file():  # a rerun keeps the samples already written
-                gen.main([f"ckpt={ckpt}", f"prompt_piece={piece}", f"prompt_tokens={opts['prompt']}",
-                          f"num_tokens={opts['new']}", f"num_samples={opts['samples']}",
-                          f"temperature={opts['temperature']}", f"output_dir={gdir}", "wandb=false", "device=cpu"])
+                gen.main(
+                    [
+                        f"ckpt={ckpt}",
+                        f"prompt_piece={piece}",
+                        f"prompt_tokens={opts['prompt']}",
+                        f"num_tokens={opts['new']}",
+                        f"num_samples={opts['samples']}",
+                        f"temperature={opts['temperature']}",
+                        f"output_dir={gdir}",
+                        "wandb=false",
+                        "device=cpu",
+                    ]
+                )
             for sample in json.loads((gdir / gen.METRICS_JSON).read_text())["samples"]:
                 for key in ("style_time_pitch_diff", "style_onset_duration"):
                     per.setdefault(key, []).append([np.nan if v is None else v for v in sample[key]])
@@ -58,19 +68,28 @@ def main(argv: list[str]) -> None:
     from spelab.music.metrics import notes_of
     from spelab.music.samples import sample_metrics
     from spelab.tasks.language_model import find_run_config
+
     dm = build_datamodule(find_run_config(ckpt)[0])
     per = results.setdefault("test chorales (reference)", {})
     for piece in range(int(opts["pieces"])):
         ids = [int(x) for x in dm.split_ids("test")[piece]]
         n = int(opts["prompt"]) + int(opts["new"])
-        m = sample_metrics(notes_of(dm.ids_to_score(ids[:n])), notes_of(dm.ids_to_score(ids[:int(opts["prompt"])])),
-                           notes_of(dm.ids_to_score(ids)))
+        m = sample_metrics(
+            notes_of(dm.ids_to_score(ids[:n])),
+            notes_of(dm.ids_to_score(ids[: int(opts["prompt"])])),
+            notes_of(dm.ids_to_score(ids)),
+        )
         for key in ("style_time_pitch_diff", "style_onset_duration"):
             per.setdefault(key, []).append([np.nan if v is None else v for v in m[key]])
         for key in BASIC:
             per.setdefault(key, []).append([np.nan if m[key] is None else m[key]])
-    summary = {label: {key: {"mean": np.nanmean(np.array(v), 0).tolist(), "std": np.nanstd(np.array(v), 0).tolist(),
-                             "n": len(v)} for key, v in per.items()} for label, per in sorted(results.items())}
+    summary = {
+        label: {
+            key: {"mean": np.nanmean(np.array(v), 0).tolist(), "std": np.nanstd(np.array(v), 0).tolist(), "n": len(v)}
+            for key, v in per.items()
+        }
+        for label, per in sorted(results.items())
+    }
     out.mkdir(parents=True, exist_ok=True)
     (out / "style_similarity.json").write_text(json.dumps({"options": opts, "results": summary}, indent=1) + "\n")
     lines = ["| run | profile | n | 0-25 % | 25-50 % | 50-75 % | 75-100 % |", "|---|---|---|---|---|---|---|"]
@@ -82,8 +101,11 @@ def main(argv: list[str]) -> None:
             lines.append(f"| {label} | {key.removeprefix('style_')} | {s['n']} | {cells} |")
     lines += ["", "| run | n | " + " | ".join(BASIC) + " |", "|---|---|" + "---|" * len(BASIC)]
     for label, per in summary.items():
-        lines.append(f"| {label} | {per[BASIC[0]]['n']} | "
-                     + " | ".join(f"{per[k]['mean'][0]:.2f} ± {per[k]['std'][0]:.2f}" for k in BASIC) + " |")
+        lines.append(
+            f"| {label} | {per[BASIC[0]]['n']} | "
+            + " | ".join(f"{per[k]['mean'][0]:.2f} ± {per[k]['std'][0]:.2f}" for k in BASIC)
+            + " |"
+        )
     (out / "style_similarity.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -41,17 +41,21 @@ def check_lm_checkpoint(path: object, prog: str) -> None:
     ckpt = Path(str(path))
     if not ckpt.is_file():
         where = "is a directory; pass its checkpoints/best.ckpt" if ckpt.is_dir() else "does not exist"
-        raise ToolError(f"ckpt={ckpt} {where} (a run's checkpoints are <run dir>/checkpoints/best.ckpt "
-                        f"and last.ckpt)")
-    run_cfg = next((p / ".hydra" / "config.yaml" for p in ckpt.resolve().parents
-                    if (p / ".hydra" / "config.yaml").is_file()), None)
+        raise ToolError(f"ckpt={ckpt} {where} (a run's checkpoints are <run dir>/checkpoints/best.ckpt and last.ckpt)")
+    run_cfg = next(
+        (p / ".hydra" / "config.yaml" for p in ckpt.resolve().parents if (p / ".hydra" / "config.yaml").is_file()), None
+    )
     if run_cfg is None:
-        raise ToolError(f"ckpt={ckpt}: no .hydra/config.yaml in a directory above it; {prog} needs a "
-                        f"checkpoint inside the run dir that run.py wrote")
+        raise ToolError(
+            f"ckpt={ckpt}: no .hydra/config.yaml in a directory above it; {prog} needs a "
+            f"checkpoint inside the run dir that run.py wrote"
+        )
     task = OmegaConf.load(run_cfg).get("task") or {}
     if task.get("kind") != "lm":
-        raise ToolError(f"ckpt={ckpt} is a checkpoint of task {task.get('name')!r} (kind "
-                        f"{task.get('kind')!r}); {prog} needs a language-model run ({LM_TASKS})")
+        raise ToolError(
+            f"ckpt={ckpt} is a checkpoint of task {task.get('name')!r} (kind "
+            f"{task.get('kind')!r}); {prog} needs a language-model run ({LM_TASKS})"
+        )
 
 
 def run_tool(fn, schema: type[T], argv: Sequence[str] | None, prog: str, need_ckpt: bool = True):

@@ -48,16 +48,22 @@ def pair_problems(cfg: Mapping) -> Iterator[UnsupportedPairError]:
     name = getattr(backend, "name", None)
     if backends is not None and name is not None and name not in backends:
         yield UnsupportedPairError(
-            "attention", name, [f"attention={b}" for b in backends],
+            "attention",
+            name,
+            [f"attention={b}" for b in backends],
             reason=f"pos_enc {label} is a logit bias on the attention matrix, which only these backends "
-                   f"form; attention={name} never builds it")
+            f"form; attention={name} never builds it",
+        )
     tasks = getattr(scheme, "tasks", None)
     task = _get(cfg, "task", "name")
     if tasks and task is not None and task not in tasks:
         yield UnsupportedPairError(
-            "task", task, [f"task={t}" for t in tasks],
+            "task",
+            task,
+            [f"task={t}" for t in tasks],
             reason=f"pos_enc {label} rotates by (row, column) of a square image; task={task} is a 1-D "
-                   f"sequence with no 2-D grid")
+            f"sequence with no 2-D grid",
+        )
 
 
 def check_pair(cfg: Mapping) -> None:

@@ -12,10 +12,14 @@ from typing import Any
 # (message regex, why it is noise here)
 NOISY_WARNINGS = [
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", "Lightning's own use of a torch API; not ours to fix"),
-    (r"The `srun` command is available on your system but is not used",
-     "a local run on a SLURM login node; SLURM jobs go through hydra/launcher=slurm"),
-    (r"Checkpoint directory .* exists and is not empty",
-     "run dirs are deterministic on purpose: a relaunch resumes and writes into the same checkpoints/"),
+    (
+        r"The `srun` command is available on your system but is not used",
+        "a local run on a SLURM login node; SLURM jobs go through hydra/launcher=slurm",
+    ),
+    (
+        r"Checkpoint directory .* exists and is not empty",
+        "run dirs are deterministic on purpose: a relaunch resumes and writes into the same checkpoints/",
+    ),
 ]
 NOISY_LOG_LINES = {  # logger name -> substrings of INFO lines to drop
     "lightning.pytorch.utilities.rank_zero": ("litlogger",),

@@ -31,7 +31,9 @@ class SpelabError(Exception):
 
 def _fmt_allowed(allowed: Any) -> str:
     if isinstance(allowed, (list, tuple, set, frozenset)):
-        return ", ".join(str(a) for a in (sorted(allowed, key=str) if isinstance(allowed, (set, frozenset)) else allowed))
+        return ", ".join(
+            str(a) for a in (sorted(allowed, key=str) if isinstance(allowed, (set, frozenset)) else allowed)
+        )
     return str(allowed)
 
 
@@ -58,8 +60,13 @@ class DataError(SpelabError, ValueError):
     -> "Data error in /d/basic_train.tsv, line 17: expected 2 tab-separated fields, got 1. Hint: ..."
     """
 
-    def __init__(self, path: str | os.PathLike, problem: str = "unreadable data", line: int | None = None,
-                 hint: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        problem: str = "unreadable data",
+        line: int | None = None,
+        hint: str | None = None,
+    ) -> None:
         where = f"{os.fspath(path)}" + (f", line {line}" if line is not None else "")
         msg = f"Data error in {where}: {problem}"
         if hint:
@@ -71,23 +78,30 @@ class DataError(SpelabError, ValueError):
 class MissingDataError(DataError):
     """An official data file or directory does not exist; the hint says how to get it."""
 
-    def __init__(self, path: str | os.PathLike, problem: str = "not found", line: int | None = None,
-                 hint: str | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike, problem: str = "not found", line: int | None = None, hint: str | None = None
+    ) -> None:
         super().__init__(path, problem, line, hint)
 
 
 class CheckpointMismatchError(SpelabError, ValueError):
     """A checkpoint was written by another configuration; `differences` maps key -> (checkpoint, current)."""
 
-    def __init__(self, differences: Mapping[str, tuple[Any, Any]], path: str | os.PathLike | None = None,
-                 hint: str | None = None) -> None:
+    def __init__(
+        self, differences: Mapping[str, tuple[Any, Any]], path: str | os.PathLike | None = None, hint: str | None = None
+    ) -> None:
         diffs = dict(differences)
         where = f" {os.fspath(path)}" if path is not None else ""
         lines = [f"  {k}: checkpoint={a!r} current={b!r}" for k, (a, b) in sorted(diffs.items())]
-        msg = (f"Refusing to resume from checkpoint{where}: it was written by another configuration "
-               f"({len(diffs)} differing key(s)):\n" + "\n".join(lines))
-        msg += "\n" + (hint or "Use another output directory (paths.output_dir / hydra.run.dir) or "
-                       "delete the old checkpoints to start afresh.")
+        msg = (
+            f"Refusing to resume from checkpoint{where}: it was written by another configuration "
+            f"({len(diffs)} differing key(s)):\n" + "\n".join(lines)
+        )
+        msg += "\n" + (
+            hint
+            or "Use another output directory (paths.output_dir / hydra.run.dir) or "
+            "delete the old checkpoints to start afresh."
+        )
         super().__init__(msg, diffs, path, hint)
         self.differences, self.path = diffs, (os.fspath(path) if path is not None else None)
 
@@ -96,8 +110,7 @@ class NonFiniteLossError(SpelabError, RuntimeError):
     """The training loss became NaN or infinite at `step` (the global step of the bad batch)."""
 
     def __init__(self, step: int, value: float, hint: str | None = None) -> None:
-        msg = (f"Non-finite training loss {value} at step {step}; training stopped. The last good "
-               f"checkpoint was kept")
+        msg = f"Non-finite training loss {value} at step {step}; training stopped. The last good checkpoint was kept"
         msg += f". {hint}" if hint else " (lower the learning rate, enable gradient clipping, or check the data)."
         super().__init__(msg, step, value, hint)
         self.step, self.value = step, value
@@ -153,18 +166,21 @@ class SkippedRecords:
         if total <= 0 or self.count >= total:
             raise DataError(self.path, f"no usable records ({self.summary(total)})")
         if self.count / total > max_fraction:
-            raise DataError(self.path, f"too many bad records, more than {max_fraction:.0%} "
-                            f"({self.summary(total)})")
+            raise DataError(self.path, f"too many bad records, more than {max_fraction:.0%} ({self.summary(total)})")
 
 
-def require_classes(path: str | os.PathLike, labels: Iterable[int], min_classes: int = 2,
-                    expected: Sequence[int] | None = None) -> None:
+def require_classes(
+    path: str | os.PathLike, labels: Iterable[int], min_classes: int = 2, expected: Sequence[int] | None = None
+) -> None:
     """Fail clearly on a classification split with fewer than `min_classes` distinct labels."""
     seen = sorted(set(int(x) for x in labels))
     if len(seen) < min_classes:
-        raise DataError(path, f"only {len(seen)} distinct class(es) {seen} in the labels; a classification "
-                        f"dataset needs at least {min_classes}",
-                        hint="the file is truncated or is not this task's data")
+        raise DataError(
+            path,
+            f"only {len(seen)} distinct class(es) {seen} in the labels; a classification "
+            f"dataset needs at least {min_classes}",
+            hint="the file is truncated or is not this task's data",
+        )
     if expected is not None:
         bad = [c for c in seen if c not in set(expected)]
         if bad:

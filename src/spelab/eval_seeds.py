@@ -35,13 +35,22 @@ def aggregate_seeds(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for k, b in enumerate(members[0]["bins"]):
             mean, std = _stats([m["bins"][k]["nll"] if k < len(m["bins"]) else None for m in members])
             bins.append({"start": b["start"], "end": b["end"], "mean": mean, "std": std})
-        entry: dict[str, Any] = {"label": label, "train_length": train_length, "n": len(members),
-                                 "seeds": [m.get("seed") for m in members], "bins": bins,
-                                 "task": members[0].get("task"), "eval_length": members[0].get("eval_length")}
+        entry: dict[str, Any] = {
+            "label": label,
+            "train_length": train_length,
+            "n": len(members),
+            "seeds": [m.get("seed") for m in members],
+            "bins": bins,
+            "task": members[0].get("task"),
+            "eval_length": members[0].get("eval_length"),
+        }
         for key in ("nll_within", "nll_beyond", "test_nll"):
             entry[f"{key}_mean"], entry[f"{key}_std"] = _stats([m.get(key) for m in members])
-        gaps = [m["nll_beyond"] - m["nll_within"] for m in members
-                if m.get("nll_beyond") is not None and m.get("nll_within") is not None]
+        gaps = [
+            m["nll_beyond"] - m["nll_within"]
+            for m in members
+            if m.get("nll_beyond") is not None and m.get("nll_within") is not None
+        ]
         entry["gap_mean"], entry["gap_std"] = _stats(gaps)
         out.append(entry)
     return out
@@ -50,6 +59,7 @@ def aggregate_seeds(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def plot_aggregate(groups: list[dict[str, Any]], path: Path) -> Path:
     """Mean NLL per bin versus position with a ± std band and error bars, one line per configuration."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -57,8 +67,7 @@ def plot_aggregate(groups: list[dict[str, Any]], path: Path) -> Path:
     for g in groups:
         pts = [((b["start"] + b["end"]) / 2, b["mean"], b["std"]) for b in g["bins"] if b["mean"] is not None]
         xs, ys, es = (np.array(v) for v in zip(*pts))
-        line = ax.errorbar(xs, ys, yerr=es, marker=".", capsize=2, linewidth=1.2,
-                           label=f"{g['label']} (n={g['n']})")
+        line = ax.errorbar(xs, ys, yerr=es, marker=".", capsize=2, linewidth=1.2, label=f"{g['label']} (n={g['n']})")
         ax.fill_between(xs, ys - es, ys + es, alpha=0.15, color=line[0].get_color())
     return save_nll_figure(fig, ax, groups, path, "NLL (nats/token), mean ± std over seeds")
 
@@ -83,13 +92,18 @@ def save_nll_figure(fig: Any, ax: Any, runs: list[dict[str, Any]], path: Path, y
 
 def table_markdown(groups: list[dict[str, Any]]) -> str:
     """A Markdown table of the aggregates (mean ± std over seeds)."""
+
     def fmt(g, key):
         m, s = g[f"{key}_mean"], g[f"{key}_std"]
         return "–" if m is None else f"{m:.4f} ± {s:.4f}"
 
-    lines = ["| run | seeds | test/nll (training windows) | NLL within | NLL beyond | beyond − within |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| run | seeds | test/nll (training windows) | NLL within | NLL beyond | beyond − within |",
+        "|---|---|---|---|---|---|",
+    ]
     for g in groups:
-        lines.append(f"| {g['label']} | {g['n']} | {fmt(g, 'test_nll')} | {fmt(g, 'nll_within')} | "
-                     f"{fmt(g, 'nll_beyond')} | {fmt(g, 'gap')} |")
+        lines.append(
+            f"| {g['label']} | {g['n']} | {fmt(g, 'test_nll')} | {fmt(g, 'nll_within')} | "
+            f"{fmt(g, 'nll_beyond')} | {fmt(g, 'gap')} |"
+        )
     return "\n".join(lines) + "\n"

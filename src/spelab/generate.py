@@ -34,27 +34,32 @@ log = logging.getLogger(__name__)
 @dataclass
 class GenerateConfig:
     ckpt: str | None = None
-    num_tokens: int = 512          # new tokens per sample
+    num_tokens: int = 512  # new tokens per sample
     output_dir: str = "generated"
     num_samples: int = 1
-    temperature: float = 1.2       # the paper's pop-piano setting (groove: 0.6)
-    top_p: float = 0.9             # nucleus sampling; 1.0 = plain sampling
-    grammar: bool = True           # mask tokens that cannot follow (valid MIDI from any checkpoint)
+    temperature: float = 1.2  # the paper's pop-piano setting (groove: 0.6)
+    top_p: float = 0.9  # nucleus sampling; 1.0 = plain sampling
+    grammar: bool = True  # mask tokens that cannot follow (valid MIDI from any checkpoint)
     prompt_piece: int | None = None  # index of a test piece whose start is the prompt (continuation)
-    prompt_tokens: int = 64        # prompt length taken from that piece
+    prompt_tokens: int = 64  # prompt length taken from that piece
     split: str = "test"
     seed: int = 0
     device: str = "auto"
     data_dir: str | None = None
-    audio: bool = False            # also render .wav/.flac with FluidSynth (make audio-deps)
-    audio_format: str = "wav"      # wav | flac
-    soundfont: str | None = None   # a General MIDI .sf2; default: $SPELAB_SOUNDFONT, then Debian's
+    audio: bool = False  # also render .wav/.flac with FluidSynth (make audio-deps)
+    audio_format: str = "wav"  # wav | flac
+    soundfont: str | None = None  # a General MIDI .sf2; default: $SPELAB_SOUNDFONT, then Debian's
     wandb: bool = True
     wandb_online: bool = False
 
 
-def filter_logits(logits: torch.Tensor, temperature: float, top_p: float,
-                  banned: Sequence[int] = (), allowed: torch.Tensor | None = None) -> torch.Tensor:
+def filter_logits(
+    logits: torch.Tensor,
+    temperature: float,
+    top_p: float,
+    banned: Sequence[int] = (),
+    allowed: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Temperature, banned ids, a grammar's (B, V) `allowed` mask and nucleus (top-p) filtering of (B, V)
     logits; returns log-probabilities. The mask comes first, so the nucleus holds legal tokens only."""
     if temperature <= 0:
@@ -77,9 +82,16 @@ def filter_logits(logits: torch.Tensor, temperature: float, top_p: float,
 
 
 @torch.no_grad()
-def sample(task, prompt: torch.Tensor, num_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
-           banned: Sequence[int] = (0,), generator: torch.Generator | None = None,
-           grammar: Grammar | None = None) -> torch.Tensor:
+def sample(
+    task,
+    prompt: torch.Tensor,
+    num_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    banned: Sequence[int] = (0,),
+    generator: torch.Generator | None = None,
+    grammar: Grammar | None = None,
+) -> torch.Tensor:
     """Continue `prompt` (B, P >= 1) by `num_tokens` tokens, recurrently; returns (B, P + num_tokens).
 
     With a `grammar` (spelab.data.music.grammar) only the tokens it allows after each prefix can be
@@ -136,10 +148,14 @@ def generate(gcfg: GenerateConfig) -> list[Path]:
     if not gcfg.ckpt:
         raise ValueError("generate: give ckpt=PATH (a checkpoint of a trained music run)")
     if gcfg.num_tokens < 1 or gcfg.num_samples < 1:
-        raise ValueError(f"generate: num_tokens and num_samples must be >= 1, got {gcfg.num_tokens}, "
-                         f"{gcfg.num_samples}")
-    device = torch.device("cuda" if gcfg.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if gcfg.device == "auto" else gcfg.device))
+        raise ValueError(
+            f"generate: num_tokens and num_samples must be >= 1, got {gcfg.num_tokens}, {gcfg.num_samples}"
+        )
+    device = torch.device(
+        "cuda"
+        if gcfg.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if gcfg.device == "auto" else gcfg.device)
+    )
     cfg, _ = find_run_config(gcfg.ckpt)
     if cfg is None:
         raise FileNotFoundError(f"no .hydra/config.yaml above {gcfg.ckpt}: generate needs a run written by run.py")
@@ -161,18 +177,38 @@ def generate(gcfg: GenerateConfig) -> list[Path]:
     else:
         prompt_ids = start_tokens(dm)
     model_len = task.model.max_len
-    if task.model.absolute is not None and hasattr(task.model.absolute, "weight") \
-            and len(prompt_ids) + gcfg.num_tokens > model_len:
+    if (
+        task.model.absolute is not None
+        and hasattr(task.model.absolute, "weight")
+        and len(prompt_ids) + gcfg.num_tokens > model_len
+    ):
         raise ValueError(f"num_tokens={gcfg.num_tokens}: a learned absolute encoding has only {model_len} positions")
     prompt = torch.tensor([prompt_ids] * gcfg.num_samples, dtype=torch.long, device=device)
     reference = dm.split_ids(gcfg.split)[gcfg.prompt_piece] if gcfg.prompt_piece is not None else None
     grammar = grammar_for(dm.vocab) if gcfg.grammar else None
-    ids = sample(task, prompt, gcfg.num_tokens, gcfg.temperature, gcfg.top_p, banned=(dm.pad_id,),
-                 generator=generator, grammar=grammar)
+    ids = sample(
+        task,
+        prompt,
+        gcfg.num_tokens,
+        gcfg.temperature,
+        gcfg.top_p,
+        banned=(dm.pad_id,),
+        generator=generator,
+        grammar=grammar,
+    )
     rows = ids.tolist()
     completions = [grammar.finish(replay(grammar, row)) if grammar is not None else [] for row in rows]
-    records = write_samples(dm, rows, completions, len(prompt_ids), Path(gcfg.output_dir), reference,
-                            gcfg.audio, gcfg.audio_format, gcfg.soundfont)
+    records = write_samples(
+        dm,
+        rows,
+        completions,
+        len(prompt_ids),
+        Path(gcfg.output_dir),
+        reference,
+        gcfg.audio,
+        gcfg.audio_format,
+        gcfg.soundfont,
+    )
     paths = [r["midi"] for r in records]
     if gcfg.wandb:
         try:
@@ -189,10 +225,14 @@ def log_midi_to_wandb(records: list[dict], gcfg: GenerateConfig, out: Path) -> N
 
     from spelab.music.metrics import summarise
 
-    run = wandb.init(project="spe-music", job_type="generate", dir=str(out),
-                     mode="online" if gcfg.wandb_online else "offline",
-                     config={k: v for k, v in vars(gcfg).items()},
-                     reinit="finish_previous")  # the bool form is deprecated (a warning per run)
+    run = wandb.init(
+        project="spe-music",
+        job_type="generate",
+        dir=str(out),
+        mode="online" if gcfg.wandb_online else "offline",
+        config={k: v for k, v in vars(gcfg).items()},
+        reinit="finish_previous",
+    )  # the bool form is deprecated (a warning per run)
     artifact = wandb.Artifact("generated-midi", type="midi")
     for r in records:
         artifact.add_file(str(r["midi"]))

@@ -29,18 +29,26 @@ NA = "n/a"
 # their task values are read from the Performer baseline's file)
 RUN_MODEL = {"performer": "performer_softmax", "linear": "linear_transformer_relu", "softmax": "performer_softmax"}
 RUN_SUFFIX = {"sinespe": "_sinespe", "convspe": "_convspe_k128_shr"}
-ONLY_FOR = {"attention_dropout": {"softmax"}, "num_features": {"performer"}, "redraw": {"performer"},
-            "redraw_eval": {"performer"}, "feature_map": {"linear"}, "kernel_epsilon": {"linear"}}
+ONLY_FOR = {
+    "attention_dropout": {"softmax"},
+    "num_features": {"performer"},
+    "redraw": {"performer"},
+    "redraw_eval": {"performer"},
+    "feature_map": {"linear"},
+    "kernel_epsilon": {"linear"},
+}
 
 
 def _get(cfg: Any, path: str, default: Any = None) -> Any:
     from omegaconf import OmegaConf
+
     value = OmegaConf.select(cfg, path, default=default)
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
 def _kernel_epsilon(cfg: Any) -> Any:
     from spelab.nn.attention.feature_maps import RELU_OFFSET
+
     return RELU_OFFSET if _get(cfg, "model.attention.feature_map") == "relu" else None
 
 
@@ -53,8 +61,9 @@ def _head(cfg: Any) -> str:
 
 
 def _codes(cfg: Any) -> str:
-    return "per_layer" if not _get(cfg, "model.share_code", True) or _get(cfg, "model.code_per_layer", False) \
-        else "shared"
+    return (
+        "per_layer" if not _get(cfg, "model.share_code", True) or _get(cfg, "model.code_per_layer", False) else "shared"
+    )
 
 
 # hyperparameter -> its value in a composed spelab config (absent keys take the code's default)
@@ -106,7 +115,7 @@ SPELAB: dict[str, Callable[[Any], Any]] = {
 class Cell:
     family: str
     task: str
-    cell: str                 # "<attention>-<pos_enc>" (LRA) or the positional scheme (music)
+    cell: str  # "<attention>-<pos_enc>" (LRA) or the positional scheme (music)
     overrides: tuple[str, ...]
 
 
@@ -124,8 +133,14 @@ def grid_cells(family: str) -> list[Cell]:
         for exp in experiments + ["lra/pathx"]:
             for att in params["attention"].split(","):
                 for pe in params["pos_enc"].split(","):
-                    cells.append(Cell(family, exp.split("/")[1], f"{att}-{pe}",
-                                      (f"experiment={exp}", f"attention={att}", f"pos_enc={pe}")))
+                    cells.append(
+                        Cell(
+                            family,
+                            exp.split("/")[1],
+                            f"{att}-{pe}",
+                            (f"experiment={exp}", f"attention={att}", f"pos_enc={pe}"),
+                        )
+                    )
     else:
         for exp in experiments:
             task, pe = exp.split("/")[1].rsplit("_", 1)
@@ -149,12 +164,18 @@ def official(record: dict, cell: Cell) -> tuple[dict[str, tuple[Any, str, str]],
     if cell.family == "lra":
         att, pe = cell.cell.split("-")
         baseline = task.get("baseline_pos_enc", "sinusoidal")
-        runs = task.get("official_runs", [f"{a}-{p}" for a in ("performer", "linear")
-                                          for p in (baseline, "sinespe", "convspe")])
+        runs = task.get(
+            "official_runs", [f"{a}-{p}" for a in ("performer", "linear") for p in (baseline, "sinespe", "convspe")]
+        )
         is_run = cell.cell in runs
         model = RUN_MODEL[att] + RUN_SUFFIX.get(pe, "")
-        layers = [record.get("all_cells", {}), task["base"], record["attention"].get(att, {}), record["pos_enc"].get(pe, {}),
-                  task.get("cells", {}).get(cell.cell, {})]
+        layers = [
+            record.get("all_cells", {}),
+            task["base"],
+            record["attention"].get(att, {}),
+            record["pos_enc"].get(pe, {}),
+            task.get("cells", {}).get(cell.cell, {}),
+        ]
     else:
         att, pe, model, is_run = "performer", cell.cell, "", True
         layers = [record.get("all_cells", {}), task["base"], task.get("cells", {}).get(cell.cell, {})]
@@ -186,8 +207,12 @@ def same(a: Any, b: Any) -> bool:
 def departure_for(departures: list[dict], cell: Cell, name: str, value: Any) -> int | None:
     """Index of the departure that documents `value` for this task/cell/hyperparameter, if any."""
     for i, d in enumerate(departures):
-        if d["hyperparameter"] == name and fnmatch.fnmatch(cell.task, d.get("task", "*")) \
-                and fnmatch.fnmatch(cell.cell, d.get("cell", "*")) and same(d["spelab"], value):
+        if (
+            d["hyperparameter"] == name
+            and fnmatch.fnmatch(cell.task, d.get("task", "*"))
+            and fnmatch.fnmatch(cell.cell, d.get("cell", "*"))
+            and same(d["spelab"], value)
+        ):
             return i
     return None
 
@@ -198,7 +223,7 @@ class Row:
     name: str
     official: Any
     source: str
-    template: str             # the source with the SPE repo's model directory left as <model>
+    template: str  # the source with the SPE repo's model directory left as <model>
     spelab: Any
     departure: int | None
     is_run: bool
@@ -237,15 +262,19 @@ def _fmt(v: Any) -> str:
 def render(family: str, rows: list[Row]) -> str:
     """Markdown: per task, hyperparameters x cells (official value, spelab's when it differs)."""
     departures = load_yaml(ROOT / "experiments" / family / "departures.yaml") or []
-    out = [f"# The paper's settings against spelab's ({family})", "",
-           "Generated by `python -m spelab.paper_settings` from experiments/"
-           f"{family}/official_settings.yaml (each official value with its file) and "
-           f"experiments/{family}/departures.yaml; checked by tests/test_paper_settings.py. "
-           "A cell shows the official value; `official → spelab [Dn]` where spelab deliberately "
-           "departs (reason Dn below); — where the hyperparameter does not apply. Cells marked * had no "
-           "official run: they carry the task's official values. In sources, <model> is the SPE "
-           "repository's run directory of the cell (performer_softmax, linear_transformer_relu, with "
-           "_sinespe or _convspe_k128_shr; softmax cells read the Performer's).", ""]
+    out = [
+        f"# The paper's settings against spelab's ({family})",
+        "",
+        "Generated by `python -m spelab.paper_settings` from experiments/"
+        f"{family}/official_settings.yaml (each official value with its file) and "
+        f"experiments/{family}/departures.yaml; checked by tests/test_paper_settings.py. "
+        "A cell shows the official value; `official → spelab [Dn]` where spelab deliberately "
+        "departs (reason Dn below); — where the hyperparameter does not apply. Cells marked * had no "
+        "official run: they carry the task's official values. In sources, <model> is the SPE "
+        "repository's run directory of the cell (performer_softmax, linear_transformer_relu, with "
+        "_sinespe or _convspe_k128_shr; softmax cells read the Performer's).",
+        "",
+    ]
     tasks = list(dict.fromkeys(r.cell.task for r in rows))
     for task in tasks:
         trows = [r for r in rows if r.cell.task == task]
@@ -274,8 +303,10 @@ def render(family: str, rows: list[Row]) -> str:
         out.append("")
     out += ["## Deliberate departures", ""]
     for i, d in enumerate(departures):
-        out.append(f"- **D{i + 1}** `{d['hyperparameter']}` (task {d.get('task', '*')}, cell {d.get('cell', '*')}): "
-                   f"spelab {_fmt(d['spelab'])}. {d['reason']}")
+        out.append(
+            f"- **D{i + 1}** `{d['hyperparameter']}` (task {d.get('task', '*')}, cell {d.get('cell', '*')}): "
+            f"spelab {_fmt(d['spelab'])}. {d['reason']}"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -296,8 +327,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = compare(family)
         bad = [r for r in rows if r.undocumented]
         for r in bad:
-            print(f"{family}/{r.cell.task}/{r.cell.cell}: {r.name} official {_fmt(r.official)} ({r.source}) "
-                  f"!= spelab {_fmt(r.spelab)}", file=sys.stderr)
+            print(
+                f"{family}/{r.cell.task}/{r.cell.cell}: {r.name} official {_fmt(r.official)} ({r.source}) "
+                f"!= spelab {_fmt(r.spelab)}",
+                file=sys.stderr,
+            )
         text = render(family, rows)
         if args.check:
             if table_path(family).read_text() != text:

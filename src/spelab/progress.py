@@ -57,8 +57,9 @@ class PlainProgress(pl.Callback):
         where = f"from step {trainer.global_step}" if trainer.global_step else "from step 0"
         self._print(trainer, f"training {where}" + (f" to {total}" if total else ""))
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
-                           batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         step, now = trainer.global_step, time.monotonic()
         if step == self._last_step:
             return  # gradient accumulation: not an optimizer step
@@ -115,25 +116,39 @@ class ModelSummary(RichModelSummary):
     here: Lightning counts FLOPs only for a model with an example input array)."""
 
     @staticmethod
-    def summarize(summary_data: list, total_parameters: int, trainable_parameters: int, model_size: float,
-                  total_training_modes: dict, total_flops: int, **kwargs: Any) -> None:
-        from lightning.pytorch.utilities.model_summary.model_summary import (get_formatted_model_size,
-                                                                             get_human_readable_count)
+    def summarize(
+        summary_data: list,
+        total_parameters: int,
+        trainable_parameters: int,
+        model_size: float,
+        total_training_modes: dict,
+        total_flops: int,
+        **kwargs: Any,
+    ) -> None:
+        from lightning.pytorch.utilities.model_summary.model_summary import (
+            get_formatted_model_size,
+            get_human_readable_count,
+        )
         from rich import get_console
         from rich.table import Table
 
         columns = [(name, values) for name, values in summary_data if name != "FLOPs"]
         table = Table(header_style=kwargs.get("header_style", "bold magenta"))
         for name, _ in columns:  # the first column (" ") holds the row numbers
-            table.add_column(name, style="dim" if not name.strip() else None,
-                             justify="left" if name in (" ", "Name", "Type", "Mode") else "right")
+            table.add_column(
+                name,
+                style="dim" if not name.strip() else None,
+                justify="left" if name in (" ", "Name", "Type", "Mode") else "right",
+            )
         for row in zip(*(values for _, values in columns)):
             table.add_row(*row)
         console = get_console()
         console.print(table)
-        console.print(f"Trainable params: {get_human_readable_count(int(trainable_parameters))}  "
-                      f"Total params: {get_human_readable_count(int(total_parameters))}  "
-                      f"Size: {get_formatted_model_size(model_size)} MB")
+        console.print(
+            f"Trainable params: {get_human_readable_count(int(trainable_parameters))}  "
+            f"Total params: {get_human_readable_count(int(total_parameters))}  "
+            f"Size: {get_formatted_model_size(model_size)} MB"
+        )
 
 
 def setup_progress(callbacks: list[pl.Callback], cfg: Any) -> tuple[list[pl.Callback], dict[str, Any]]:

@@ -37,13 +37,29 @@ METRIC_PRIORITY = ("test/acc", "test/nll", "test/loss")
 LOWER_IS_BETTER = ("nll", "loss", "ppl", "bpc")
 # Display orders (the paper's); unknown names follow alphabetically.
 ATTENTION_ORDER = ("softmax", "performer", "linear", "gla", "deltanet")
-POS_ENC_ORDER = ("none", "sinusoidal", "learned", "cape", "rope", "xpos", "rope2d", "sinespe", "convspe", "alibi",
-                 "kerple", "fire", "decay")
+POS_ENC_ORDER = (
+    "none",
+    "sinusoidal",
+    "learned",
+    "cape",
+    "rope",
+    "xpos",
+    "rope2d",
+    "sinespe",
+    "convspe",
+    "alibi",
+    "kerple",
+    "fire",
+    "decay",
+)
 # What a results.json of spelab always holds (design.md), and why one is listed as unusable.
 CONTRACT_KEYS = ("status", "task", "attention", "pos_enc", "seed", "metrics")
 KNOWN_STATUSES = ("done", "failed", "interrupted", "unsupported")
-UNUSABLE = ("unreadable results.json (truncated or corrupt)", "foreign results.json (not written by spelab)",
-            "partial results.json")
+UNUSABLE = (
+    "unreadable results.json (truncated or corrupt)",
+    "foreign results.json (not written by spelab)",
+    "partial results.json",
+)
 TASK_ORDER = ("listops", "text", "retrieval", "image", "pathfinder", "pathx", "music", "pop_piano", "groove")
 
 
@@ -63,8 +79,12 @@ def _cell_from_path(run_dir: Path) -> dict[str, Any]:
     att, _, pos = run_dir.parent.name.partition("-")
     seed_txt = run_dir.name.removeprefix("seed").split("-")[0]
     ok = run_dir.name.startswith("seed") and seed_txt.isdigit() and bool(pos)
-    return {"task": run_dir.parent.parent.name if ok else None, "attention": att if ok else None,
-            "pos_enc": pos if ok else None, "seed": int(seed_txt) if ok else None}
+    return {
+        "task": run_dir.parent.parent.name if ok else None,
+        "attention": att if ok else None,
+        "pos_enc": pos if ok else None,
+        "seed": int(seed_txt) if ok else None,
+    }
 
 
 def _run_row(path: Path, sweep: str) -> dict[str, Any]:
@@ -74,8 +94,15 @@ def _run_row(path: Path, sweep: str) -> dict[str, Any]:
     res, problem = read_results_file(path)
     if problem is not None:
         status = "foreign" if problem.startswith(UNUSABLE[1]) else "failed"  # not a spelab run at all
-        return {"sweep": sweep, "run_dir": str(run_dir), "status": status, "error": problem,
-                **_cell_from_path(run_dir), "substitute": False, "description": ""}
+        return {
+            "sweep": sweep,
+            "run_dir": str(run_dir),
+            "status": status,
+            "error": problem,
+            **_cell_from_path(run_dir),
+            "substitute": False,
+            "description": "",
+        }
     data = res.get("data") if isinstance(res.get("data"), dict) else {}
     metrics = res.get("metrics") if isinstance(res.get("metrics"), dict) else {}
     row: dict[str, Any] = {
@@ -105,13 +132,21 @@ def read_results_file(path: Path) -> tuple[dict | None, str | None]:
     except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None, f"{UNUSABLE[0]}: {type(err).__name__}: {err}"
     if not isinstance(res, dict) or "status" not in res or "metrics" not in res:
-        what = f"a JSON {type(res).__name__}" if not isinstance(res, dict) else \
-            f"a JSON object without 'status'/'metrics' (keys: {', '.join(sorted(map(str, res))[:8])})"
+        what = (
+            f"a JSON {type(res).__name__}"
+            if not isinstance(res, dict)
+            else f"a JSON object without 'status'/'metrics' (keys: {', '.join(sorted(map(str, res))[:8])})"
+        )
         return None, f"{UNUSABLE[1]}: {what}"
     missing = [k for k in CONTRACT_KEYS if k not in res]
     if missing or not isinstance(res["metrics"], dict) or res["status"] not in KNOWN_STATUSES:
-        why = f"missing {', '.join(missing)}" if missing else \
-            f"status {res['status']!r}" if res["status"] not in KNOWN_STATUSES else "metrics is not an object"
+        why = (
+            f"missing {', '.join(missing)}"
+            if missing
+            else f"status {res['status']!r}"
+            if res["status"] not in KNOWN_STATUSES
+            else "metrics is not an object"
+        )
         return None, f"{UNUSABLE[2]}: {why}"
     return res, None
 
@@ -134,10 +169,31 @@ def load_runs(sweep_dirs: Iterable[str | Path]) -> pd.DataFrame:
             if not (run_dir / RESULTS_FILE).exists() and ".submitit" not in run_dir.parts:
                 cell = _cell_from_path(run_dir)
                 if cell["task"] is not None:
-                    rows.append({"sweep": label, "run_dir": str(run_dir), "status": "unfinished",
-                                 "error": None, "substitute": False, "description": "", **cell})
-    cols = ["sweep", "task", "attention", "pos_enc", "seed", "status", "error", "substitute",
-            "description", "params", "wall_time_s", "run_dir"]
+                    rows.append(
+                        {
+                            "sweep": label,
+                            "run_dir": str(run_dir),
+                            "status": "unfinished",
+                            "error": None,
+                            "substitute": False,
+                            "description": "",
+                            **cell,
+                        }
+                    )
+    cols = [
+        "sweep",
+        "task",
+        "attention",
+        "pos_enc",
+        "seed",
+        "status",
+        "error",
+        "substitute",
+        "description",
+        "params",
+        "wall_time_s",
+        "run_dir",
+    ]
     df = pd.DataFrame(rows)
     for c in cols:
         if c not in df.columns:
@@ -174,27 +230,49 @@ def summarize(runs: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     metric over finished runs, and counts (runs, done, failed, other)."""
     rows = []
     if runs.empty:
-        return pd.DataFrame(columns=["sweep", "task", "attention", "pos_enc", "metric", "mean", "std",
-                                     "n_runs", "n_done", "n_failed", "n_other", "n_unsupported", "seeds",
-                                     "substitute"])
+        return pd.DataFrame(
+            columns=[
+                "sweep",
+                "task",
+                "attention",
+                "pos_enc",
+                "metric",
+                "mean",
+                "std",
+                "n_runs",
+                "n_done",
+                "n_failed",
+                "n_other",
+                "n_unsupported",
+                "seeds",
+                "substitute",
+            ]
+        )
     keyed = runs.dropna(subset=["task"])
-    for (sweep, task, att, pos), grp in keyed.groupby(["sweep", "task", "attention", "pos_enc"],
-                                                       dropna=False, sort=False):
+    for (sweep, task, att, pos), grp in keyed.groupby(
+        ["sweep", "task", "attention", "pos_enc"], dropna=False, sort=False
+    ):
         key = task_metric(runs[runs["sweep"] == sweep], task, metric)
         done = grp[grp["status"] == "done"]
         values = done[key].dropna() if key is not None and key in done.columns else pd.Series(dtype=float)
-        rows.append({
-            "sweep": sweep, "task": task, "attention": att, "pos_enc": pos, "metric": key,
-            "mean": float(values.mean()) if len(values) else math.nan,
-            "std": float(values.std(ddof=1)) if len(values) > 1 else math.nan,
-            "n_runs": len(grp),
-            "n_done": int(len(values)),
-            "n_failed": int((grp["status"] == "failed").sum()),
-            "n_other": int((~grp["status"].isin(["done", "failed", "unsupported"])).sum()),
-            "n_unsupported": int((grp["status"] == "unsupported").sum()),
-            "seeds": " ".join(str(s) for s in sorted(done["seed"].dropna().tolist())),
-            "substitute": bool(grp["substitute"].fillna(False).astype(bool).any()),
-        })
+        rows.append(
+            {
+                "sweep": sweep,
+                "task": task,
+                "attention": att,
+                "pos_enc": pos,
+                "metric": key,
+                "mean": float(values.mean()) if len(values) else math.nan,
+                "std": float(values.std(ddof=1)) if len(values) > 1 else math.nan,
+                "n_runs": len(grp),
+                "n_done": int(len(values)),
+                "n_failed": int((grp["status"] == "failed").sum()),
+                "n_other": int((~grp["status"].isin(["done", "failed", "unsupported"])).sum()),
+                "n_unsupported": int((grp["status"] == "unsupported").sum()),
+                "seeds": " ".join(str(s) for s in sorted(done["seed"].dropna().tolist())),
+                "substitute": bool(grp["substitute"].fillna(False).astype(bool).any()),
+            }
+        )
     out = pd.DataFrame(rows)
     order = {
         "task": {t: i for i, t in enumerate(_ordered(out["task"], TASK_ORDER))},
@@ -227,9 +305,12 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 def to_markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
     """Per sweep and task: attention (rows) x pos_enc (columns) of mean ± std (n finished)."""
-    parts = ["# Sweep summary", "",
-             "Cells: mean ± sample standard deviation (ddof=1) over seeds of the task's test metric, "
-             "(n) finished runs; '—': no finished run; n/a: an attention × pos_enc pair that cannot work."]
+    parts = [
+        "# Sweep summary",
+        "",
+        "Cells: mean ± sample standard deviation (ddof=1) over seeds of the task's test metric, "
+        "(n) finished runs; '—': no finished run; n/a: an attention × pos_enc pair that cannot work.",
+    ]
     if summary.empty:
         parts += ["", "No results.json found."]
         return "\n".join(parts) + "\n"
@@ -260,20 +341,32 @@ def to_markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
         parts.append(_md_table(["attention \\ pos_enc", *map(str, poss)], body))
         n_runs, n_done, n_failed = int(tab["n_runs"].sum()), int(tab["n_done"].sum()), int(tab["n_failed"].sum())
         n_other, n_unsup = int(tab["n_other"].sum()), int(tab["n_unsupported"].sum())
-        parts += ["", f"Runs: {n_runs}, finished: {n_done}, failed: {n_failed}"
-                  + (f", unsupported (n/a): {n_unsup}" if n_unsup else "")
-                  + (f", unfinished: {n_other}." if n_other else ".")]
+        parts += [
+            "",
+            f"Runs: {n_runs}, finished: {n_done}, failed: {n_failed}"
+            + (f", unsupported (n/a): {n_unsup}" if n_unsup else "")
+            + (f", unfinished: {n_other}." if n_other else "."),
+        ]
     unusable = runs[runs["error"].fillna("").astype(str).str.startswith(UNUSABLE)]
     if len(unusable):
         parts += ["", "## Unusable results.json files", ""]
-        body = [[f"`{r.run_dir}`", str(r.error).replace("|", "\\|").replace("\n", " ")[:200]]
-                for r in unusable.itertuples()]
+        body = [
+            [f"`{r.run_dir}`", str(r.error).replace("|", "\\|").replace("\n", " ")[:200]] for r in unusable.itertuples()
+        ]
         parts.append(_md_table(["run dir", "problem"], body))
     failed = runs[(runs["status"] == "failed") & ~runs.index.isin(unusable.index)]
     if len(failed):
         parts += ["", "## Failed runs", ""]
-        body = [[str(r.task), str(r.attention), str(r.pos_enc), str(r.seed),
-                 str(r.error or "").replace("|", "\\|").replace("\n", " ")[:200]] for r in failed.itertuples()]
+        body = [
+            [
+                str(r.task),
+                str(r.attention),
+                str(r.pos_enc),
+                str(r.seed),
+                str(r.error or "").replace("|", "\\|").replace("\n", " ")[:200],
+            ]
+            for r in failed.itertuples()
+        ]
         parts.append(_md_table(["task", "attention", "pos_enc", "seed", "error"], body))
     return "\n".join(parts) + "\n"
 
@@ -309,8 +402,9 @@ class Report:
     files: list[Path] = field(default_factory=list)
 
 
-def build_report(sweep_dirs: Sequence[str | Path], out_dir: str | Path | None = None,
-                 metric: str | None = None, plots: bool = True) -> Report:
+def build_report(
+    sweep_dirs: Sequence[str | Path], out_dir: str | Path | None = None, metric: str | None = None, plots: bool = True
+) -> Report:
     """Load, summarise and write runs.csv, summary.csv, summary.md (and PNGs) into out_dir."""
     if not sweep_dirs:
         raise ValueError("report: pass at least one SWEEP_DIR")
@@ -334,8 +428,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spelab.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep_dirs", nargs="+", metavar="SWEEP_DIR", help="sweep dirs holding run dirs")
     parser.add_argument("--out", default=None, help="where to write the files (default: the first SWEEP_DIR)")
-    parser.add_argument("--metric", default=None, help="compare on this metric key (default: per task, "
-                        + " then ".join(METRIC_PRIORITY) + ")")
+    parser.add_argument(
+        "--metric",
+        default=None,
+        help="compare on this metric key (default: per task, " + " then ".join(METRIC_PRIORITY) + ")",
+    )
     parser.add_argument("--no-plots", action="store_true", help="tables only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

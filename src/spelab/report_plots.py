@@ -12,7 +12,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from spelab.report import (  # noqa: E402
-    ATTENTION_ORDER, POS_ENC_ORDER, _ordered, load_curve, lower_is_better,
+    ATTENTION_ORDER,
+    POS_ENC_ORDER,
+    _ordered,
+    load_curve,
+    lower_is_better,
 )
 
 

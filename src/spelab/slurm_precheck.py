@@ -71,8 +71,13 @@ def requested_gpus(params: Mapping[str, Any]) -> int:
     return n
 
 
-def check(params: Mapping[str, Any], partitions: list[dict[str, str]], nodes: list[dict[str, str]],
-          config: Mapping[str, str], env: Mapping[str, str] | None = None) -> int:
+def check(
+    params: Mapping[str, Any],
+    partitions: list[dict[str, str]],
+    nodes: list[dict[str, str]],
+    config: Mapping[str, str],
+    env: Mapping[str, str] | None = None,
+) -> int:
     """Raise SlurmPrecheckError naming the key to change; else return the largest array to submit."""
     env = os.environ if env is None else env
     names = [p.get("PartitionName") for p in partitions]
@@ -80,9 +85,11 @@ def check(params: Mapping[str, Any], partitions: list[dict[str, str]], nodes: li
     if wanted:
         part = next((p for p in partitions if p.get("PartitionName") == wanted), None)
         if part is None:
-            raise SlurmPrecheckError(f"hydra.launcher.partition={wanted!r}: no such partition on this cluster "
-                                     f"(it has: {', '.join(map(str, names)) or 'none'}); set "
-                                     f"hydra.launcher.partition=<one of them> or env SLURM_PARTITION")
+            raise SlurmPrecheckError(
+                f"hydra.launcher.partition={wanted!r}: no such partition on this cluster "
+                f"(it has: {', '.join(map(str, names)) or 'none'}); set "
+                f"hydra.launcher.partition=<one of them> or env SLURM_PARTITION"
+            )
     else:
         part = next((p for p in partitions if p.get("Default") == "YES"), None)
     gpus = requested_gpus(params)
@@ -94,11 +101,14 @@ def check(params: Mapping[str, Any], partitions: list[dict[str, str]], nodes: li
             raise SlurmPrecheckError(
                 f"hydra.launcher.gpus_per_node={params.get('gpus_per_node')!r} asks for GPUs but partition "
                 f"{pname!r} has none (no gpu GRES on its nodes); use hydra/launcher=slurm_cpu, or a GPU "
-                f"partition with hydra.launcher.partition=...")
+                f"partition with hydra.launcher.partition=..."
+            )
         if gpus > have:
-            raise SlurmPrecheckError(f"hydra.launcher.gpus_per_node={gpus} but the nodes of partition {pname!r} "
-                                     f"have at most {have} GPUs; lower hydra.launcher.gpus_per_node (and "
-                                     f"trainer.devices)")
+            raise SlurmPrecheckError(
+                f"hydra.launcher.gpus_per_node={gpus} but the nodes of partition {pname!r} "
+                f"have at most {have} GPUs; lower hydra.launcher.gpus_per_node (and "
+                f"trainer.devices)"
+            )
     limit = int(config.get("MaxArraySize", "1001") or 1001)
     if env.get(MAX_ARRAY_ENV):
         limit = min(limit, int(env[MAX_ARRAY_ENV]))
@@ -129,8 +139,11 @@ def _scontrol(*args: str) -> str | None:
 
 def check_cluster(params: Mapping[str, Any]) -> int | None:
     """check() against the cluster this machine submits to; None when scontrol cannot tell."""
-    parts, nodes, config = (_scontrol("show", "partition", "-o"), _scontrol("show", "node", "-o"),
-                            _scontrol("show", "config"))
+    parts, nodes, config = (
+        _scontrol("show", "partition", "-o"),
+        _scontrol("show", "node", "-o"),
+        _scontrol("show", "config"),
+    )
     if parts is None or nodes is None or config is None:
         return None
     return check(params, parse_records(parts), parse_records(nodes), parse_config(config))

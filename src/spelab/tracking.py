@@ -93,8 +93,11 @@ def _build_wandb(cfg: DictConfig, lcfg: DictConfig, output_dir: Path, rid: str |
     if not offline:
         unreachable = _wandb_server_unreachable(float(lcfg.get("init_timeout") or 30))
         if unreachable:  # W&B would retry for minutes; log offline instead (make sync-wandb uploads later)
-            log.warning("W&B server unreachable (%s): logging offline to %s/wandb; upload later with "
-                        "`make sync-wandb`", unreachable, output_dir)
+            log.warning(
+                "W&B server unreachable (%s): logging offline to %s/wandb; upload later with `make sync-wandb`",
+                unreachable,
+                output_dir,
+            )
             offline = True
     try:
         tags = [str(t) for t in list(lcfg.get("tags") or []) + list(cfg.get("tags") or [])]
@@ -104,8 +107,9 @@ def _build_wandb(cfg: DictConfig, lcfg: DictConfig, output_dir: Path, rid: str |
             settings = dict(lcfg.pop("settings", None) or {})
             settings.setdefault("init_timeout", float(timeout))
             lcfg["settings"] = settings
-        logger = hydra.utils.instantiate(lcfg, offline=offline, id=rid or run_id(output_dir),
-                                         tags=list(dict.fromkeys(tags)))
+        logger = hydra.utils.instantiate(
+            lcfg, offline=offline, id=rid or run_id(output_dir), tags=list(dict.fromkeys(tags))
+        )
         from spelab.console import drop_unset_wandb_settings
 
         drop_unset_wandb_settings(logger)  # before the run starts: W&B warns about unset settings
@@ -116,8 +120,11 @@ def _build_wandb(cfg: DictConfig, lcfg: DictConfig, output_dir: Path, rid: str |
         experiment.define_metric("test/*", summary="last")
         return logger
     except Exception as err:  # W&B is optional: never lose a run because of it
-        log.warning("W&B logging disabled (%s: %s); metrics still go to the CSV logger and results.json",
-                    type(err).__name__, err)
+        log.warning(
+            "W&B logging disabled (%s: %s); metrics still go to the CSV logger and results.json",
+            type(err).__name__,
+            err,
+        )
         return None
 
 

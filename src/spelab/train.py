@@ -20,8 +20,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from spelab.compat import UnsupportedPairError
 from spelab.nn.kernels import set_kernel_mode
-from spelab.reliability import (AtomicCheckpointIO, ConfigStamp, FiniteLossGuard, check_checkpoint_compatible,
-                                check_output_dir, remove_stale_temp_files, save_run_metadata, wandb_metadata)
+from spelab.reliability import (
+    AtomicCheckpointIO,
+    ConfigStamp,
+    FiniteLossGuard,
+    check_checkpoint_compatible,
+    check_output_dir,
+    remove_stale_temp_files,
+    save_run_metadata,
+    wandb_metadata,
+)
 from spelab.reliability.output_dir import disk_error_as_output_dir_error
 from spelab.reliability.ckpt_fallback import pick_resume_checkpoint
 from spelab.reliability.resume_state import RngStateCallback
@@ -35,8 +43,10 @@ from spelab.progress import setup_progress
 log = logging.getLogger(__name__)
 
 KINDS = ("classification", "lm")
-TASK_CLASSES = {"classification": "spelab.tasks.classification.ClassificationTask",
-                "lm": "spelab.tasks.language_model.LanguageModelTask"}
+TASK_CLASSES = {
+    "classification": "spelab.tasks.classification.ClassificationTask",
+    "lm": "spelab.tasks.language_model.LanguageModelTask",
+}
 
 
 class StopAtStep(pl.Callback):
@@ -119,8 +129,9 @@ def build_module(cfg: DictConfig, dm: Any) -> pl.LightningModule:
 
 
 def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
-    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()
-                 if c is not None and "_target_" in c]
+    callbacks = [
+        hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None and "_target_" in c
+    ]
     if cfg.get("fail_at_step"):
         callbacks.append(StopAtStep(int(cfg.fail_at_step)))
     return callbacks
@@ -147,13 +158,23 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if prior and prior.get("status") == "done" and not cfg.get("force", False):
         if (output_dir / "checkpoints" / "last.ckpt").is_file():  # never report another config's results
             check_checkpoint_compatible(output_dir / "checkpoints" / "last.ckpt", cfg)
-        print(f"[spelab] already done, skipping: {output_dir / 'results.json'} "
-              f"({_summary(prior.get('metrics', {}))}). Add force=true to run it again.")
+        print(
+            f"[spelab] already done, skipping: {output_dir / 'results.json'} "
+            f"({_summary(prior.get('metrics', {}))}). Add force=true to run it again."
+        )
         return prior
     results: dict[str, Any] = {
-        "status": "failed", "task": cfg.task.get("name"), "attention": _choice(cfg, "attention"),
-        "pos_enc": _choice(cfg, "pos_enc"), "seed": cfg.get("seed"), "sweep_name": cfg.get("sweep_name"),
-        "metrics": {}, "params": None, "wall_time_s": None, "output_dir": str(output_dir), "error": None,
+        "status": "failed",
+        "task": cfg.task.get("name"),
+        "attention": _choice(cfg, "attention"),
+        "pos_enc": _choice(cfg, "pos_enc"),
+        "seed": cfg.get("seed"),
+        "sweep_name": cfg.get("sweep_name"),
+        "metrics": {},
+        "params": None,
+        "wall_time_s": None,
+        "output_dir": str(output_dir),
+        "error": None,
     }
     loggers: list = []
     failed = True
@@ -181,14 +202,24 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         results["data"] = dm.info()
         module = build_module(cfg, dm)
         results["params"] = module.num_parameters()
-        callbacks = build_callbacks(cfg) + [FiniteLossGuard(), ConfigStamp(cfg), RngStateCallback(),
-                                            GracefulStop(last, output_dir, cfg.get("pause_at_steps"))]
+        callbacks = build_callbacks(cfg) + [
+            FiniteLossGuard(),
+            ConfigStamp(cfg),
+            RngStateCallback(),
+            GracefulStop(last, output_dir, cfg.get("pause_at_steps")),
+        ]
         callbacks, progress_kwargs = setup_progress(callbacks, cfg)  # a bar on a terminal, lines elsewhere
         wandb_id = run_id(output_dir) + (f"-{int(start)}" if fresh else "")
         loggers = build_loggers(cfg, output_dir, wandb_id)
         hparams = OmegaConf.to_container(cfg, resolve=True)
-        hparams.update({"cell/task": results["task"], "cell/attention": results["attention"],
-                        "cell/pos_enc": results["pos_enc"], "model/params/total": results["params"]})
+        hparams.update(
+            {
+                "cell/task": results["task"],
+                "cell/attention": results["attention"],
+                "cell/pos_enc": results["pos_enc"],
+                "model/params/total": results["params"],
+            }
+        )
         for logger in loggers:
             if type(logger).__name__ != "WandbLogger":  # W&B got the config at start-up
                 logger.log_hyperparams(hparams)
@@ -198,9 +229,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         plugins: list = [AtomicCheckpointIO()]
         if SLURMEnvironment.detect():  # submitit owns requeueing; Lightning's own would fight it
             plugins.append(SLURMEnvironment(auto_requeue=False))
-        trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                                      precision=resolve_precision(cfg), plugins=plugins,
-                                                      **progress_kwargs)
+        trainer: pl.Trainer = hydra.utils.instantiate(
+            cfg.trainer,
+            callbacks=callbacks,
+            logger=loggers or False,
+            precision=resolve_precision(cfg),
+            plugins=plugins,
+            **progress_kwargs,
+        )
         say_resume(ckpt_path, last)
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
         if trainer.interrupted:
@@ -209,8 +245,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             trainer.save_checkpoint(last)  # the final state, whatever the checkpoint cadence
         metrics = _metrics(trainer)
         best = _best_checkpoint(callbacks) if cfg.get("test_ckpt", "best") == "best" else None
-        test_out = trainer.test(module, datamodule=dm, ckpt_path=best, weights_only=False) if best else \
-            trainer.test(module, datamodule=dm)
+        test_out = (
+            trainer.test(module, datamodule=dm, ckpt_path=best, weights_only=False)
+            if best
+            else trainer.test(module, datamodule=dm)
+        )
         metrics.update({k: float(v) for k, v in (test_out[0] if test_out else {}).items()})
         metrics["global_step"] = int(trainer.global_step)
         results["metrics"] = metrics
@@ -245,8 +284,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if write_error is not None and not failed:  # finished, but the record is not on disk: fail, saying why
             raise disk_error_as_output_dir_error(write_error, output_dir) or write_error
     if rank_zero_only.rank == 0:
-        print(f"[spelab] {results['task']} {results['attention']}-{results['pos_enc']} seed {results['seed']}: "
-              f"{_summary(results['metrics'])}; results in {output_dir / 'results.json'}")
+        print(
+            f"[spelab] {results['task']} {results['attention']}-{results['pos_enc']} seed {results['seed']}: "
+            f"{_summary(results['metrics'])}; results in {output_dir / 'results.json'}"
+        )
     return results
 
 

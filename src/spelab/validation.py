@@ -47,49 +47,91 @@ SEED = Rule("an integer in [0, 2**32 - 1]", lambda v: _is_int(v) and 0 <= v < 2*
 BOOL = Rule("true or false", lambda v: isinstance(v, bool))
 MODE = Rule("'min' or 'max'", lambda v: v in ("min", "max"))
 FEATURE_MAP = Rule("'elu' or 'relu'", lambda v: v in ("elu", "relu"))
-REDRAW = Rule("'step', 'never' or a positive integer (steps between redraws)",
-              lambda v: v in ("step", "never") or (_is_int(v) and v >= 1))
-LIMIT_BATCHES = Rule("an integer >= 0 (batches) or a fraction in [0, 1]",
-                     lambda v: (_is_int(v) and v >= 0) or (isinstance(v, float) and 0 <= v <= 1))
-VAL_INTERVAL = Rule("a positive integer (batches) or a fraction in (0, 1]",
-                    lambda v: (_is_int(v) and v >= 1) or (isinstance(v, float) and 0 < v <= 1))
-BETAS = Rule("two numbers in [0, 1)", lambda v: isinstance(v, (list, tuple)) and len(v) == 2
-             and all(_is_num(b) and 0 <= b < 1 for b in v))
+REDRAW = Rule(
+    "'step', 'never' or a positive integer (steps between redraws)",
+    lambda v: v in ("step", "never") or (_is_int(v) and v >= 1),
+)
+LIMIT_BATCHES = Rule(
+    "an integer >= 0 (batches) or a fraction in [0, 1]",
+    lambda v: (_is_int(v) and v >= 0) or (isinstance(v, float) and 0 <= v <= 1),
+)
+VAL_INTERVAL = Rule(
+    "a positive integer (batches) or a fraction in (0, 1]",
+    lambda v: (_is_int(v) and v >= 1) or (isinstance(v, float) and 0 < v <= 1),
+)
+BETAS = Rule(
+    "two numbers in [0, 1)",
+    lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_num(b) and 0 <= b < 1 for b in v),
+)
 
 # exact key names; None values are always allowed (they mean "default" / "off")
 EXACT: dict[str, Rule] = {
     "seed": SEED,
     # model sizes
-    "d_model": POSITIVE_INT, "num_layers": POSITIVE_INT, "num_heads": POSITIVE_INT, "ff_dim": POSITIVE_INT,
-    "head_dim": POSITIVE_INT, "max_len": POSITIVE_INT, "vocab_size": POSITIVE_INT,
+    "d_model": POSITIVE_INT,
+    "num_layers": POSITIVE_INT,
+    "num_heads": POSITIVE_INT,
+    "ff_dim": POSITIVE_INT,
+    "head_dim": POSITIVE_INT,
+    "max_len": POSITIVE_INT,
+    "vocab_size": POSITIVE_INT,
     # attention backends / positional schemes
-    "num_features": POSITIVE_INT, "num_realizations": POSITIVE_INT, "num_sines": POSITIVE_INT,
-    "kernel_size": POSITIVE_INT, "feature_map": FEATURE_MAP, "redraw": REDRAW, "gated": BOOL,
-    "causal": BOOL, "share_code": BOOL,
+    "num_features": POSITIVE_INT,
+    "num_realizations": POSITIVE_INT,
+    "num_sines": POSITIVE_INT,
+    "kernel_size": POSITIVE_INT,
+    "feature_map": FEATURE_MAP,
+    "redraw": REDRAW,
+    "gated": BOOL,
+    "causal": BOOL,
+    "share_code": BOOL,
     # data
-    "batch_size": POSITIVE_INT, "eval_batch_size": POSITIVE_INT, "num_workers": NONNEG_INT,
-    "max_length": POSITIVE_INT, "min_length": POSITIVE_INT, "num_classes": NONNEG_INT,
-    "max_depth": POSITIVE_INT, "max_args": POSITIVE_INT,
+    "batch_size": POSITIVE_INT,
+    "eval_batch_size": POSITIVE_INT,
+    "num_workers": NONNEG_INT,
+    "max_length": POSITIVE_INT,
+    "min_length": POSITIVE_INT,
+    "num_classes": NONNEG_INT,
+    "max_depth": POSITIVE_INT,
+    "max_args": POSITIVE_INT,
     # optimisation
-    "lr": POSITIVE_NUM, "learning_rate": POSITIVE_NUM, "weight_decay": NONNEG_NUM, "eps": POSITIVE_NUM,
-    "betas": BETAS, "warmup_steps": NONNEG_INT, "gradient_clip_val": NONNEG_NUM,
+    "lr": POSITIVE_NUM,
+    "learning_rate": POSITIVE_NUM,
+    "weight_decay": NONNEG_NUM,
+    "eps": POSITIVE_NUM,
+    "betas": BETAS,
+    "warmup_steps": NONNEG_INT,
+    "gradient_clip_val": NONNEG_NUM,
     "accumulate_grad_batches": POSITIVE_INT,
     # trainer / checkpoints
-    "max_steps": STEPS, "max_epochs": STEPS, "min_steps": NONNEG_INT, "min_epochs": NONNEG_INT,
-    "log_every_n_steps": POSITIVE_INT, "check_val_every_n_epoch": POSITIVE_INT,
-    "val_check_interval": VAL_INTERVAL, "every_n_train_steps": NONNEG_INT, "every_n_epochs": NONNEG_INT,
-    "limit_train_batches": LIMIT_BATCHES, "limit_val_batches": LIMIT_BATCHES,
-    "limit_test_batches": LIMIT_BATCHES, "num_nodes": POSITIVE_INT,
-    "ckpt_every_n_steps": POSITIVE_INT, "test_ckpt": Rule("'best' or 'last'", lambda v: v in ("best", "last")),
-    "fail_at_step": NONNEG_INT, "force": BOOL, "resume": BOOL, "wandb_online": BOOL, "lock_wait": BOOL,
+    "max_steps": STEPS,
+    "max_epochs": STEPS,
+    "min_steps": NONNEG_INT,
+    "min_epochs": NONNEG_INT,
+    "log_every_n_steps": POSITIVE_INT,
+    "check_val_every_n_epoch": POSITIVE_INT,
+    "val_check_interval": VAL_INTERVAL,
+    "every_n_train_steps": NONNEG_INT,
+    "every_n_epochs": NONNEG_INT,
+    "limit_train_batches": LIMIT_BATCHES,
+    "limit_val_batches": LIMIT_BATCHES,
+    "limit_test_batches": LIMIT_BATCHES,
+    "num_nodes": POSITIVE_INT,
+    "ckpt_every_n_steps": POSITIVE_INT,
+    "test_ckpt": Rule("'best' or 'last'", lambda v: v in ("best", "last")),
+    "fail_at_step": NONNEG_INT,
+    "force": BOOL,
+    "resume": BOOL,
+    "wandb_online": BOOL,
+    "lock_wait": BOOL,
 }
 # name patterns, tried in order when no exact rule matches
 PATTERNS: list[tuple[re.Pattern[str], Rule]] = [
-    (re.compile(r"^(\w+_)?dropout$"), PROBABILITY),                 # dropout, attn_dropout, ...
-    (re.compile(r"^(\w+_)?prob$"), PROB_CLOSED),                    # feat_redraw_prob, ...
+    (re.compile(r"^(\w+_)?dropout$"), PROBABILITY),  # dropout, attn_dropout, ...
+    (re.compile(r"^(\w+_)?prob$"), PROB_CLOSED),  # feat_redraw_prob, ...
     (re.compile(r"^num_(train|examples|samples)\w*$"), POSITIVE_INT),
-    (re.compile(r"^num_(val|test)\w*$"), NONNEG_INT),               # 0 = no such split
-    (re.compile(r"^\w+_(size|dim|length|len)$"), POSITIVE_INT),     # image_size, emb_dim, seq_length
+    (re.compile(r"^num_(val|test)\w*$"), NONNEG_INT),  # 0 = no such split
+    (re.compile(r"^\w+_(size|dim|length|len)$"), POSITIVE_INT),  # image_size, emb_dim, seq_length
 ]
 # subtrees whose keys belong to other tools (their own names, their own meanings)
 SKIP_SUBTREES = ("hydra", "logger")
@@ -174,8 +216,15 @@ def _find(cfg: Mapping, subtree: str, name: str) -> list[tuple[str, Any]]:
 def pos_enc_kind(cfg: Mapping) -> str | None:
     """The positional scheme's kind from `model.pos_enc._target_` (learned, sinusoidal, rope, sinespe, ...)."""
     target = str(_get(cfg, "model.pos_enc._target_") or "").rsplit(".", 1)[-1].lower()
-    for kind, needle in (("learned", "learned"), ("sinusoidal", "sinusoidal"), ("rope", "rotary"),
-                         ("rope", "rope"), ("sinespe", "sinespe"), ("convspe", "convspe"), ("none", "nopos")):
+    for kind, needle in (
+        ("learned", "learned"),
+        ("sinusoidal", "sinusoidal"),
+        ("rope", "rotary"),
+        ("rope", "rope"),
+        ("sinespe", "sinespe"),
+        ("convspe", "convspe"),
+        ("none", "nopos"),
+    ):
         if needle in target:
             return kind
     return None
@@ -199,13 +248,19 @@ def _combinations(cfg: Mapping) -> Iterator[ConfigError]:
     yield from pair_problems(cfg)
     kind = pos_enc_kind(cfg)
     if kind == "rope" and head_dim is not None and head_dim % 2:
-        yield ConfigError("model.num_heads", num_heads,
-                          f"a value giving an even head_dim = d_model/num_heads with pos_enc=rope "
-                          f"(rope rotates pairs of channels); now head_dim = {d_model}/{num_heads} = {head_dim}")
+        yield ConfigError(
+            "model.num_heads",
+            num_heads,
+            f"a value giving an even head_dim = d_model/num_heads with pos_enc=rope "
+            f"(rope rotates pairs of channels); now head_dim = {d_model}/{num_heads} = {head_dim}",
+        )
     if str(_get(cfg, "model.pos_enc._target_") or "").endswith("RoPE2D") and head_dim is not None and head_dim % 4:
-        yield ConfigError("model.num_heads", num_heads,
-                          f"a value giving head_dim = d_model/num_heads divisible by 4 with pos_enc=rope2d (pairs "
-                          f"of channels on two axes); now head_dim = {d_model}/{num_heads} = {head_dim}")
+        yield ConfigError(
+            "model.num_heads",
+            num_heads,
+            f"a value giving head_dim = d_model/num_heads divisible by 4 with pos_enc=rope2d (pairs "
+            f"of channels on two axes); now head_dim = {d_model}/{num_heads} = {head_dim}",
+        )
     max_len = model.get("max_len")
     if kind in ("learned", "sinusoidal") and _is_int(max_len) and max_len > 0:
         # absolute tables have max_len rows: longer task sequences would index past them
@@ -213,8 +268,11 @@ def _combinations(cfg: Mapping) -> Iterator[ConfigError]:
         for key in ("task.max_length", "task.datamodule.max_length"):
             length = _get(cfg, key)
             if _is_int(length) and length > max_len:
-                yield ConfigError("model.max_len", max_len,
-                                  f">= {key}={length} with pos_enc={kind} (an absolute table of max_len positions)")
+                yield ConfigError(
+                    "model.max_len",
+                    max_len,
+                    f">= {key}={length} with pos_enc={kind} (an absolute table of max_len positions)",
+                )
     # any node with both bounds: the lower one cannot exceed the upper one
     for path, _, node in [("", "", cfg), *_walk(cfg)]:
         if isinstance(node, Mapping) and not path.startswith(SKIP_SUBTREES):

@@ -11,10 +11,20 @@ import numpy as np
 from PIL import Image
 
 # (id, rating, text): quotes, a tab-free text with non-ASCII, CRLF line ends as in the real file
-POSITIVE = ["A gorgeous, witty film.", "Smart and \"funny\" — a delight.", "Warm, moving and beautifully acted.",
-            "The best comedy of the year.", "Clever script, great cast."]
-NEGATIVE = ["A dull, lifeless mess.", "Tedious and 'clever' only in its own eyes.", "Nothing works here.",
-            "Badly written and worse acted.", "A boring, pointless sequel."]
+POSITIVE = [
+    "A gorgeous, witty film.",
+    'Smart and "funny" — a delight.',
+    "Warm, moving and beautifully acted.",
+    "The best comedy of the year.",
+    "Clever script, great cast.",
+]
+NEGATIVE = [
+    "A dull, lifeless mess.",
+    "Tedious and 'clever' only in its own eyes.",
+    "Nothing works here.",
+    "Badly written and worse acted.",
+    "A boring, pointless sequel.",
+]
 
 
 def snippet_rows(n: int = 60) -> list[tuple[int, float, str]]:
@@ -104,8 +114,11 @@ def write_pathfinder_fixture(split_dir: Path, n: int = 10, size: int = 32, seed:
         Image.fromarray(img, mode="L").save(img_dir / f"sample_{i}.png")
         good[f"imgs/0/sample_{i}.png"] = (img, label)
         lines.append(f"imgs/0 sample_{i}.png {i} {label} 1.0 14 4 2 0.5 1 1")
-    (img_dir / f"sample_{n}.png").write_bytes(b"")                    # empty file
+    (img_dir / f"sample_{n}.png").write_bytes(b"")  # empty file
     (img_dir / f"sample_{n + 1}.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")  # corrupt
-    lines += [f"imgs/0 sample_{n}.png {n} 1 1.0 14 4 2 0.5 1 1", f"imgs/0 sample_{n + 1}.png {n + 1} 0 1.0 14 4 2 0.5 1 1"]
+    lines += [
+        f"imgs/0 sample_{n}.png {n} 1 1.0 14 4 2 0.5 1 1",
+        f"imgs/0 sample_{n + 1}.png {n + 1} 0 1.0 14 4 2 0.5 1 1",
+    ]
     (split_dir / "metadata" / "0.npy").write_text("\n".join(lines) + "\n")
     return good

@@ -29,14 +29,17 @@ def test_values_to_ids_shifts_pixels():
     assert values_to_ids(np.zeros(3, dtype=np.uint8)).dtype == torch.long
 
 
-@pytest.mark.parametrize("rgb,gray", [
-    ((255, 255, 255), 255),   # 0.9999 * 255.5 = 255.47 (floor(w.rgb) would say 254)
-    ((100, 150, 200), 141),   # (29.89 + 88.05 + 22.8) / 255 * 255.5 = 141.016 (floor(w.rgb) = 140)
-    ((255, 0, 0), 76),        # 0.2989 * 255.5 = 76.37
-    ((0, 255, 0), 149),       # 0.5870 * 255.5 = 149.98
-    ((0, 0, 255), 29),        # 0.1140 * 255.5 = 29.13
-    ((0, 0, 0), 0),
-])
+@pytest.mark.parametrize(
+    "rgb,gray",
+    [
+        ((255, 255, 255), 255),  # 0.9999 * 255.5 = 255.47 (floor(w.rgb) would say 254)
+        ((100, 150, 200), 141),  # (29.89 + 88.05 + 22.8) / 255 * 255.5 = 141.016 (floor(w.rgb) = 140)
+        ((255, 0, 0), 76),  # 0.2989 * 255.5 = 76.37
+        ((0, 255, 0), 149),  # 0.5870 * 255.5 = 149.98
+        ((0, 0, 255), 29),  # 0.1140 * 255.5 = 29.13
+        ((0, 0, 0), 0),
+    ],
+)
 def test_tf_grayscale_hand_computed(rgb, gray):
     assert int(tf_rgb_to_grayscale(np.array([rgb], dtype=np.uint8))[0]) == gray
 

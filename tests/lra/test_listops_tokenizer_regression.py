@@ -34,8 +34,9 @@ def _decoded(dm: ListOpsDataModule) -> list[list[str]]:
 def test_tokenizer_choice_on_upstream_rows(tmp_path: Path, legacy: bool) -> None:
     with open(FIXTURE, newline="") as f:
         sources = [row[0] for row in list(csv.reader(f, delimiter="\t"))[1:]]
-    dm = ListOpsDataModule(str(_official_dir(tmp_path)), source="official", batch_size=4, max_length=200,
-                           legacy_tokenizer=legacy)
+    dm = ListOpsDataModule(
+        str(_official_dir(tmp_path)), source="official", batch_size=4, max_length=200, legacy_tokenizer=legacy
+    )
     decoded = _decoded(dm)
     assert len(decoded) == len(sources)
     seen = {t for toks in decoded for t in toks}
@@ -43,7 +44,7 @@ def test_tokenizer_choice_on_upstream_rows(tmp_path: Path, legacy: bool) -> None
         words = [w for w in source.split() if w not in ("(", ")")]
         if legacy:  # operators lose their "[", closing "]" vanish: only operator names and digits remain
             assert toks == [w.lstrip("[") for w in words if w != "]"]
-        else:       # every operator keeps its "[", every "]" is a token (X)
+        else:  # every operator keeps its "[", every "]" is a token (X)
             assert toks == ["X" if w == "]" else w for w in words]
     assert seen == set(LEGACY_VOCAB if legacy else VOCAB)
     assert dm.vocab_size == (16 if legacy else 17)

@@ -23,13 +23,17 @@ def _read(path: Path) -> set[tuple[str, str]]:
 
 def test_fixtures_cover_several_seeds_and_the_official_bounds() -> None:
     names = {p.name for p in CASES}
-    assert {"seed0_min20_max160.tsv", "seed1_min20_max160.tsv", "seed2_min20_max160.tsv",
-            "seed0_min500_max2000.tsv"} <= names
+    assert {
+        "seed0_min20_max160.tsv",
+        "seed1_min20_max160.tsv",
+        "seed2_min20_max160.tsv",
+        "seed0_min500_max2000.tsv",
+    } <= names
 
 
 @pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
 def test_port_reproduces_every_upstream_row(path: Path) -> None:
-    seed, lo, hi = (int(part[len(tag):]) for part, tag in zip(path.stem.split("_"), ("seed", "min", "max")))
+    seed, lo, hi = (int(part[len(tag) :]) for part, tag in zip(path.stem.split("_"), ("seed", "min", "max")))
     expected = _read(path)
     got = {(src, str(tgt)) for src, tgt in gen.generate(len(expected), min_length=lo, max_length=hi, seed=seed)}
     same = len(got & expected) / len(expected)

@@ -19,8 +19,13 @@ from lra_fixtures import snippet_rows, write_fashion_mnist, write_py_corpus, wri
 from spelab.train import train
 
 TASKS = ("text", "retrieval", "image", "pathfinder", "pathx")
-FAST_CELLS = {"text": ("softmax", "sinespe"), "retrieval": ("linear", "sinusoidal"), "image": ("performer", "learned"),
-              "pathfinder": ("linear", "convspe"), "pathx": ("performer", "none")}
+FAST_CELLS = {
+    "text": ("softmax", "sinespe"),
+    "retrieval": ("linear", "sinusoidal"),
+    "image": ("performer", "learned"),
+    "pathfinder": ("linear", "convspe"),
+    "pathx": ("performer", "none"),
+}
 
 
 @pytest.fixture(scope="session")
@@ -30,10 +35,18 @@ def lra_overrides(data_dir: Path) -> dict[str, list[str]]:
     write_fashion_mnist(data_dir / "image" / "fashion-mnist", n_train=60, n_test=20)
     write_py_corpus(data_dir / "py_corpus", n=16)
     return {
-        "text": ["task.datamodule.download=false", "task.datamodule.max_length=96",
-                 "task.datamodule.doc_min_bytes=40", "task.datamodule.doc_max_bytes=120", "task.datamodule.passes=1"],
-        "retrieval": [f"task.datamodule.corpus_dir={data_dir / 'py_corpus'}", "task.datamodule.min_module_bytes=0",
-                      "task.datamodule.max_length=64"],
+        "text": [
+            "task.datamodule.download=false",
+            "task.datamodule.max_length=96",
+            "task.datamodule.doc_min_bytes=40",
+            "task.datamodule.doc_max_bytes=120",
+            "task.datamodule.passes=1",
+        ],
+        "retrieval": [
+            f"task.datamodule.corpus_dir={data_dir / 'py_corpus'}",
+            "task.datamodule.min_module_bytes=0",
+            "task.datamodule.max_length=64",
+        ],
         "image": ["task.datamodule.download=false"],
         "pathfinder": ["task.datamodule.num_images=20"],
         "pathx": ["task.datamodule.num_images=20", "task.datamodule.resolution=32", "task.datamodule.max_length=1024"],
@@ -41,8 +54,9 @@ def lra_overrides(data_dir: Path) -> dict[str, list[str]]:
 
 
 def run_cell(make_cfg, tmp_path: Path, overrides: list[str], task: str, attention: str, pos_enc: str) -> dict:
-    cfg = make_cfg(["debug=smoke", "logger=csv", f"task={task}", f"attention={attention}", f"pos_enc={pos_enc}"]
-                   + overrides[task])
+    cfg = make_cfg(
+        ["debug=smoke", "logger=csv", f"task={task}", f"attention={attention}", f"pos_enc={pos_enc}"] + overrides[task]
+    )
     train(cfg)
     res = json.loads((tmp_path / "run" / "results.json").read_text())
     assert res["status"] == "done", res.get("error")
@@ -80,10 +94,19 @@ def test_configs_compose_with_paper_experiment(make_cfg, task):
     assert cfg.task.name == task and cfg.task.datamodule.source == "official"
     assert cfg.model.max_len == cfg.task.datamodule.max_length
     if task in ("text", "retrieval", "image"):  # the SPE paper's settings (research/spe.md §3.1)
-        expected = {"text": (4, 4, 256, 1024, 8, 30000), "retrieval": (4, 4, 128, 512, 8, 15000),
-                    "image": (1, 8, 128, 128, 96, 93600)}[task]
-        got = (cfg.model.num_layers, cfg.model.num_heads, cfg.model.d_model, cfg.model.ff_dim,
-               cfg.task.datamodule.batch_size, cfg.trainer.max_steps)
+        expected = {
+            "text": (4, 4, 256, 1024, 8, 30000),
+            "retrieval": (4, 4, 128, 512, 8, 15000),
+            "image": (1, 8, 128, 128, 96, 93600),
+        }[task]
+        got = (
+            cfg.model.num_layers,
+            cfg.model.num_heads,
+            cfg.model.d_model,
+            cfg.model.ff_dim,
+            cfg.task.datamodule.batch_size,
+            cfg.trainer.max_steps,
+        )
         assert got == expected
 
 

@@ -18,11 +18,13 @@ from spelab.errors import DataError, MissingDataError
 
 # tabs separate the 5 fields; quotes are text (QUOTE_NONE); one malformed row (4 fields) is skipped
 AAN_ROWS = {
-    "train": ['1.0\tP01\tP02\tWe cite "Smith et al." here\tA paper about \'parsing\'',
-              '0.0\tP03\tP04\t"unbalanced quote\tplain text',
-              '1.0\tbroken\trow\tonly four'],
-    "eval": ['0\tP05\tP06\tshort\tlonger second document'],
-    "test": ['1.0\tP07\tP08\tx\ty'],
+    "train": [
+        "1.0\tP01\tP02\tWe cite \"Smith et al.\" here\tA paper about 'parsing'",
+        '0.0\tP03\tP04\t"unbalanced quote\tplain text',
+        "1.0\tbroken\trow\tonly four",
+    ],
+    "eval": ["0\tP05\tP06\tshort\tlonger second document"],
+    "test": ["1.0\tP07\tP08\tx\ty"],
 }
 
 
@@ -33,13 +35,15 @@ def ids(text: str, n: int | None = None) -> list[int]:
 def test_aan_reader_keeps_quotes_and_skips_bad_rows(tmp_path):
     write_aan(tmp_path, AAN_ROWS)
     rows = list(read_aan_tsv(tmp_path / "new_aan_pairs.train.tsv"))
-    assert rows == [(1, 'We cite "Smith et al." here', "A paper about 'parsing'"),
-                    (0, '"unbalanced quote', "plain text")]
+    assert rows == [
+        (1, 'We cite "Smith et al." here', "A paper about 'parsing'"),
+        (0, '"unbalanced quote', "plain text"),
+    ]
 
 
 def test_aan_reader_cuts_each_text_to_max_bytes(tmp_path):
     write_aan(tmp_path, AAN_ROWS)
-    (label, a, b), = read_aan_tsv(tmp_path / "new_aan_pairs.eval.tsv", max_text_bytes=4)
+    ((label, a, b),) = read_aan_tsv(tmp_path / "new_aan_pairs.eval.tsv", max_text_bytes=4)
     assert (label, a, b) == (0, "shor", "long")
 
 
@@ -90,7 +94,9 @@ def test_pathfinder_reader_fails_when_too_many_are_bad(tmp_path):
 
 
 def test_pathfinder_official_split_tokens_and_labels(tmp_path):
-    good = write_pathfinder_fixture(tmp_path / "lra_release" / "lra_release" / "pathfinder32" / "curv_contour_length_14", n=20)
+    good = write_pathfinder_fixture(
+        tmp_path / "lra_release" / "lra_release" / "pathfinder32" / "curv_contour_length_14", n=20
+    )
     dm = PathfinderDataModule(str(tmp_path / "home"), source="official", lra_dir=str(tmp_path))
     dm.setup()
     sizes = [len(dm.datasets[s]) for s in ("train", "val", "test")]
@@ -139,12 +145,16 @@ def test_cifar_from_a_saved_hub_schema_dataset(tmp_path):
     rng = np.random.default_rng(1)
     arrays = [rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8) for _ in range(5)]
     features = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(num_classes=10)})
-    split = lambda xs, ys: datasets.Dataset.from_dict({"img": [Image.fromarray(a) for a in xs], "label": ys},
-                                                      features=features)
+
+    def split(xs, ys):
+        return datasets.Dataset.from_dict({"img": [Image.fromarray(a) for a in xs], "label": ys}, features=features)
+
     datasets.DatasetDict({"train": split(arrays[:4], [3, 1, 4, 1]), "test": split(arrays[4:], [5])}).save_to_disk(
-        str(tmp_path / "cifar"))
-    dm = ImageDataModule(str(tmp_path / "home"), source="official", hf_dataset=str(tmp_path / "cifar"),
-                         num_train_official=3)
+        str(tmp_path / "cifar")
+    )
+    dm = ImageDataModule(
+        str(tmp_path / "home"), source="official", hf_dataset=str(tmp_path / "cifar"), num_train_official=3
+    )
     dm.setup()
     assert [len(dm.datasets[s]) for s in ("train", "val", "test")] == [3, 1, 1]
     # independent float64 formula, checked away from integer boundaries
@@ -159,8 +169,9 @@ def test_hf_offline_without_cache_fails_clearly(tmp_path, monkeypatch):
     pytest.importorskip("datasets")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    dm = TextDataModule(str(tmp_path), source="official", hf_dataset="stanfordnlp/imdb",
-                        hf_cache_dir=str(tmp_path / "empty_cache"))
+    dm = TextDataModule(
+        str(tmp_path), source="official", hf_dataset="stanfordnlp/imdb", hf_cache_dir=str(tmp_path / "empty_cache")
+    )
     with pytest.raises(MissingDataError) as err:
         dm.setup()
     msg = str(err.value)
@@ -169,7 +180,9 @@ def test_hf_offline_without_cache_fails_clearly(tmp_path, monkeypatch):
 
 def test_hf_saved_dataset_without_required_column(tmp_path):
     datasets = pytest.importorskip("datasets")
-    dd = datasets.DatasetDict({s: datasets.Dataset.from_dict({"review": ["x"], "label": [0]}) for s in ("train", "test")})
+    dd = datasets.DatasetDict(
+        {s: datasets.Dataset.from_dict({"review": ["x"], "label": [0]}) for s in ("train", "test")}
+    )
     dd.save_to_disk(str(tmp_path / "bad"))
     with pytest.raises(DataError, match="lacks column"):
         TextDataModule(str(tmp_path / "h"), source="official", hf_dataset=str(tmp_path / "bad")).setup()

@@ -35,8 +35,9 @@ def test_vader_missing_without_download_says_how_to_get_it(tmp_path):
 def test_text_offline_documents_are_same_label_and_split_by_snippet(tmp_path):
     rows = snippet_rows(60)
     write_vader_sdist(tmp_path, rows)
-    dm = TextDataModule(str(tmp_path), source="offline", max_length=4000, doc_min_bytes=60, doc_max_bytes=120,
-                        passes=1, download=False)
+    dm = TextDataModule(
+        str(tmp_path), source="offline", max_length=4000, doc_min_bytes=60, doc_max_bytes=120, passes=1, download=False
+    )
     dm.setup()
     assert dm.substitute is True and "SUBSTITUTE" in dm.description and "not LRA" in dm.description
     label_of = {t: int(r > 0) for _, r, t in rows if r != 0}
@@ -52,8 +53,9 @@ def test_text_offline_documents_are_same_label_and_split_by_snippet(tmp_path):
             for t in parts:
                 assert label_of[t] == label and split_of[t] == split
                 used[t] = split
-    assert "A neutral sentence." not in " ".join(decode(dm.datasets[s][k]) for s in ("train",)
-                                                 for k in range(len(dm.datasets[s])))
+    assert "A neutral sentence." not in " ".join(
+        decode(dm.datasets[s][k]) for s in ("train",) for k in range(len(dm.datasets[s]))
+    )
     assert set(used.values()) == {"train", "val", "test"}
 
 
@@ -87,7 +89,9 @@ def test_fashion_mnist_missing_names_both_places(tmp_path, monkeypatch):
     monkeypatch.setattr(fm, "SYSTEM_DIR", tmp_path / "no_system_copy")
     with pytest.raises(MissingDataError) as err:
         ImageDataModule(str(tmp_path), source="offline", download=False).setup()
-    assert str(tmp_path / "fashion-mnist") in str(err.value) and "apt-get install dataset-fashion-mnist" in str(err.value)
+    assert str(tmp_path / "fashion-mnist") in str(err.value) and "apt-get install dataset-fashion-mnist" in str(
+        err.value
+    )
 
 
 def test_image_rejects_other_lengths(tmp_path):
@@ -118,8 +122,9 @@ def test_link_pairs_are_import_edges_and_balanced(tmp_path):
 
 def test_retrieval_offline_on_a_module_tree(tmp_path):
     write_py_corpus(tmp_path / "corpus", n=16)
-    dm = RetrievalDataModule(str(tmp_path / "home"), source="offline", corpus_dir=str(tmp_path / "corpus"),
-                             min_module_bytes=0, max_length=64)
+    dm = RetrievalDataModule(
+        str(tmp_path / "home"), source="offline", corpus_dir=str(tmp_path / "corpus"), min_module_bytes=0, max_length=64
+    )
     dm.setup()
     assert sum(len(dm.datasets[s]) for s in ("train", "val", "test")) == 2 * 34
     item = dm.datasets["train"][0]

@@ -32,9 +32,14 @@ def compose(overrides: list[str], output_dir: Path | None = None):
 
 def smoke_overrides(cache: Path, attention: str = "linear", pos_enc: str = "sinespe", length: int = 32) -> list[str]:
     return [
-        "task=music", "debug=smoke", f"attention={attention}", f"pos_enc={pos_enc}",
-        f"task.datamodule.max_pieces={SMOKE_PIECES}", f"task.datamodule.data_dir={cache}",
-        f"task.datamodule.max_length={length}", f"model.max_len={4 * length + 8}",
+        "task=music",
+        "debug=smoke",
+        f"attention={attention}",
+        f"pos_enc={pos_enc}",
+        f"task.datamodule.max_pieces={SMOKE_PIECES}",
+        f"task.datamodule.data_dir={cache}",
+        f"task.datamodule.max_length={length}",
+        f"model.max_len={4 * length + 8}",
         "model.pos_enc.num_realizations=8" if pos_enc in ("sinespe", "convspe") else "seed=0",
         "model.pos_enc.kernel_size=8" if pos_enc == "convspe" else "seed=0",
     ]

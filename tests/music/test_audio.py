@@ -13,8 +13,9 @@ import symusic
 from spelab.music import audio
 
 REASON = audio.why_unavailable()
-needs_audio = pytest.mark.skipif(REASON is not None and os.environ.get("SPELAB_REQUIRE_AUDIO") != "1",
-                                 reason=f"FluidSynth unavailable: {REASON}")
+needs_audio = pytest.mark.skipif(
+    REASON is not None and os.environ.get("SPELAB_REQUIRE_AUDIO") != "1", reason=f"FluidSynth unavailable: {REASON}"
+)
 
 
 def two_notes(path):
@@ -35,8 +36,8 @@ def test_render_a_short_midi_to_wav_and_flac(tmp_path):
         assert w.getframerate() == 22050 and w.getnchannels() == 2
         seconds = w.getnframes() / w.getframerate()
         frames = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
-    assert 0.9 <= seconds <= 5.0           # two beats at 120 bpm, plus the release
-    assert np.abs(frames).max() > 1000     # not silence
+    assert 0.9 <= seconds <= 5.0  # two beats at 120 bpm, plus the release
+    assert np.abs(frames).max() > 1000  # not silence
     flac = audio.render(midi, tmp_path / "a.flac", sample_rate=22050)
     assert flac.read_bytes()[:4] == b"fLaC"
 

@@ -12,8 +12,9 @@ from music_helpers import SMOKE_PIECES
 
 @pytest.fixture(scope="module")
 def dm(music_cache):
-    return ChoralesDataModule(max_pieces=SMOKE_PIECES, max_length=32, data_dir=str(music_cache), batch_size=4,
-                              windows_per_piece=2)
+    return ChoralesDataModule(
+        max_pieces=SMOKE_PIECES, max_length=32, data_dir=str(music_cache), batch_size=4, windows_per_piece=2
+    )
 
 
 def test_contract_attributes_before_setup(music_cache):
@@ -52,7 +53,7 @@ def test_training_windows_are_transposed_slices(dm):
         unpitched = np.array([-1 if i in pitch else i for i in window])
         found = False
         for start in range(len(piece) - len(window) + 1):
-            ref = piece[start:start + len(window)]
+            ref = piece[start : start + len(window)]
             if np.array_equal(unpitched, [-1 if i in pitch else i for i in ref]):
                 diffs = {pitch[a] - pitch[b] for a, b in zip(window, ref) if a in pitch}
                 if len(diffs) <= 1:

@@ -46,10 +46,18 @@ def test_evaluate_writes_nll_beyond_the_training_length(ckpt, tmp_path):
 def test_per_position_nll_matches_a_piece_by_piece_computation():
     """Batched, padded evaluation == each piece alone with a hand-written log-softmax (float64)."""
     from spelab.tasks.language_model import LanguageModelTask
-    model = {"_target_": "spelab.nn.Transformer", "d_model": 8, "num_layers": 1, "num_heads": 2, "ff_dim": 16,
-             "dropout": 0.0, "max_len": 32, "pos_enc": {"_target_": "spelab.nn.SinusoidalPositionalEncoding",
-                                                        "_partial_": True},
-             "attention": {"_target_": "spelab.nn.LinearAttention", "_partial_": True}}
+
+    model = {
+        "_target_": "spelab.nn.Transformer",
+        "d_model": 8,
+        "num_layers": 1,
+        "num_heads": 2,
+        "ff_dim": 16,
+        "dropout": 0.0,
+        "max_len": 32,
+        "pos_enc": {"_target_": "spelab.nn.SinusoidalPositionalEncoding", "_partial_": True},
+        "attention": {"_target_": "spelab.nn.LinearAttention", "_partial_": True},
+    }
     torch.manual_seed(0)
     task = LanguageModelTask(model, vocab_size=50).double().eval()
     seqs = [torch.randint(1, 50, (n,)) for n in (20, 9, 14)]
@@ -70,15 +78,25 @@ def test_per_position_nll_matches_a_piece_by_piece_computation():
 
 def test_sweep_dir_draws_all_runs_on_one_figure(ckpt, tmp_path):
     out = tmp_path / "eval"
-    summary = ev.main([f"sweep_dir={ckpt.parent.parent.parent}", f"max_length={2 * TRAIN_LEN}",
-                       f"output_dir={out}", "wandb=false"])
+    summary = ev.main(
+        [f"sweep_dir={ckpt.parent.parent.parent}", f"max_length={2 * TRAIN_LEN}", f"output_dir={out}", "wandb=false"]
+    )
     assert len(summary["runs"]) == 1 and (out / ev.FIGURE_PNG).is_file()
 
 
 def test_generate_writes_midi_with_notes(ckpt, tmp_path):
     out = tmp_path / "gen"
-    paths = gen.main([f"ckpt={ckpt}", "num_tokens=48", f"output_dir={out}", "num_samples=2", "prompt_piece=0",
-                      "prompt_tokens=24", "wandb=false"])
+    paths = gen.main(
+        [
+            f"ckpt={ckpt}",
+            "num_tokens=48",
+            f"output_dir={out}",
+            "num_samples=2",
+            "prompt_piece=0",
+            "prompt_tokens=24",
+            "wandb=false",
+        ]
+    )
     assert len(paths) == 2
     for p in paths:
         midi = mido.MidiFile(p)  # an independent reader
@@ -108,13 +126,16 @@ def test_generate_from_a_barely_trained_model_gives_notes_in_time_order(ckpt, tm
 AUDIO_REASON = __import__("spelab.music.audio", fromlist=["why_unavailable"]).why_unavailable()
 
 
-@pytest.mark.skipif(AUDIO_REASON is not None and __import__("os").environ.get("SPELAB_REQUIRE_AUDIO") != "1",
-                    reason=f"FluidSynth unavailable: {AUDIO_REASON}")
+@pytest.mark.skipif(
+    AUDIO_REASON is not None and __import__("os").environ.get("SPELAB_REQUIRE_AUDIO") != "1",
+    reason=f"FluidSynth unavailable: {AUDIO_REASON}",
+)
 @pytest.mark.slow  # W&B's offline start takes ~15 s
 def test_generate_audio_writes_flac_and_a_piano_roll_beside_each_midi(ckpt, tmp_path):
     out = tmp_path / "gen"
-    paths = gen.main([f"ckpt={ckpt}", "num_tokens=32", f"output_dir={out}", "audio=true", "audio_format=flac",
-                      "wandb=true"])
+    paths = gen.main(
+        [f"ckpt={ckpt}", "num_tokens=32", f"output_dir={out}", "audio=true", "audio_format=flac", "wandb=true"]
+    )
     assert paths[0].with_suffix(".flac").read_bytes()[:4] == b"fLaC"
     assert paths[0].with_suffix(".png").stat().st_size > 1000
     media = list(out.glob("wandb/offline-run-*/files/media/*/generate/*"))  # W&B got the audio and the image
@@ -144,16 +165,32 @@ def test_aggregate_seeds_mean_and_std_per_bin():
 
     def run(label, seed, nlls, cfg="-abc"):
         bins = [{"start": 8 * k, "end": 8 * k + 8, "nll": v} for k, v in enumerate(nlls)]
-        return {"label": label, "train_length": 8, "seed": seed, "config_id": cfg, "bins": bins, "task": "music",
-                "eval_length": 8 * len(nlls), "nll_within": nlls[0], "nll_beyond": nlls[-1], "test_nll": 1.0 + seed}
-    runs = [run("a", 0, [1.0, 2.0]), run("a", 1, [2.0, None]), run("a", 2, [3.0, 4.0]), run("b", 0, [1.0, 1.5]),
-            run("a", 0, [9.0, 9.0], cfg="-other")]
+        return {
+            "label": label,
+            "train_length": 8,
+            "seed": seed,
+            "config_id": cfg,
+            "bins": bins,
+            "task": "music",
+            "eval_length": 8 * len(nlls),
+            "nll_within": nlls[0],
+            "nll_beyond": nlls[-1],
+            "test_nll": 1.0 + seed,
+        }
+
+    runs = [
+        run("a", 0, [1.0, 2.0]),
+        run("a", 1, [2.0, None]),
+        run("a", 2, [3.0, 4.0]),
+        run("b", 0, [1.0, 1.5]),
+        run("a", 0, [9.0, 9.0], cfg="-other"),
+    ]
     groups = {(g["label"], g["n"]): g for g in aggregate_seeds(runs)}
     a = groups[("a", 3)]
     assert a["seeds"] == [0, 1, 2] and a["bins"][0]["mean"] == 2.0 and a["bins"][0]["std"] == pytest.approx(1.0)
     assert a["bins"][1]["mean"] == 3.0 and a["bins"][1]["std"] == pytest.approx(np.std([2.0, 4.0], ddof=1))
     assert a["test_nll_mean"] == 2.0 and a["gap_mean"] == 1.0  # seed 1 has no beyond value: skipped
-    assert groups[("b", 1)]["bins"][1]["std"] == 0.0 and ("a", 1) in groups   # another configuration
+    assert groups[("b", 1)]["bins"][1]["std"] == 0.0 and ("a", 1) in groups  # another configuration
     assert "| a | 3 | 2.0000 ± 1.0000 |" in table_markdown(aggregate_seeds(runs))
 
 
@@ -162,6 +199,7 @@ def test_sweep_dir_with_several_seeds_is_aggregated(ckpt, tmp_path):
     import shutil
 
     from omegaconf import OmegaConf
+
     sweep = tmp_path / "sweep"
     for seed in (0, 1):
         run = sweep / "music" / "linear-sinespe" / f"seed{seed}-abc"

@@ -15,20 +15,24 @@ from spelab.tasks.language_model import LanguageModelTask
 
 def chorale_vocab():
     from spelab.data.music.remi import make_remi_tokenizer
+
     tok = make_remi_tokenizer()
     inverse = {i: t for t, i in tok.vocab.items()}
     return [inverse[i] for i in range(len(inverse))], lambda ids: __import__(
-        "spelab.data.music.remi", fromlist=["ids_to_score"]).ids_to_score(tok, ids)
+        "spelab.data.music.remi", fromlist=["ids_to_score"]
+    ).ids_to_score(tok, ids)
 
 
 def pop_vocab():
     from spelab.data.music.pop_piano import remi_events_to_score, spec_events
+
     vocab = ["PAD_None"] + spec_events()
     return vocab, lambda ids: remi_events_to_score([vocab[i] for i in ids if i > 0])
 
 
 def groove_vocab():
     from spelab.data.music.groove import make_groove_tokenizer
+
     tok = make_groove_tokenizer()
     inverse = {i: t for t, i in tok.vocab.items()}
     return [inverse[i] for i in range(len(inverse))], lambda ids: tok.decode([i for i in ids if i >= 3])
@@ -96,8 +100,9 @@ def test_remi_positions_never_go_back_and_stay_in_the_bar():
     vocab, _ = chorale_vocab()
     g = RemiGrammar(vocab)
     idx = {t: i for i, t in enumerate(vocab)}
-    st = replay(g, [idx[t] for t in ["Bar_None", "TimeSig_3/4", "Position_5", "Pitch_60", "Velocity_63",
-                                     "Duration_1.0.4"]])
+    st = replay(
+        g, [idx[t] for t in ["Bar_None", "TimeSig_3/4", "Position_5", "Pitch_60", "Velocity_63", "Duration_1.0.4"]]
+    )
     allowed = {vocab[i] for i in np.flatnonzero(g.allowed(st))}
     positions = {int(t.split("_")[1]) for t in allowed if t.startswith("Position_")}
     assert positions == set(range(5, 12))  # 3/4 at 4 positions per beat: 12 positions, from 5 on
@@ -114,13 +119,18 @@ def test_midilike_releases_only_sounding_notes_and_finish_closes_them():
     st = replay(g, [idx[t] for t in ["Program_33", "NoteOn_40", "Velocity_95", "TimeShift_0.3.12", "Program_33"]])
     allowed = {vocab[i] for i in np.flatnonzero(g.allowed(st))}
     assert {t for t in allowed if t.startswith("NoteOff")} == {"NoteOff_40"} and "NoteOn_40" not in allowed
-    assert [vocab[i] for i in g.finish(replay(g, [idx["Program_-1"], idx["DrumOn_36"]]))] == \
-        ["Velocity_79", "TimeShift_0.1.12", "Program_-1", "DrumOff_36"]
+    assert [vocab[i] for i in g.finish(replay(g, [idx["Program_-1"], idx["DrumOn_36"]]))] == [
+        "Velocity_79",
+        "TimeShift_0.1.12",
+        "Program_-1",
+        "DrumOff_36",
+    ]
 
 
 def test_real_chorales_follow_the_grammar(music_cache):
     """The grammar is not stricter than the data: every token of the smoke chorales is allowed."""
     from spelab.data.music.chorales import ChoralesDataModule
+
     dm = ChoralesDataModule(max_pieces=8, data_dir=str(music_cache), max_length=32)
     g = grammar_for(dm.vocab)
     for split in ("train", "val", "test"):
@@ -139,15 +149,24 @@ def test_filter_logits_takes_the_nucleus_among_allowed_tokens():
     assert float(logp.exp().sum()) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("attention,pos_enc", [("linear", "sinespe"), ("performer", "convspe"),
-                                               ("softmax", "rope")])
+@pytest.mark.parametrize("attention,pos_enc", [("linear", "sinespe"), ("performer", "convspe"), ("softmax", "rope")])
 @torch.no_grad()
 def test_untrained_model_samples_valid_midi(attention, pos_enc, tmp_path):
     """Recurrent O(1) steps, temperature and top-p, from a randomly initialised model."""
     from test_recurrent_decoding import ATTENTION, POS_ENC
+
     vocab, decode = chorale_vocab()
-    model = {"_target_": "spelab.nn.Transformer", "d_model": 16, "num_layers": 2, "num_heads": 2, "ff_dim": 32,
-             "dropout": 0.0, "max_len": 160, "attention": ATTENTION[attention], "pos_enc": POS_ENC[pos_enc]}
+    model = {
+        "_target_": "spelab.nn.Transformer",
+        "d_model": 16,
+        "num_layers": 2,
+        "num_heads": 2,
+        "ff_dim": 32,
+        "dropout": 0.0,
+        "max_len": 160,
+        "attention": ATTENTION[attention],
+        "pos_enc": POS_ENC[pos_enc],
+    }
     torch.manual_seed(0)
     task = LanguageModelTask(model, vocab_size=len(vocab)).eval()
     prompt = torch.full((3, 1), vocab.index("Bar_None"))

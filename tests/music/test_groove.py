@@ -16,11 +16,19 @@ TPB = 96
 def write_song(path: Path, bars: int, root: int) -> None:
     """BB Bass (program 33), BB Drums (channel 10), BB Piano and BB Strings: a note per beat each."""
     mid = mido.MidiFile(ticks_per_beat=TPB)
-    parts = [("BB Bass", 33, 0, root - 24), ("BB Drums", 0, 9, 36), ("BB Piano", 0, 1, root),
-             ("BB Strings", 48, 2, root + 7)]
+    parts = [
+        ("BB Bass", 33, 0, root - 24),
+        ("BB Drums", 0, 9, 36),
+        ("BB Piano", 0, 1, root),
+        ("BB Strings", 48, 2, root + 7),
+    ]
     for name, program, channel, pitch in parts:
-        track = mido.MidiTrack([mido.MetaMessage("track_name", name=name, time=0),
-                                mido.Message("program_change", program=program, channel=channel, time=0)])
+        track = mido.MidiTrack(
+            [
+                mido.MetaMessage("track_name", name=name, time=0),
+                mido.Message("program_change", program=program, channel=channel, time=0),
+            ]
+        )
         for beat in range(4 * bars):
             p = pitch + (beat % 3 if channel != 9 else 0)
             track.append(mido.Message("note_on", note=p, velocity=80, channel=channel, time=0))

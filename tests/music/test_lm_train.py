@@ -17,8 +17,15 @@ POS_ENCS = ("none", "sinusoidal", "learned", "sinespe", "convspe", "rope")
 
 
 def tiny_task(vocab: int = 11) -> LanguageModelTask:
-    model = {"_target_": "spelab.nn.Transformer", "d_model": 8, "num_layers": 1, "num_heads": 2, "ff_dim": 16,
-             "dropout": 0.0, "max_len": 16}
+    model = {
+        "_target_": "spelab.nn.Transformer",
+        "d_model": 8,
+        "num_layers": 1,
+        "num_heads": 2,
+        "ff_dim": 16,
+        "dropout": 0.0,
+        "max_len": 16,
+    }
     return LanguageModelTask(model, vocab_size=vocab).double().eval()
 
 
@@ -36,7 +43,7 @@ def test_nll_matches_an_independent_float64_computation():
     total, count = 0.0, 0
     for b in range(3):
         n = int((~pad[b]).sum())
-        hidden = task.model(ids[b:b + 1, : n - 1])
+        hidden = task.model(ids[b : b + 1, : n - 1])
         logits = task.head(hidden)[0]
         logp = logits - logits.exp().sum(-1, keepdim=True).log()
         for t in range(n - 1):
@@ -49,8 +56,9 @@ def test_nll_matches_an_independent_float64_computation():
 
 def test_rejects_classification_settings():
     with pytest.raises(ValueError, match="num_classes"):
-        LanguageModelTask({"_target_": "spelab.nn.Transformer", "d_model": 8, "num_heads": 2}, vocab_size=5,
-                          num_classes=3)
+        LanguageModelTask(
+            {"_target_": "spelab.nn.Transformer", "d_model": 8, "num_heads": 2}, vocab_size=5, num_classes=3
+        )
 
 
 def _check_run(run_dir):

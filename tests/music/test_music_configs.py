@@ -34,8 +34,11 @@ def test_experiment_pins_the_paper(name, tmp_path):
 
 @pytest.mark.parametrize("task,vocab", [("music", None), ("pop_piano", 344), ("groove", None)])
 def test_task_datamodules_instantiate_without_data(task, vocab, tmp_path):
-    cfg = compose([f"task={task}", f"paths.data_dir={tmp_path}", "task.datamodule.max_pieces=8"]
-                  if task == "music" else [f"task={task}", f"paths.data_dir={tmp_path}"])
+    cfg = compose(
+        [f"task={task}", f"paths.data_dir={tmp_path}", "task.datamodule.max_pieces=8"]
+        if task == "music"
+        else [f"task={task}", f"paths.data_dir={tmp_path}"]
+    )
     dm = instantiate(cfg.task.datamodule)  # lazy: no data read yet
     assert dm.kind == "lm" and dm.num_classes == 0 and dm.pad_id == 0
     assert dm.max_length == cfg.task.datamodule.max_length == cfg.model.max_len

@@ -26,9 +26,11 @@ def make_piece(num_bars: int, seed: int) -> tuple[list[int], list[dict]]:
                 events.append({"name": "Tempo", "value": 119 if bar == 0 else 120})
                 events.append({"name": "Chord", "value": f"{ROOTS[bar % 6]}_M"})
             for _ in range(2):
-                events += [{"name": "Note_Pitch", "value": int(rng.integers(40, 90))},
-                           {"name": "Note_Velocity", "value": 60},
-                           {"name": "Note_Duration", "value": 480}]
+                events += [
+                    {"name": "Note_Pitch", "value": int(rng.integers(40, 90))},
+                    {"name": "Note_Velocity", "value": 60},
+                    {"name": "Note_Duration", "value": 480},
+                ]
     events.append({"name": "EOS", "value": None})
     return bar_pos, events
 
@@ -44,7 +46,11 @@ def remi_dir(tmp_path):
     (data / "broken.pkl").write_bytes(b"not a pickle")
     splits = tmp_path / "pickles"
     splits.mkdir()
-    for split, part in {"train": names[:3] + ["broken.pkl"], "val": names[3:4], "test": [n[:-4] for n in names[4:]]}.items():
+    for split, part in {
+        "train": names[:3] + ["broken.pkl"],
+        "val": names[3:4],
+        "test": [n[:-4] for n in names[4:]],
+    }.items():
         with open(splits / f"{split}_pieces.pkl", "wb") as f:
             pickle.dump(part, f)
     return data, splits
@@ -61,8 +67,9 @@ def test_spec_vocabulary():
 
 def test_reader_splits_and_tokens(remi_dir):
     data, splits = remi_dir
-    dm = PopPianoDataModule(data_dir=str(data), split_dir=str(splits), cache_dir=str(data.parent / "c"),
-                            max_length=64, batch_size=2)
+    dm = PopPianoDataModule(
+        data_dir=str(data), split_dir=str(splits), cache_dir=str(data.parent / "c"), max_length=64, batch_size=2
+    )
     assert dm.vocab_size == 344 and dm.vocab[0] == "PAD_None"
     pieces = dm.pieces
     assert [n for n, _ in pieces["train"]] == ["0.pkl", "1.pkl", "2.pkl"] and dm.skipped == 1  # broken.pkl
@@ -80,8 +87,9 @@ def test_reader_splits_and_tokens(remi_dir):
 
 def test_training_windows_start_on_bars(remi_dir):
     data, splits = remi_dir
-    dm = PopPianoDataModule(data_dir=str(data), split_dir=str(splits), cache_dir=str(data.parent / "c"),
-                            max_length=40, max_shift=0)
+    dm = PopPianoDataModule(
+        data_dir=str(data), split_dir=str(splits), cache_dir=str(data.parent / "c"), max_length=40, max_shift=0
+    )
     ds = dm.build_split("train")
     bar_id = dm.vocab.index("Bar_None")
     assert all(int(ds[k]["input_ids"][0]) == bar_id for k in range(12))
@@ -96,6 +104,7 @@ def test_transposition_moves_chords_with_pitches():
 
 def test_decoded_midi_has_the_notes(remi_dir, tmp_path):
     import mido
+
     data, splits = remi_dir
     dm = PopPianoDataModule(data_dir=str(data), split_dir=str(splits), cache_dir=str(data.parent / "c"))
     ids = dm.split_ids("val")[0]

@@ -25,8 +25,17 @@ POS_ENC = {
 
 
 def make_task(attention: str, pos_enc: str, vocab: int = 13) -> LanguageModelTask:
-    model = {"_target_": "spelab.nn.Transformer", "d_model": 16, "num_layers": 2, "num_heads": 2, "ff_dim": 32,
-             "dropout": 0.0, "max_len": 32, "attention": ATTENTION[attention], "pos_enc": POS_ENC[pos_enc]}
+    model = {
+        "_target_": "spelab.nn.Transformer",
+        "d_model": 16,
+        "num_layers": 2,
+        "num_heads": 2,
+        "ff_dim": 32,
+        "dropout": 0.0,
+        "max_len": 32,
+        "attention": ATTENTION[attention],
+        "pos_enc": POS_ENC[pos_enc],
+    }
     torch.manual_seed(0)
     return LanguageModelTask(model, vocab_size=vocab).double().eval()
 
@@ -67,7 +76,6 @@ def test_nucleus_filter_keeps_the_smallest_set_reaching_top_p():
 def test_sample_keeps_the_prompt_and_never_emits_padding():
     task = make_task("linear", "sinespe")
     prompt = torch.tensor([[3, 4, 5]] * 4)
-    out = sample(task, prompt, 20, temperature=1.5, top_p=0.95, banned=(0,),
-                 generator=torch.Generator().manual_seed(0))
+    out = sample(task, prompt, 20, temperature=1.5, top_p=0.95, banned=(0,), generator=torch.Generator().manual_seed(0))
     assert out.shape == (4, 23) and torch.equal(out[:, :3], prompt)
     assert int(out.min()) >= 1 and int(out.max()) < 13

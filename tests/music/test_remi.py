@@ -13,6 +13,7 @@ from spelab.data.music.vocab import random_transpose, transposition_table
 @pytest.fixture(scope="module")
 def chorale():
     from spelab.data.music.chorales import corpus_to_score
+
     return corpus_to_score("bach/bwv66.6")
 
 
@@ -72,7 +73,10 @@ def test_random_transpose_stays_in_range(tokenizer, chorale):
     table = transposition_table(vocab, 12)
     ids = score_to_ids(tokenizer, chorale)
     rng = np.random.default_rng(0)
-    pitch = lambda seq: [int(vocab[i].split("_")[1]) for i in seq if vocab[i].startswith("Pitch_")]
+
+    def pitch(seq):
+        return [int(vocab[i].split("_")[1]) for i in seq if vocab[i].startswith("Pitch_")]
+
     shifts = set()
     for _ in range(30):
         out = random_transpose(ids, table, rng)

@@ -1,5 +1,6 @@
 """Behaviour shared by the three attention backends: shapes, references, recurrence, causality,
 padding, gradients and argument checks. float64 so that equalities are tight."""
+
 from __future__ import annotations
 
 import math
@@ -174,8 +175,14 @@ def test_gradients_finite_and_reach_qkv(name: str, causal: bool) -> None:
 
 
 @settings(max_examples=10, deadline=None)
-@given(b=st.integers(1, 2), n=st.integers(1, 20), h=st.integers(1, 3), dv=st.integers(1, 6),
-       name=st.sampled_from(sorted(BACKENDS)), causal=st.booleans())
+@given(
+    b=st.integers(1, 2),
+    n=st.integers(1, 20),
+    h=st.integers(1, 3),
+    dv=st.integers(1, 6),
+    name=st.sampled_from(sorted(BACKENDS)),
+    causal=st.booleans(),
+)
 def test_output_shape_any_size(b, n, h, dv, name, causal) -> None:
     att = _make(name)
     q, k, v = _qkv(b=b, n=n, h=h, dv=dv)

@@ -1,4 +1,5 @@
 """Causal linear-attention kernels: chunked == naive prefix sum == explicit masked attention (float64)."""
+
 from __future__ import annotations
 
 import pytest
@@ -67,9 +68,7 @@ def test_bidirectional_equals_masked_reference() -> None:
     ref = linear_attention_masked(phi_q, phi_k, v, causal=False)
     torch.testing.assert_close(linear_attention(phi_q, phi_k, v), ref)
     # and the masked reference really is the attention-weighted mean: weights sum to 1 per row
-    torch.testing.assert_close(
-        linear_attention(phi_q, phi_k, torch.ones_like(v), eps=0.0), torch.ones_like(v)
-    )
+    torch.testing.assert_close(linear_attention(phi_q, phi_k, torch.ones_like(v), eps=0.0), torch.ones_like(v))
     # heads-first layout (the fast path of the attention modules): the same numbers
     hf = linear_attention(*(t.transpose(1, 2) for t in (phi_q, phi_k, v)), heads_first=True)
     torch.testing.assert_close(hf.transpose(1, 2), ref)
@@ -137,7 +136,5 @@ def test_exclusive_prefix_sums_of_chunk_states(use_cumsum: bool, reverse: bool, 
     from spelab.nn.attention.causal_linear import _exclusive_cumsum_
 
     x = torch.randn(2, 3, length, 4, 5, dtype=torch.float64)
-    want = torch.stack(
-        [(x[:, :, i + 1 :] if reverse else x[:, :, :i]).sum(2) for i in range(length)], dim=2
-    )
+    want = torch.stack([(x[:, :, i + 1 :] if reverse else x[:, :, :i]).sum(2) for i in range(length)], dim=2)
     torch.testing.assert_close(_exclusive_cumsum_(x.clone(), 2, reverse, use_cumsum=use_cumsum), want)

@@ -1,4 +1,5 @@
 """Feature maps against their textbook formulas (independent of the code under test)."""
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,9 @@ def test_relu_plus_lra_offset() -> None:
     torch.testing.assert_close(relu_feature_map(x), torch.tensor([1e-3, 1e-3, 0.501], dtype=torch.float64))
 
 
-@pytest.mark.parametrize("name,phi", [("elu", lambda x: torch.where(x > 0, x + 1, torch.exp(x))),
-                                       ("relu", lambda x: x.clamp_min(0) + 1e-3)])
+@pytest.mark.parametrize(
+    "name,phi", [("elu", lambda x: torch.where(x > 0, x + 1, torch.exp(x))), ("relu", lambda x: x.clamp_min(0) + 1e-3)]
+)
 def test_linear_attention_one_query_by_hand(name, phi) -> None:
     """One query, three keys: out = sum_s w_s v_s / sum_s w_s with w_s = phi(q).phi(k_s)."""
     g = torch.Generator().manual_seed(0)

@@ -1,5 +1,6 @@
 """GPU-only checks: softmax reaches a fused SDPA kernel (never the math fallback), CUDA == CPU for
 the kernel backends, and the optional fla path agrees with the PyTorch chunked reference."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """PerformerAttention: FAVOR+ approximates softmax attention, orthogonal features, redraw policy."""
+
 from __future__ import annotations
 
 import pytest

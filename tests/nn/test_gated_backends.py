@@ -1,5 +1,6 @@
 """GLA, DeltaNet and the decayed kernel backends: chunked = naive reference (float64), explicit
 references, causality, padding, recurrent step = parallel form, gradients, and the refused biases."""
+
 from __future__ import annotations
 
 import math
@@ -8,9 +9,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spelab.nn.attention import (DeltaNetAttention, GatedLinearAttention, LinearAttention, PerformerAttention,
-                                 SoftmaxAttention, chunk_delta_rule, chunk_gated_scan, naive_delta_rule,
-                                 naive_gated_scan)
+from spelab.nn.attention import (
+    DeltaNetAttention,
+    GatedLinearAttention,
+    LinearAttention,
+    PerformerAttention,
+    SoftmaxAttention,
+    chunk_delta_rule,
+    chunk_gated_scan,
+    naive_delta_rule,
+    naive_gated_scan,
+)
 from spelab.nn.positional import ALiBi, ExponentialDecay
 
 D, H = 8, 3
@@ -141,16 +150,16 @@ def test_gla_matches_explicit_gated_weights(causal):
     """Every pair (t, s) weighted by the product of the gates between them (both directions)."""
     att = _make("gla")
     q, k, v = _qkv()
-    log_g = F.logsigmoid(att.gate(k)) / att.gate_temperature            # (B,N,H,D)
+    log_g = F.logsigmoid(att.gate(k)) / att.gate_temperature  # (B,N,H,D)
     cum = log_g.cumsum(1)
     n = q.shape[1]
     t, s = torch.arange(n)[:, None], torch.arange(n)[None]
     # forward: gates s+1..t; backward (s > t): gates t..s-1
-    fwd = cum[:, :, None] - cum[:, None, :]                               # (B,T,S,H,D) = sum_{s+1..t}
-    bwd = (cum - log_g)[:, None, :] - (cum - log_g)[:, :, None]          # sum_{t..s-1}
+    fwd = cum[:, :, None] - cum[:, None, :]  # (B,T,S,H,D) = sum_{s+1..t}
+    bwd = (cum - log_g)[:, None, :] - (cum - log_g)[:, :, None]  # sum_{t..s-1}
     expo = torch.where((s <= t)[None, :, :, None, None], fwd, bwd)
     keep = (s <= t) if causal else torch.ones(n, n, dtype=torch.bool)
-    w = torch.einsum("bthd,bshd,btshd->bhts", q * D ** -0.5, k, expo.masked_fill(~keep[None, :, :, None, None], 0).exp())
+    w = torch.einsum("bthd,bshd,btshd->bhts", q * D**-0.5, k, expo.masked_fill(~keep[None, :, :, None, None], 0).exp())
     w = w * keep
     ref = F.rms_norm(torch.einsum("bhts,bshe->bthe", w, v), (5,))
     torch.testing.assert_close(att(q, k, v, causal=causal), ref)

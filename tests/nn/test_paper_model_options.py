@@ -12,19 +12,32 @@ import torch
 from spelab.nn import ConvSPE, LinearAttention, PerformerAttention, SineSPE, SoftmaxAttention, Transformer
 from spelab.tasks.optim import param_groups
 
-SPE = {"sinespe": functools.partial(SineSPE, num_realizations=8, num_sines=3, gated=True),
-       "convspe": functools.partial(ConvSPE, num_realizations=8, kernel_size=5, gated=True)}
+SPE = {
+    "sinespe": functools.partial(SineSPE, num_realizations=8, num_sines=3, gated=True),
+    "convspe": functools.partial(ConvSPE, num_realizations=8, kernel_size=5, gated=True),
+}
 
 
 def make(pos_enc=None, attention=LinearAttention, **kw) -> Transformer:
     torch.manual_seed(0)
-    model = Transformer(vocab_size=11, d_model=16, num_layers=3, num_heads=2, ff_dim=32, dropout=0.0,
-                        attention=attention, pos_enc=pos_enc, max_len=32, **kw)
+    model = Transformer(
+        vocab_size=11,
+        d_model=16,
+        num_layers=3,
+        num_heads=2,
+        ff_dim=32,
+        dropout=0.0,
+        attention=attention,
+        pos_enc=pos_enc,
+        max_len=32,
+        **kw,
+    )
     return model.double()
 
 
-@pytest.mark.parametrize("attention", [SoftmaxAttention, LinearAttention,
-                                       functools.partial(PerformerAttention, num_features=16)])
+@pytest.mark.parametrize(
+    "attention", [SoftmaxAttention, LinearAttention, functools.partial(PerformerAttention, num_features=16)]
+)
 @pytest.mark.parametrize("pos_enc", [None, "sinespe"])
 def test_qkv_dim_sets_the_attention_width(attention, pos_enc) -> None:
     model = make(SPE.get(pos_enc), attention, qkv_dim=8).eval()
@@ -114,8 +127,9 @@ def test_weight_decay_all_puts_every_parameter_in_the_decayed_group() -> None:
     assert [len(g["params"]) for g in matrices] == [1, 3] and matrices[1]["weight_decay"] == 0.0
 
 
-@pytest.mark.parametrize("interaction,layers,widths", [("nli", 1, [(64, 8), (8, 2)]),
-                                                        ("concat", 2, [(32, 8), (8, 4), (4, 2)])])
+@pytest.mark.parametrize(
+    "interaction,layers,widths", [("nli", 1, [(64, 8), (8, 2)]), ("concat", 2, [(32, 8), (8, 4), (4, 2)])]
+)
 def test_dual_head_interaction_and_depth(interaction, layers, widths) -> None:
     from spelab.nn import DualClassificationHead
 

@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from spelab.nn.positional import (ConvSPE, LearnedPositionalEncoding, NoPositionalEncoding, RotaryEmbedding,
-                                  SineSPE, SinusoidalPositionalEncoding, build_positional)
+from spelab.nn.positional import (
+    ConvSPE,
+    LearnedPositionalEncoding,
+    NoPositionalEncoding,
+    RotaryEmbedding,
+    SineSPE,
+    SinusoidalPositionalEncoding,
+    build_positional,
+)
 
 
 def _sinusoid_reference(positions, d_model):
@@ -35,7 +42,7 @@ def test_sinusoidal_matches_formula_inside_and_beyond_max_len(d_model):
     pe = SinusoidalPositionalEncoding(d_model, max_len=10).double()
     x = torch.zeros(1, 6, d_model, dtype=torch.float64)
     inside = pe(x, offset=2)[0]
-    across = pe(x, offset=7)[0]                                              # positions 7..12, max_len 10
+    across = pe(x, offset=7)[0]  # positions 7..12, max_len 10
     beyond = pe(x, offset=500)[0]
     np.testing.assert_allclose(inside.numpy(), _sinusoid_reference(range(2, 8), d_model), atol=1e-12)
     np.testing.assert_allclose(across.numpy(), _sinusoid_reference(range(7, 13), d_model), atol=1e-12)
@@ -89,9 +96,9 @@ def test_rope_scores_depend_only_on_relative_position():
     a = torch.randn(2, 8, generator=g, dtype=torch.float64)
     b = torch.randn(2, 8, generator=g, dtype=torch.float64)
     s = _rope_scores(rope, a, b, 12, offset=0)
-    torch.testing.assert_close(s[:, 1:, 1:], s[:, :-1, :-1])                # constant along diagonals
+    torch.testing.assert_close(s[:, 1:, 1:], s[:, :-1, :-1])  # constant along diagonals
     torch.testing.assert_close(_rope_scores(rope, a, b, 12, offset=1000), s)  # global shift invariance
-    assert (s[:, 0, 0] - s[:, 5, 0]).abs().min() > 1e-3                    # but it does depend on m - n
+    assert (s[:, 0, 0] - s[:, 5, 0]).abs().min() > 1e-3  # but it does depend on m - n
 
 
 def test_rope_preserves_norms_and_steps_match_full():
@@ -100,7 +107,7 @@ def test_rope_preserves_norms_and_steps_match_full():
     qh, kh = rope(q, k, offset=3)
     torch.testing.assert_close(qh.norm(dim=-1), q.norm(dim=-1))
     torch.testing.assert_close(kh.norm(dim=-1), k.norm(dim=-1))
-    steps = [rope(q[:, t:t + 1], k[:, t:t + 1], offset=3 + t) for t in range(10)]
+    steps = [rope(q[:, t : t + 1], k[:, t : t + 1], offset=3 + t) for t in range(10)]
     torch.testing.assert_close(torch.cat([s[0] for s in steps], 1), qh)
     torch.testing.assert_close(torch.cat([s[1] for s in steps], 1), kh)
 
@@ -116,14 +123,17 @@ def test_rope_interface():
 
 
 # ---------------------------------------------------------------------------- build_positional
-@pytest.mark.parametrize("factory,cls,kind", [
-    (functools.partial(SineSPE, num_realizations=16, num_sines=2), SineSPE, "relative"),
-    (functools.partial(ConvSPE, kernel_size=7), ConvSPE, "relative"),
-    (RotaryEmbedding, RotaryEmbedding, "relative"),
-    (functools.partial(SinusoidalPositionalEncoding), SinusoidalPositionalEncoding, "absolute"),
-    (LearnedPositionalEncoding, LearnedPositionalEncoding, "absolute"),
-    (None, NoPositionalEncoding, "absolute"),
-])
+@pytest.mark.parametrize(
+    "factory,cls,kind",
+    [
+        (functools.partial(SineSPE, num_realizations=16, num_sines=2), SineSPE, "relative"),
+        (functools.partial(ConvSPE, kernel_size=7), ConvSPE, "relative"),
+        (RotaryEmbedding, RotaryEmbedding, "relative"),
+        (functools.partial(SinusoidalPositionalEncoding), SinusoidalPositionalEncoding, "absolute"),
+        (LearnedPositionalEncoding, LearnedPositionalEncoding, "absolute"),
+        (None, NoPositionalEncoding, "absolute"),
+    ],
+)
 def test_build_positional_passes_the_arguments_of_each_kind(factory, cls, kind):
     module = build_positional(factory, d_model=24, num_heads=3, head_dim=8, max_len=50)
     assert type(module) is cls

@@ -19,12 +19,12 @@ def test_plot_kernels_axes_and_curves(heads, expected_axes):
     assert len(fig.axes) == expected_axes
     first = 0 if heads is None else heads[0]
     lines = [ln for ln in fig.axes[0].get_lines() if len(ln.get_xdata()) == 13]  # not the lag-0 marker
-    assert len(lines) == 4                                                 # one curve per feature
+    assert len(lines) == 4  # one curve per feature
     x, y = lines[0].get_data()
     np.testing.assert_array_equal(x, np.arange(-6, 7))
     expected = spe.kernel(torch.arange(-6, 7))[first, 0].detach().numpy()
     np.testing.assert_allclose(y, expected, rtol=1e-6)
-    fig.canvas.draw()                                                      # renders with Agg
+    fig.canvas.draw()  # renders with Agg
 
 
 def test_plot_kernels_bad_arguments():

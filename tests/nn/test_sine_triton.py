@@ -14,7 +14,7 @@ from kernel_utils import interpreted_kernels
 from spelab.nn.positional.sine_spe import SineCode, SineSPE, sine_project
 
 INTERPRETER_TOL = 1e-4  # fp32 dots in the interpreter
-GPU_TOL = 1e-2          # tf32 tl.dot on a GPU (10-bit mantissa), relative to each tensor's scale
+GPU_TOL = 1e-2  # tf32 tl.dot on a GPU (10-bit mantissa), relative to each tensor's scale
 
 
 def _close(got: torch.Tensor, ref: torch.Tensor, tol: float, what: str) -> None:
@@ -44,20 +44,45 @@ def _check_projection(project, device, tol, batch, n, heads, dim, sines, reals, 
         _close(got.cpu(), want, tol, name)
 
 
-@pytest.mark.parametrize("phase_on, offset, programs", [(True, 1000, None), (False, 0, 1)],
-                         ids=["query-offset", "key-one-segment"])
+@pytest.mark.parametrize(
+    "phase_on, offset, programs", [(True, 1000, None), (False, 0, 1)], ids=["query-offset", "key-one-segment"]
+)
 def test_projection_matches_the_float64_reference(monkeypatch, phase_on, offset, programs):
     kern = interpreted_kernels(monkeypatch)
     if programs is not None:  # one backward segment per (feature, head): the segment loop runs 3 blocks
         monkeypatch.setattr(kern, "TARGET_PROGRAMS", programs)
-    _check_projection(kern.triton_sine_project, "cpu", INTERPRETER_TOL, batch=2, n=70, heads=2, dim=3,
-                      sines=3, reals=5, offset=offset, phase_on=phase_on, dtype=torch.float32)
+    _check_projection(
+        kern.triton_sine_project,
+        "cpu",
+        INTERPRETER_TOL,
+        batch=2,
+        n=70,
+        heads=2,
+        dim=3,
+        sines=3,
+        reals=5,
+        offset=offset,
+        phase_on=phase_on,
+        dtype=torch.float32,
+    )
 
 
 def test_low_precision_inputs_keep_their_dtype(monkeypatch):
     kern = interpreted_kernels(monkeypatch)
-    _check_projection(kern.triton_sine_project, "cpu", 3e-2, batch=1, n=20, heads=1, dim=2, sines=2,
-                      reals=4, offset=5, phase_on=True, dtype=torch.bfloat16)
+    _check_projection(
+        kern.triton_sine_project,
+        "cpu",
+        3e-2,
+        batch=1,
+        n=20,
+        heads=1,
+        dim=2,
+        sines=2,
+        reals=4,
+        offset=5,
+        phase_on=True,
+        dtype=torch.bfloat16,
+    )
 
 
 def test_gated_module_through_the_kernels_matches_the_float64_module(monkeypatch):
@@ -98,5 +123,17 @@ def test_compiled_kernels_match_the_reference_on_a_gpu(dtype, tol):
     pytest.importorskip("triton", reason="the gpu extra: pip install '.[gpu]'")
     from spelab.nn.kernels.sine_triton import triton_sine_project
 
-    _check_projection(triton_sine_project, "cuda", tol, batch=2, n=1000, heads=2, dim=64, sines=10, reals=64,
-                      offset=300, phase_on=True, dtype=dtype)
+    _check_projection(
+        triton_sine_project,
+        "cuda",
+        tol,
+        batch=2,
+        n=1000,
+        heads=2,
+        dim=64,
+        sines=10,
+        reals=64,
+        offset=300,
+        phase_on=True,
+        dtype=dtype,
+    )

@@ -16,8 +16,10 @@ KINDS = {
 
 def _qk(n: int, batch: int = 2, dtype=torch.float64):
     g = torch.Generator().manual_seed(7)
-    return (torch.randn(batch, n, 2, 4, generator=g, dtype=dtype),
-            torch.randn(batch, n, 2, 4, generator=g, dtype=dtype))
+    return (
+        torch.randn(batch, n, 2, 4, generator=g, dtype=dtype),
+        torch.randn(batch, n, 2, 4, generator=g, dtype=dtype),
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -68,8 +70,9 @@ def test_one_token_at_a_time_equals_full_sequence(kind, gated):
     code = spe.draw(16)
     noise = spe.draw_gate_noise() if gated else None
     full_q, full_k = spe.filter(q, k, code, gate=spe.gate, gate_noise=noise)
-    steps = [spe.filter(q[:, t:t + 1], k[:, t:t + 1], code, offset=t, gate=spe.gate, gate_noise=noise)
-             for t in range(16)]
+    steps = [
+        spe.filter(q[:, t : t + 1], k[:, t : t + 1], code, offset=t, gate=spe.gate, gate_noise=noise) for t in range(16)
+    ]
     torch.testing.assert_close(torch.cat([s[0] for s in steps], 1), full_q, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(torch.cat([s[1] for s in steps], 1), full_k, rtol=1e-10, atol=1e-12)
 
@@ -101,7 +104,7 @@ def test_sine_init_follows_the_official_recipe():
     torch.manual_seed(0)
     spe = SineSPE(8, 64, num_sines=10)
     assert spe.freqs.shape == spe.offsets.shape == spe.gains.shape == (8, 64, 10)
-    assert -4.2 < spe.freqs.mean().item() < -3.8          # N(0,1) - 4
+    assert -4.2 < spe.freqs.mean().item() < -3.8  # N(0,1) - 4
     f = spe.frequencies()
     assert (f > 0).all() and (f < 0.5).all()
 
@@ -114,16 +117,19 @@ def test_conv_init_is_positive_and_scaled():
         assert (phi >= 0).all() and phi.max() < 1 / (128 / 2) ** 0.5
 
 
-@pytest.mark.parametrize("bad", [
-    lambda: SineSPE(2, 4, num_realizations=0),
-    lambda: SineSPE(2, 4, num_sines=0),
-    lambda: SineSPE(2, 4, num_sines=2.5),
-    lambda: SineSPE(0, 4),
-    lambda: SineSPE(2, 4, gated="yes"),
-    lambda: ConvSPE(2, 4, kernel_size=0),
-    lambda: ConvSPE(2, 4, num_realizations=-3),
-    lambda: ConvSPE(2, -4),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda: SineSPE(2, 4, num_realizations=0),
+        lambda: SineSPE(2, 4, num_sines=0),
+        lambda: SineSPE(2, 4, num_sines=2.5),
+        lambda: SineSPE(0, 4),
+        lambda: SineSPE(2, 4, gated="yes"),
+        lambda: ConvSPE(2, 4, kernel_size=0),
+        lambda: ConvSPE(2, 4, num_realizations=-3),
+        lambda: ConvSPE(2, -4),
+    ],
+)
 def test_bad_constructor_arguments_raise(bad):
     with pytest.raises(ValueError, match="must be"):
         bad()
@@ -142,8 +148,7 @@ def test_bad_call_arguments_raise(kind):
         "draw a longer code": lambda: spe(q, k, code=spe.draw(4)),
         "code must be": lambda: spe(q, k, code=other.draw(5)),
         "gate must be": lambda: spe(q, k, gate=torch.nn.Linear(2, 2)),
-        "code drawn by a gated module": lambda: spe(q, k, code=KINDS[kind](gated=False).draw(5),
-                                                    gate=spe.make_gate()),
+        "code drawn by a gated module": lambda: spe(q, k, code=KINDS[kind](gated=False).draw(5), gate=spe.make_gate()),
         "lags must be a 1-D integer tensor": lambda: spe.kernel(torch.linspace(0, 1, 3)),
         "length must be": lambda: spe.draw(0),
     }

@@ -66,8 +66,9 @@ def test_per_layer_gate_is_used_by_kernel():
         layer_gate.gate.fill_(2.0)
     lags = torch.tensor(LAGS)
     raw = sine_kernel_closed_form(spe, LAGS)
-    np.testing.assert_allclose(spe.kernel(lags, gate=layer_gate).detach().numpy(),
-                               gate_mix(raw, layer_gate), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        spe.kernel(lags, gate=layer_gate).detach().numpy(), gate_mix(raw, layer_gate), rtol=1e-10, atol=1e-12
+    )
 
 
 # ---------------------------------------------------------------------------- Monte-Carlo
@@ -88,10 +89,10 @@ def test_monte_carlo_matches_kernel(kind, gated, offset):
     g = torch.Generator().manual_seed(3)
     q = torch.randn(2, N_MC, 2, 3, generator=g, dtype=torch.float64)
     k = torch.randn(2, N_MC, 2, 3, generator=g, dtype=torch.float64)
-    tau = torch.arange(N_MC)[:, None] - torch.arange(N_MC)[None, :]          # m - n
-    kern = spe.kernel(torch.arange(-N_MC + 1, N_MC)).detach()              # (H, D, 2N-1)
-    ptilde = kern[..., tau + N_MC - 1]                                      # (H, D, N, N)
-    target = torch.einsum("bmhd,bnhd,hdmn->bmnh", q, k, ptilde) / 3 ** 0.5
+    tau = torch.arange(N_MC)[:, None] - torch.arange(N_MC)[None, :]  # m - n
+    kern = spe.kernel(torch.arange(-N_MC + 1, N_MC)).detach()  # (H, D, 2N-1)
+    ptilde = kern[..., tau + N_MC - 1]  # (H, D, N, N)
+    target = torch.einsum("bmhd,bnhd,hdmn->bmnh", q, k, ptilde) / 3**0.5
 
     total = torch.zeros_like(target)
     total_sq = torch.zeros_like(target)
@@ -100,7 +101,7 @@ def test_monte_carlo_matches_kernel(kind, gated, offset):
         for _ in range(DRAWS):
             code = spe.draw(offset + N_MC)
             qhat, khat = spe(q, k, code=code, offset=offset)
-            y = torch.einsum("bmhr,bnhr->bmnhr", qhat, khat) * R_MC ** 0.5
+            y = torch.einsum("bmhr,bnhr->bmnhr", qhat, khat) * R_MC**0.5
             total += y.sum(-1)
             total_sq += (y**2).sum(-1)
     count = DRAWS * R_MC
@@ -122,13 +123,13 @@ def test_monte_carlo_detects_a_wrong_kernel():
     k = torch.randn(1, N_MC, 2, 3, generator=g, dtype=torch.float64)
     tau = torch.arange(N_MC)[:, None] - torch.arange(N_MC)[None, :]
     ptilde = 1.1 * spe.kernel(torch.arange(-N_MC + 1, N_MC)).detach()[..., tau + N_MC - 1]
-    target = torch.einsum("bmhd,bnhd,hdmn->bmnh", q, k, ptilde) / 3 ** 0.5
+    target = torch.einsum("bmhd,bnhd,hdmn->bmnh", q, k, ptilde) / 3**0.5
     torch.manual_seed(5)
     ys = []
     with torch.no_grad():
         for _ in range(DRAWS):
             qhat, khat = spe(q, k)
-            ys.append(torch.einsum("bmhr,bnhr->bmnhr", qhat, khat) * R_MC ** 0.5)
+            ys.append(torch.einsum("bmhr,bnhr->bmnhr", qhat, khat) * R_MC**0.5)
     y = torch.cat(ys, -1)
     z = (y.mean(-1) - target).abs() / (y.std(-1) / y.shape[-1] ** 0.5)
     assert z.max() > 5.0

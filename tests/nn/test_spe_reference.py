@@ -21,9 +21,9 @@ def sine_codes(spe, code, offset: int, n: int, gate_noise=None, gate=None):
     t = torch.arange(offset, offset + n, dtype=torch.float64)[:, None, None, None]
     a_q = 2 * math.pi * f[None] * t + spe.offsets[None]
     a_k = 2 * math.pi * f[None] * t
-    om_q = torch.cat((torch.cos(a_q), torch.sin(a_q)), -1)               # (N, H, D, 2K)
+    om_q = torch.cat((torch.cos(a_q), torch.sin(a_q)), -1)  # (N, H, D, 2K)
     om_k = torch.cat((torch.cos(a_k), torch.sin(a_k)), -1)
-    z = code.noise * torch.cat((lam, lam), -1)[..., None]                # (H, D, 2K, R)
+    z = code.noise * torch.cat((lam, lam), -1)[..., None]  # (H, D, 2K, R)
     scale = (spe.num_realizations * spe.head_dim) ** -0.25
     qbar = torch.einsum("nhdj,hdjr->nhdr", om_q, z) * scale
     kbar = torch.einsum("nhdj,hdjr->nhdr", om_k, z) * scale
@@ -32,13 +32,13 @@ def sine_codes(spe, code, offset: int, n: int, gate_noise=None, gate=None):
 
 def conv_codes(spe, code, offset: int, n: int, gate_noise=None, gate=None):
     """Direct depthwise cross-correlation of the time-domain noise with the two filters."""
-    z = torch.fft.irfft(code.spectrum, n=code.n_fft, dim=0, norm="ortho")   # (n_fft, H, D, R) white noise
+    z = torch.fft.irfft(code.spectrum, n=code.n_fft, dim=0, norm="ortho")  # (n_fft, H, D, R) white noise
     _, h, d, r = z.shape
     p = spe.kernel_size
-    seg = z[offset:offset + n + p - 1].permute(3, 1, 2, 0).reshape(r, h * d, n + p - 1)
+    seg = z[offset : offset + n + p - 1].permute(3, 1, 2, 0).reshape(r, h * d, n + p - 1)
     out = []
     for phi in (spe.filter_q, spe.filter_k):
-        y = F.conv1d(seg, phi.reshape(h * d, 1, p), groups=h * d)        # (R, H*D, n)
+        y = F.conv1d(seg, phi.reshape(h * d, 1, p), groups=h * d)  # (R, H*D, n)
         out.append(y.reshape(r, h, d, n).permute(3, 1, 2, 0) * (r * d) ** -0.25)
     return _gated(out[0], out[1], gate, gate_noise)
 
@@ -46,9 +46,11 @@ def conv_codes(spe, code, offset: int, n: int, gate_noise=None, gate=None):
 def _gated(qbar, kbar, gate, gate_noise):
     if gate is None:
         return qbar, kbar
-    delta = torch.sigmoid(gate.gate)[..., None]                           # (H, D, 1)
-    return (torch.sqrt(1 - delta) * qbar + torch.sqrt(delta) * gate_noise,
-            torch.sqrt(1 - delta) * kbar + torch.sqrt(delta) * gate_noise)
+    delta = torch.sigmoid(gate.gate)[..., None]  # (H, D, 1)
+    return (
+        torch.sqrt(1 - delta) * qbar + torch.sqrt(delta) * gate_noise,
+        torch.sqrt(1 - delta) * kbar + torch.sqrt(delta) * gate_noise,
+    )
 
 
 def apply_codes(q, k, qbar, kbar):
@@ -151,16 +153,17 @@ def test_conv_noise_is_white_unit_variance():
     """The frequency-domain draw is white N(0, 1) noise in time (else the kernel's scale is off)."""
     torch.manual_seed(0)
     spe = ConvSPE(4, 8, num_realizations=64, kernel_size=3, gated=False).double()
-    z = spe.draw(200).noise()                                               # (n_fft, H, D, R)
+    z = spe.draw(200).noise()  # (n_fft, H, D, R)
     count = z.numel()
     assert abs(z.mean().item()) < 5 / count**0.5
     assert abs(z.var().item() - 1) < 5 * (2 / count) ** 0.5
-    lag1 = (z[1:] * z[:-1]).mean().item()                                   # whiteness
+    lag1 = (z[1:] * z[:-1]).mean().item()  # whiteness
     assert abs(lag1) < 5 / count**0.5
 
 
-CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
-                                                                          reason="needs a CUDA device")])
+CUDA = pytest.param(
+    "cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+)
 
 
 @pytest.mark.parametrize("device", ["cpu", CUDA])
@@ -168,8 +171,11 @@ CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch
 def test_float32_matches_float64_reference(kind, strategy, device):
     """Forward and gradients in fp32 (several sine chunks, conv FFT) against the CPU fp64 naive."""
     torch.manual_seed(0)
-    spe = (SineSPE(4, 16, num_realizations=32, num_sines=5) if kind == "sine"
-           else ConvSPE(4, 16, num_realizations=32, kernel_size=16)).double()
+    spe = (
+        SineSPE(4, 16, num_realizations=32, num_sines=5)
+        if kind == "sine"
+        else ConvSPE(4, 16, num_realizations=32, kernel_size=16)
+    ).double()
     if kind == "sine":
         spe.chunk, spe.strategy = 64, strategy
     q = torch.randn(2, 300, 4, 16, dtype=torch.float64, requires_grad=True)
@@ -181,8 +187,14 @@ def test_float32_matches_float64_reference(kind, strategy, device):
     ref_grads = torch.autograd.grad(((ref_q + ref_k) * weight).sum(), [q, *spe.parameters()])
 
     dev = spe.float().to(device)
-    fields = {name: (val.to(device, torch.complex64 if val.is_complex() else torch.float32)
-                     if isinstance(val, torch.Tensor) else val) for name, val in vars(code).items()}
+    fields = {
+        name: (
+            val.to(device, torch.complex64 if val.is_complex() else torch.float32)
+            if isinstance(val, torch.Tensor)
+            else val
+        )
+        for name, val in vars(code).items()
+    }
     qc, kc = (x.detach().float().to(device).requires_grad_() for x in (q, k))
     out_q, out_k = dev(qc, kc, code=type(code)(**fields), offset=7)
     grads = torch.autograd.grad(((out_q + out_k) * weight.float().to(device)).sum(), [qc, *dev.parameters()])

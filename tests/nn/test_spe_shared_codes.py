@@ -5,6 +5,7 @@ at once. Checked against the per-layer reference (gated codes built for each lay
 contraction, autograd) in float64, plus the bookkeeping: one build per forward, nothing stale after
 a backward that skips the codes, a rebuild after the backward.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -36,22 +37,27 @@ def per_layer_reference(spe, q, k, code, offset, gate):
         qbar, kbar = spe.codes(code, offset, q.shape[1], keep)
     else:
         import math
+
         f = spe.frequencies()
         t = torch.arange(offset, offset + q.shape[1], dtype=torch.float64)
-        a = 2 * math.pi * f[..., None, :] * t[:, None]                                      # (H, D, N, K)
+        a = 2 * math.pi * f[..., None, :] * t[:, None]  # (H, D, N, K)
         w = spe.mixing_weight(code, keep)
-        qbar, kbar = ((torch.cat((torch.cos(x), torch.sin(x)), -1) @ w).permute(2, 0, 1, 3)
-                      for x in (a + spe.offsets[..., None, :], a))
+        qbar, kbar = (
+            (torch.cat((torch.cos(x), torch.sin(x)), -1) @ w).permute(2, 0, 1, 3)
+            for x in (a + spe.offsets[..., None, :], a)
+        )
     mix = torch.sqrt(delta)[..., None] * code.gate_noise
-    return (torch.einsum("bnhd,nhdr->bnhr", q, qbar) + torch.einsum("bnhd,hdr->bnhr", q, mix),
-            torch.einsum("bnhd,nhdr->bnhr", k, kbar) + torch.einsum("bnhd,hdr->bnhr", k, mix))
+    return (
+        torch.einsum("bnhd,nhdr->bnhr", q, qbar) + torch.einsum("bnhd,hdr->bnhr", q, mix),
+        torch.einsum("bnhd,nhdr->bnhr", k, kbar) + torch.einsum("bnhd,hdr->bnhr", k, mix),
+    )
 
 
 def loss_of(layer, q, k, gates):
     loss = 0
     for i, gate in enumerate(gates):
         a, b = layer(q, k, gate)
-        loss = loss + (a * (i + 1)).sin().sum() + (b ** 2).sum() * (i + 1)
+        loss = loss + (a * (i + 1)).sin().sum() + (b**2).sum() * (i + 1)
     return loss
 
 
@@ -86,10 +92,10 @@ def test_codes_built_once_per_forward_and_rebuilt_after_backward(kind, monkeypat
     original = type(spe)._build_shared
     monkeypatch.setattr(type(spe), "_build_shared", lambda self, *a: builds.append(a) or original(self, *a))
     loss = loss_of(lambda q, k, g: spe(q, k, code=code, gate=g), q, k, gates)
-    assert len(builds) == 1                                          # three layers, one build
+    assert len(builds) == 1  # three layers, one build
     loss.backward()
     loss_of(lambda q, k, g: spe(q, k, code=code, gate=g), q, k, gates)
-    assert len(builds) == 2                                          # the spent entry is not reused
+    assert len(builds) == 2  # the spent entry is not reused
 
 
 @pytest.mark.parametrize("kind", ["conv", "sine"])
@@ -101,7 +107,7 @@ def test_backward_that_skips_the_codes_leaves_nothing_for_the_next(kind):
     layer = lambda q, k, g: spe(q, k, code=code, gate=g)  # noqa: E731
     ref = torch.autograd.grad(loss_of(layer, q, k, gates), params)
     loss = loss_of(layer, q, k, gates)
-    torch.autograd.grad(loss, [q], retain_graph=True)               # stops short of the codes
+    torch.autograd.grad(loss, [q], retain_graph=True)  # stops short of the codes
     got = torch.autograd.grad(loss, params, retain_graph=True)
     again = torch.autograd.grad(loss, params)
     for a, b, c in zip(got, again, ref):
@@ -109,8 +115,7 @@ def test_backward_that_skips_the_codes_leaves_nothing_for_the_next(kind):
         torch.testing.assert_close(b, c, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("kind,strategy", [("conv", None), ("sine", "shared"), ("sine", "features"),
-                                           ("sine", "code")])
+@pytest.mark.parametrize("kind,strategy", [("conv", None), ("sine", "shared"), ("sine", "features"), ("sine", "code")])
 def test_double_backward_through_spe_raises_instead_of_missing_terms(kind, strategy):
     spe, gates = make(kind)
     if strategy is not None:
@@ -119,7 +124,7 @@ def test_double_backward_through_spe_raises_instead_of_missing_terms(kind, strat
     a, b = spe(q, k, gate=gates[0])
     with pytest.raises(RuntimeError, match="first order only"):
         torch.autograd.grad(a.square().sum() + b.sum(), [q], create_graph=True)
-    (grad_q,) = torch.autograd.grad(a.square().sum() + b.sum(), [q])   # first order: fine
+    (grad_q,) = torch.autograd.grad(a.square().sum() + b.sum(), [q])  # first order: fine
     assert torch.isfinite(grad_q).all()
 
 
@@ -135,24 +140,24 @@ def test_sine_code_memory_reused_across_steps_but_never_while_a_graph_can_read_i
     layer = lambda code: (lambda q, k, g: spe(q, k, code=code, gate=g))  # noqa: E731
     first = spe.draw(9)
     loss_of(layer(first), q, k, gates).backward()
-    kept = spe.draw(9)                      # a code the caller keeps holds its codes (through its cache)
+    kept = spe.draw(9)  # a code the caller keeps holds its codes (through its cache)
     loss_of(layer(kept), q, k, gates).backward()
     assert _sine_codes_ptr(kept) != _sine_codes_ptr(first)
-    used, first = _sine_codes_ptr(first), None                         # a step's code is dropped after it
+    used, first = _sine_codes_ptr(first), None  # a step's code is dropped after it
     second = spe.draw(9)
     loss_of(layer(second), q, k, gates).backward()
-    assert _sine_codes_ptr(second) == used                             # reused after the backward
+    assert _sine_codes_ptr(second) == used  # reused after the backward
 
     params = [spe.freqs, spe.offsets, spe.gains]
     a, b = spe.draw(9), spe.draw(9)
     loss = loss_of(layer(a), q, k, gates) + 2 * loss_of(layer(b), q, k, gates)
-    assert _sine_codes_ptr(a) != _sine_codes_ptr(b)                  # a's graph still reads a's codes
+    assert _sine_codes_ptr(a) != _sine_codes_ptr(b)  # a's graph still reads a's codes
     got = torch.autograd.grad(loss, params)
     ref_loss = 0
     for code, weight in ((a, 1), (b, 2)):
         for i, gate in enumerate(gates):
             x, y = per_layer_reference(spe, q, k, code, 0, gate)
-            ref_loss = ref_loss + weight * ((x * (i + 1)).sin().sum() + (y ** 2).sum() * (i + 1))
+            ref_loss = ref_loss + weight * ((x * (i + 1)).sin().sum() + (y**2).sum() * (i + 1))
     for x, y in zip(got, torch.autograd.grad(ref_loss, params)):
         torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-11)
 

@@ -3,6 +3,7 @@
 Checked against a float64 re-derivation written here from the definition (research/spe.md §1.3, §1.5),
 against the chunked "features" path, and by finite differences; plus the cache's invalidation rules.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,11 +31,11 @@ def naive(spe: SineSPE, code, q, k, offset: int, gate=None):
     f = torch.sigmoid(spe.freqs) / 2
     lam = torch.nn.functional.softplus(spe.gains)
     t = torch.arange(offset, offset + q.shape[1], dtype=torch.float64)
-    a = 2 * math.pi * f[..., None, :] * t[:, None]                                   # (H, D, N, K)
-    w = code.noise * torch.cat((lam, lam), -1)[..., None] * spe.code_scale           # (H, D, 2K, R)
+    a = 2 * math.pi * f[..., None, :] * t[:, None]  # (H, D, N, K)
+    w = code.noise * torch.cat((lam, lam), -1)[..., None] * spe.code_scale  # (H, D, 2K, R)
     bars = []
     for angle in (a + spe.offsets[..., None, :], a):
-        bar = torch.cat((torch.cos(angle), torch.sin(angle)), -1) @ w                # (H, D, N, R)
+        bar = torch.cat((torch.cos(angle), torch.sin(angle)), -1) @ w  # (H, D, N, R)
         if gate is not None:
             delta = gate.delta()[..., None, None]
             bar = torch.sqrt(1 - delta) * bar + torch.sqrt(delta) * code.gate_noise[:, :, None]
@@ -44,8 +45,9 @@ def naive(spe: SineSPE, code, q, k, offset: int, gate=None):
 
 def qk(n: int, batch: int = 2, requires_grad: bool = False):
     g = torch.Generator().manual_seed(1)
-    return [torch.randn(batch, n, 3, 4, dtype=torch.float64, generator=g, requires_grad=requires_grad)
-            for _ in range(2)]
+    return [
+        torch.randn(batch, n, 3, 4, dtype=torch.float64, generator=g, requires_grad=requires_grad) for _ in range(2)
+    ]
 
 
 @pytest.mark.parametrize("gated", [False, True])
@@ -66,11 +68,11 @@ def test_auto_uses_shared_path_for_small_codes_and_chunks_large_ones(monkeypatch
     q, k = qk(7)
     code = spe.draw(7)
     spe(q, k, code=code)
-    assert code.cache is not None                                   # small: shared
+    assert code.cache is not None  # small: shared
     monkeypatch.setattr(sine_spe, "SHARED_CODE_ELEMENTS", 7 * 3 * 4 * 6 - 1)
     big = spe.draw(7)
     got = spe(q, k, code=big)
-    assert big.cache is None                                        # over the budget: chunked path
+    assert big.cache is None  # over the budget: chunked path
     for a, b in zip(got, naive(spe, big, q, k, 0, spe.gate)):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
@@ -88,7 +90,7 @@ def test_shared_gradients_match_features_path():
         loss = 0
         for gate in gates:  # two layers sharing the code, as in the Transformer
             a, b = spe(q, k, code=code, offset=3, gate=gate)
-            loss = loss + (a * torch.arange(a.numel(), dtype=a.dtype).view_as(a).cos()).sum() + (b ** 2).sum()
+            loss = loss + (a * torch.arange(a.numel(), dtype=a.dtype).view_as(a).cos()).sum() + (b**2).sum()
         grads[strategy] = torch.autograd.grad(loss, leaves, allow_unused=True)
     for a, b in zip(*grads.values()):
         assert (a is None) == (b is None)
@@ -106,8 +108,11 @@ def test_shared_codes_and_contraction_match_finite_differences():
     def fn(x, f, p, w):
         shared, token = build_shared_codes(f, rotate_phase(w, p), w, 7, 6)
         # two "layers" read each code: their gradients meet in the one backward of the codes
-        return (contract_shared(x, shared, token, 0), contract_shared(x.cos(), shared, token, 0),
-                contract_shared(x, shared, token, 1))
+        return (
+            contract_shared(x, shared, token, 0),
+            contract_shared(x.cos(), shared, token, 0),
+            contract_shared(x, shared, token, 1),
+        )
 
     assert torch.autograd.gradcheck(fn, (x, f, p, w))
 
@@ -120,11 +125,11 @@ def test_code_reused_across_layers_until_backward():
     a1, _ = spe(q, k, code=code)
     first = code.cache[1]
     spe(q, k, code=code, gate=spe.make_gate().double())
-    assert code.cache[1][0] is first[0]                              # second layer: same codes
+    assert code.cache[1][0] is first[0]  # second layer: same codes
     a1.sum().backward()
-    assert code.cache[1][0].spent                                    # spent once its backward ran
+    assert code.cache[1][0].spent  # spent once its backward ran
     spe(q, k, code=code)
-    assert code.cache[1][0] is not first[0]                          # so the next forward rebuilds
+    assert code.cache[1][0] is not first[0]  # so the next forward rebuilds
 
 
 def test_code_reused_for_several_steps_follows_parameter_updates():
@@ -157,7 +162,7 @@ def test_offset_and_grad_mode_key_the_cache():
     for x, y in zip(got, naive(spe, code, q, k, 6, spe.gate)):
         torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
     a, _ = spe(q, k, code=code, offset=6)
-    assert a.requires_grad                                           # not the no-grad entry
+    assert a.requires_grad  # not the no-grad entry
 
 
 def test_shared_path_under_cpu_autocast_runs_in_bfloat16():
@@ -177,7 +182,7 @@ def _layers_loss(spe, q, k, code, gates):
     loss = 0
     for i, gate in enumerate(gates):
         a, b = spe(q, k, code=code, offset=2, gate=gate)
-        loss = loss + (a * (i + 1)).sin().sum() + (b ** 2).sum() * (i + 1)
+        loss = loss + (a * (i + 1)).sin().sum() + (b**2).sum() * (i + 1)
     return loss
 
 
@@ -194,7 +199,7 @@ def test_backward_that_skips_the_codes_leaves_nothing_for_the_next():
     loss = _layers_loss(spe, q, k, code, gates)
     torch.autograd.grad(loss, [q], retain_graph=True)
     got = torch.autograd.grad(loss, params, retain_graph=True)
-    again = torch.autograd.grad(loss, params)              # a second full backward of the same graph
+    again = torch.autograd.grad(loss, params)  # a second full backward of the same graph
     for a, b, c in zip(got, again, ref):
         torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-14)
         torch.testing.assert_close(b, c, rtol=1e-12, atol=1e-14)
@@ -216,7 +221,7 @@ def test_three_layers_gradients_match_float64_reference(monkeypatch, positions_p
         loss = 0
         for i, gate in enumerate(gates):
             a, b = naive(spe, code, q, k, 2, gate)
-            loss = loss + (a * (i + 1)).sin().sum() + (b ** 2).sum() * (i + 1)
+            loss = loss + (a * (i + 1)).sin().sum() + (b**2).sum() * (i + 1)
         return loss
 
     spe.strategy = "shared"

@@ -7,9 +7,21 @@ import functools
 import pytest
 import torch
 
-from spelab.nn import (ClassificationHead, ConvSPE, DualClassificationHead, LearnedPositionalEncoding,
-                       LinearAttention, LMHead, NoPositionalEncoding, PerformerAttention, RotaryEmbedding,
-                       SineSPE, SinusoidalPositionalEncoding, SoftmaxAttention, Transformer)
+from spelab.nn import (
+    ClassificationHead,
+    ConvSPE,
+    DualClassificationHead,
+    LearnedPositionalEncoding,
+    LinearAttention,
+    LMHead,
+    NoPositionalEncoding,
+    PerformerAttention,
+    RotaryEmbedding,
+    SineSPE,
+    SinusoidalPositionalEncoding,
+    SoftmaxAttention,
+    Transformer,
+)
 
 ATTENTIONS = {
     "softmax": SoftmaxAttention,
@@ -29,9 +41,19 @@ CELLS = [(a, p) for a in ATTENTIONS for p in POS_ENCS]
 
 def make(attention: str, pos_enc: str, causal: bool, **kw) -> Transformer:
     torch.manual_seed(0)
-    model = Transformer(vocab_size=11, d_model=16, num_layers=2, num_heads=2, ff_dim=32, dropout=0.0,
-                        attention=ATTENTIONS[attention], pos_enc=POS_ENCS[pos_enc], max_len=32,
-                        causal=causal, **kw)
+    model = Transformer(
+        vocab_size=11,
+        d_model=16,
+        num_layers=2,
+        num_heads=2,
+        ff_dim=32,
+        dropout=0.0,
+        attention=ATTENTIONS[attention],
+        pos_enc=POS_ENCS[pos_enc],
+        max_len=32,
+        causal=causal,
+        **kw,
+    )
     return model.double().eval()
 
 
@@ -42,11 +64,11 @@ def test_causal_model_ignores_the_future(attention, pos_enc):
     code = model.draw_code(12)
     t = 6
     changed = ids.clone()
-    changed[:, t + 1:] = torch.randint(1, 11, (2, 12 - t - 1))
+    changed[:, t + 1 :] = torch.randint(1, 11, (2, 12 - t - 1))
     with torch.no_grad():
         a, b = model(ids, code=code), model(changed, code=code)
     assert torch.allclose(a[:, : t + 1], b[:, : t + 1], atol=1e-9)
-    assert not torch.allclose(a[:, t + 1:], b[:, t + 1:], atol=1e-6)
+    assert not torch.allclose(a[:, t + 1 :], b[:, t + 1 :], atol=1e-6)
 
 
 @pytest.mark.parametrize("attention,pos_enc", CELLS)
@@ -101,8 +123,9 @@ def test_per_layer_codes_have_their_own_parameters(pos_enc):
     assert out.shape == (2, 8, 16) and torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("attention,pos_enc", [("performer", "sinespe"), ("linear", "convspe"),
-                                               ("softmax", "learned"), ("softmax", "rope")])
+@pytest.mark.parametrize(
+    "attention,pos_enc", [("performer", "sinespe"), ("linear", "convspe"), ("softmax", "learned"), ("softmax", "rope")]
+)
 def test_every_parameter_gets_a_gradient(attention, pos_enc):
     model = make(attention, pos_enc, causal=False).train()
     head = ClassificationHead(16, 3).double()
@@ -130,6 +153,7 @@ def test_mean_pooling_ignores_padding_and_dual_head_is_symmetric_in_shape():
     head = DualClassificationHead(4, 2).double()
     u = hidden[1, :2].mean(0)
     from spelab.nn.heads import pool
+
     assert torch.allclose(pool(hidden, mask, "mean")[1], u)
     assert head(hidden, mask, hidden.flip(0), mask.flip(0)).shape == (2, 2)
 
@@ -140,12 +164,15 @@ def test_lm_head_can_tie_weights():
     assert head.proj.weight is model.embed.weight
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(d_model=10, num_heads=3), "num_heads=3 must divide d_model=10"),
-    (dict(num_layers=0), "num_layers must be a positive integer"),
-    (dict(dropout=1.0), "dropout"),
-    (dict(vocab_size=-1), "vocab_size"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(d_model=10, num_heads=3), "num_heads=3 must divide d_model=10"),
+        (dict(num_layers=0), "num_layers must be a positive integer"),
+        (dict(dropout=1.0), "dropout"),
+        (dict(vocab_size=-1), "vocab_size"),
+    ],
+)
 def test_bad_arguments_are_named(kwargs, match):
     args = dict(vocab_size=11, d_model=16, num_layers=1, num_heads=2)
     args.update(kwargs)

@@ -7,5 +7,11 @@ import pytest
 
 @pytest.fixture
 def trainer_kwargs():
-    return dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                num_sanity_val_steps=0)
+    return dict(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )

@@ -16,21 +16,39 @@ LONG_SMOKE = ["debug=smoke", "logger=csv", "trainer.max_steps=24", "ckpt_every_n
 
 def cli_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(WANDB_MODE="offline", WANDB_SILENT="true", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
-               OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", ""))
+    env.update(
+        WANDB_MODE="offline",
+        WANDB_SILENT="true",
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", ""),
+    )
     env.pop("HYDRA_FULL_ERROR", None)
     env.update(extra)
     return env
 
 
 def cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, env=env or cli_env(), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "run.py", *args],
+        cwd=ROOT,
+        env=env or cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def popen(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "run.py", *args], cwd=ROOT, env=env or cli_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "run.py", *args],
+        cwd=ROOT,
+        env=env or cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def results(run_dir: Path) -> dict:
@@ -41,8 +59,10 @@ def csv_files(run_dir: Path) -> list[Path]:
     """The run's CSV metrics files: one (csv/metrics.csv) or one per attempt (csv/version_<n>/metrics.csv),
     oldest attempt first."""
     files = list((run_dir / "csv").rglob("metrics.csv"))
-    return sorted(files, key=lambda p: (len(p.parts), int(p.parent.name.split("_")[-1]) if
-                                        p.parent.name.startswith("version_") else -1))
+    return sorted(
+        files,
+        key=lambda p: (len(p.parts), int(p.parent.name.split("_")[-1]) if p.parent.name.startswith("version_") else -1),
+    )
 
 
 def csv_rows(run_dir: Path) -> list[dict]:

@@ -11,8 +11,9 @@ class TinyModule(pl.LightningModule):
     """Linear regression; `poison_at` makes the loss NaN (or inf) at that global step, `corrupt_param_at`
     sets an unused parameter to NaN (the loss stays finite) at that step."""
 
-    def __init__(self, poison_at: int | None = None, poison_value: float = float("nan"),
-                 corrupt_param_at: int | None = None) -> None:
+    def __init__(
+        self, poison_at: int | None = None, poison_value: float = float("nan"), corrupt_param_at: int | None = None
+    ) -> None:
         super().__init__()
         self.layer = torch.nn.Linear(4, 1)
         self.spare = torch.nn.Parameter(torch.zeros(3))
@@ -80,5 +81,4 @@ def shuffled_loader(cls=DataLoader, n: int = 64, batch_size: int = 4, seed: int 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, 4, generator=g)
     y = x.sum(dim=1, keepdim=True)
-    return cls(TensorDataset(x, y), batch_size=batch_size, shuffle=True,
-               generator=torch.Generator().manual_seed(seed))
+    return cls(TensorDataset(x, y), batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))

@@ -81,8 +81,12 @@ WRITER = textwrap.dedent("""
 def test_kill9_while_writing_never_leaves_a_corrupt_file(tmp_path, trial):
     """SIGKILL a process that rewrites an 8 MB checkpoint in a loop; the file always loads whole."""
     target = tmp_path / "last.ckpt"
-    proc = subprocess.Popen([sys.executable, "-c", WRITER.format(src=SRC, path=str(target))],
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER.format(src=SRC, path=str(target))],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     complete = 1 + 2 * trial  # the kill lands while the writer is in the save after this one
     try:
         for i in range(1, complete + 1):
@@ -101,8 +105,12 @@ def test_lightning_plugin_writes_loadable_resumable_checkpoints(tmp_path, traine
     ckpt = ModelCheckpoint(dirpath=tmp_path, save_top_k=0, save_last=True, every_n_train_steps=2)
     trainer = pl.Trainer(max_steps=6, callbacks=[ckpt], plugins=[AtomicCheckpointIO()], **trainer_kwargs)
     trainer.fit(TinyModule(), tiny_loader())
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "last.ckpt.prev", "last.ckpt.prev.sha256",
-                                                          "last.ckpt.sha256"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "last.ckpt",
+        "last.ckpt.prev",
+        "last.ckpt.prev.sha256",
+        "last.ckpt.sha256",
+    ]
     state = torch.load(tmp_path / "last.ckpt", weights_only=False)
     assert state["global_step"] == 6
     resumed = pl.Trainer(max_steps=8, plugins=[AtomicCheckpointIO()], **trainer_kwargs)

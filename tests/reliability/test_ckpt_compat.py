@@ -13,16 +13,26 @@ from omegaconf import OmegaConf
 
 from .rel_helpers import TinyModule, tiny_loader
 from spelab.errors import CheckpointMismatchError, DataError
-from spelab.reliability.ckpt_compat import (CONFIG_KEY, ConfigStamp, check_checkpoint_compatible,
-                                            config_differences, flatten)
+from spelab.reliability.ckpt_compat import (
+    CONFIG_KEY,
+    ConfigStamp,
+    check_checkpoint_compatible,
+    config_differences,
+    flatten,
+)
 
 CFG = {
     "seed": 1,
     "model": {"d_model": 32, "num_heads": 4, "pos_enc": {"_target_": "x.SineSPE", "num_realizations": 16}},
-    "task": {"name": "listops", "datamodule": {"batch_size": 8, "num_workers": 0, "data_dir": "/a"},
-             "module": {"lr": 0.001}},
+    "task": {
+        "name": "listops",
+        "datamodule": {"batch_size": 8, "num_workers": 0, "data_dir": "/a"},
+        "module": {"lr": 0.001},
+    },
     "trainer": {"max_steps": 100, "gradient_clip_val": 1.0, "accelerator": "cpu"},
-    "paths": {"output_dir": "/runs/a"}, "ckpt_every_n_steps": 10, "resume": True,
+    "paths": {"output_dir": "/runs/a"},
+    "ckpt_every_n_steps": 10,
+    "resume": True,
 }
 
 
@@ -61,22 +71,37 @@ def test_same_config_accepted(tmp_path):
 
 
 def test_run_control_keys_may_differ(tmp_path):
-    cur = changed(trainer__max_steps=500, paths__output_dir="/elsewhere", ckpt_every_n_steps=3,
-                  task__datamodule__num_workers=4, task__datamodule__data_dir="/b", trainer__accelerator="gpu")
+    cur = changed(
+        trainer__max_steps=500,
+        paths__output_dir="/elsewhere",
+        ckpt_every_n_steps=3,
+        task__datamodule__num_workers=4,
+        task__datamodule__data_dir="/b",
+        trainer__accelerator="gpu",
+    )
     allowed = check_checkpoint_compatible(save(tmp_path, CFG), cur)
-    assert set(allowed) == {"trainer.max_steps", "paths.output_dir", "ckpt_every_n_steps",
-                            "task.datamodule.num_workers", "task.datamodule.data_dir", "trainer.accelerator"}
+    assert set(allowed) == {
+        "trainer.max_steps",
+        "paths.output_dir",
+        "ckpt_every_n_steps",
+        "task.datamodule.num_workers",
+        "task.datamodule.data_dir",
+        "trainer.accelerator",
+    }
     assert allowed["trainer.max_steps"] == (100, 500)
 
 
-@pytest.mark.parametrize("edits,key", [
-    ({"model__d_model": 64}, "model.d_model"),
-    ({"model__pos_enc__num_realizations": 8}, "model.pos_enc.num_realizations"),
-    ({"task__module__lr": 0.01}, "task.module.lr"),
-    ({"task__datamodule__batch_size": 16}, "task.datamodule.batch_size"),
-    ({"seed": 2}, "seed"),  # a different seed is a different run
-    ({"trainer__gradient_clip_val": 0.5}, "trainer.gradient_clip_val"),
-])
+@pytest.mark.parametrize(
+    "edits,key",
+    [
+        ({"model__d_model": 64}, "model.d_model"),
+        ({"model__pos_enc__num_realizations": 8}, "model.pos_enc.num_realizations"),
+        ({"task__module__lr": 0.01}, "task.module.lr"),
+        ({"task__datamodule__batch_size": 16}, "task.datamodule.batch_size"),
+        ({"seed": 2}, "seed"),  # a different seed is a different run
+        ({"trainer__gradient_clip_val": 0.5}, "trainer.gradient_clip_val"),
+    ],
+)
 def test_other_configuration_refused_with_keys_listed(tmp_path, edits, key):
     ckpt = save(tmp_path, CFG)
     cur = changed(**edits, trainer__max_steps=999)  # plus an allowed difference, which is not listed

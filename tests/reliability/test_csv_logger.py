@@ -18,8 +18,15 @@ def _fit(tmp_path, crash_at=None, resume=False):
     cbs = [ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=0, save_last=True, every_n_train_steps=4)]
     if crash_at:
         cbs.append(CrashAt(crash_at))
-    trainer = pl.Trainer(max_steps=20, callbacks=cbs, logger=logger, log_every_n_steps=1, accelerator="cpu",
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        max_steps=20,
+        callbacks=cbs,
+        logger=logger,
+        log_every_n_steps=1,
+        accelerator="cpu",
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(TinyModule(), tiny_loader(), ckpt_path=tmp_path / "ckpt" / "last.ckpt" if resume else None)
 
 

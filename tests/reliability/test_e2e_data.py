@@ -21,8 +21,10 @@ def _official(tmp_path, train_rows: str, test_rows: str | None = None):
 def _train(make_cfg, tmp_path, data_dir):
     from spelab.train import train
 
-    cfg = make_cfg(["debug=smoke", "logger=csv", "task.datamodule.source=official",
-                    f"task.datamodule.data_dir={data_dir}"], run_dir=tmp_path / "run")
+    cfg = make_cfg(
+        ["debug=smoke", "logger=csv", "task.datamodule.source=official", f"task.datamodule.data_dir={data_dir}"],
+        run_dir=tmp_path / "run",
+    )
     return train(cfg)
 
 

@@ -21,8 +21,15 @@ from .test_e2e_full_disk import tiny_disk  # noqa: F401  (fixture: a small real 
 
 pytestmark = pytest.mark.slow
 
-PRIOR = {"status": "interrupted", "task": "listops", "attention": "softmax", "pos_enc": "none", "seed": 0,
-         "metrics": {}, "error": "RunInterrupted: interrupted by SIGTERM at step 2; an earlier attempt"}
+PRIOR = {
+    "status": "interrupted",
+    "task": "listops",
+    "attention": "softmax",
+    "pos_enc": "none",
+    "seed": 0,
+    "metrics": {},
+    "error": "RunInterrupted: interrupted by SIGTERM at step 2; an earlier attempt",
+}
 
 
 def fill(disk) -> None:
@@ -54,8 +61,11 @@ def _assert_intact(disk, run_dir, step):
     assert not leftovers
 
 
-def test_disk_full_during_checkpoint_keeps_previous_checkpoint_and_results(tiny_disk, make_cfg,  # noqa: F811
-                                                                           monkeypatch):
+def test_disk_full_during_checkpoint_keeps_previous_checkpoint_and_results(
+    tiny_disk,
+    make_cfg,  # noqa: F811
+    monkeypatch,
+):
     from spelab.train import train
 
     disk, run_dir, cfg = _start(tiny_disk, make_cfg, steps=9)
@@ -77,8 +87,11 @@ def test_disk_full_during_checkpoint_keeps_previous_checkpoint_and_results(tiny_
     _assert_intact(disk, run_dir, step=3)
 
 
-def test_disk_full_when_writing_results_fails_the_run_keeping_the_old_file(tiny_disk, make_cfg,  # noqa: F811
-                                                                           monkeypatch):
+def test_disk_full_when_writing_results_fails_the_run_keeping_the_old_file(
+    tiny_disk,
+    make_cfg,  # noqa: F811
+    monkeypatch,
+):
     import spelab.train as train_mod
 
     disk, run_dir, cfg = _start(tiny_disk, make_cfg, steps=3)

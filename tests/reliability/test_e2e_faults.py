@@ -79,8 +79,7 @@ def test_kill9_then_rerun_resumes_and_matches_uninterrupted_run(tmp_path, data_d
     assert train_steps(run_dir) == train_steps(tmp_path / "ref") == list(range(steps))
 
 
-def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp_path, data_dir, monkeypatch,
-                                                                       make_cfg):
+def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp_path, data_dir, monkeypatch, make_cfg):
     """A test-only hook makes the loss NaN at step 7 (checkpoints every 3 steps)."""
     from spelab.errors import NonFiniteLossError
     from spelab.tasks.classification import ClassificationTask
@@ -107,8 +106,16 @@ def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp_path,
 
 def test_huge_learning_rate_fails_cleanly_with_results_failed(tmp_path, data_dir):
     run_dir = tmp_path / "run"
-    out = cli(["debug=smoke", "logger=csv", "task.module.lr=1e30", "trainer.max_steps=20",
-               f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}"])
+    out = cli(
+        [
+            "debug=smoke",
+            "logger=csv",
+            "task.module.lr=1e30",
+            "trainer.max_steps=20",
+            f"paths.data_dir={data_dir}",
+            f"hydra.run.dir={run_dir}",
+        ]
+    )
     assert out.returncode != 0
     assert "Non-finite training loss" in out.stderr and "at step" in out.stderr
     assert "Traceback" not in out.stderr
@@ -143,8 +150,7 @@ def test_wandb_online_without_credentials_goes_on_with_local_loggers(tmp_path, d
     env = cli_env(HOME=str(home), WANDB_MODE="online", WANDB_BASE_URL=f"http://127.0.0.1:{port}")
     env.pop("WANDB_API_KEY", None)
     run_dir = tmp_path / "run"
-    out = cli(["debug=smoke", "wandb_online=true", f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}"],
-              env=env)
+    out = cli(["debug=smoke", "wandb_online=true", f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}"], env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "W&B logging disabled" in out.stdout + out.stderr
     assert "CSV logger" in out.stdout + out.stderr
@@ -158,11 +164,9 @@ def test_wandb_online_with_unreachable_server_logs_offline_without_stalling(tmp_
     logs offline (to be synced later) and finishes."""
     home = tmp_path / "home"
     home.mkdir()
-    env = cli_env(HOME=str(home), WANDB_MODE="online", WANDB_BASE_URL="http://127.0.0.1:9",
-                  WANDB_API_KEY="x" * 40)
+    env = cli_env(HOME=str(home), WANDB_MODE="online", WANDB_BASE_URL="http://127.0.0.1:9", WANDB_API_KEY="x" * 40)
     run_dir = tmp_path / "run"
-    out = cli(["debug=smoke", "wandb_online=true", f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}"],
-              env=env)
+    out = cli(["debug=smoke", "wandb_online=true", f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}"], env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "W&B server unreachable (127.0.0.1:9" in out.stdout + out.stderr
     assert "W&B logging disabled" not in out.stdout + out.stderr

@@ -29,8 +29,9 @@ def tiny_disk(tmp_path):
         point.mkdir()
         if os.geteuid() != 0:
             pytest.skip("mounting a tmpfs needs root")
-        res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(point)],
-                             capture_output=True, text=True)
+        res = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(point)], capture_output=True, text=True
+        )
         if res.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
         mounted.append(point)
@@ -52,9 +53,20 @@ def test_too_little_space_fails_up_front(tiny_disk, data_dir):
 def test_disk_filling_during_checkpoint_is_a_clear_error(tiny_disk, data_dir):
     disk = tiny_disk(64)  # passes the 50 MiB up-front check; a ~12M-parameter model's checkpoint does not fit
     run_dir = disk / "run"
-    out = cli(["debug=smoke", "logger=csv", "model.d_model=512", "model.num_heads=8", "model.num_layers=4",
-               "model.ff_dim=2048", "trainer.max_steps=4", "ckpt_every_n_steps=2", f"paths.data_dir={data_dir}",
-               f"hydra.run.dir={run_dir}"])
+    out = cli(
+        [
+            "debug=smoke",
+            "logger=csv",
+            "model.d_model=512",
+            "model.num_heads=8",
+            "model.num_layers=4",
+            "model.ff_dim=2048",
+            "trainer.max_steps=4",
+            "ckpt_every_n_steps=2",
+            f"paths.data_dir={data_dir}",
+            f"hydra.run.dir={run_dir}",
+        ]
+    )
     assert out.returncode != 0
     assert "no space left on the device" in out.stderr and str(run_dir) in out.stderr
     assert "Traceback" not in out.stderr

@@ -30,8 +30,14 @@ STEPS = 24  # LONG_SMOKE: checkpoints every 3 steps; the pauses are between two 
 
 def popen_logged(args: list[str], log: Path) -> subprocess.Popen:
     """`python run.py ...` writing to `log`: a paused run whose pipe nobody reads could block on a full one."""
-    proc = subprocess.Popen([sys.executable, "run.py", *args], cwd=ROOT, env=cli_env(), stdout=open(log, "w"),
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "run.py", *args],
+        cwd=ROOT,
+        env=cli_env(),
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     proc.log = log
     return proc
 
@@ -41,7 +47,9 @@ def wait_for_file(path: Path, proc, timeout: float = 300.0) -> None:
     end = time.monotonic() + timeout
     while not path.exists():
         if proc.poll() is not None:
-            raise AssertionError(f"run ended (rc {proc.returncode}) before {path} existed:\n{proc.log.read_text()[-3000:]}")
+            raise AssertionError(
+                f"run ended (rc {proc.returncode}) before {path} existed:\n{proc.log.read_text()[-3000:]}"
+            )
         assert time.monotonic() < end, f"no {path} after {timeout}s"
         time.sleep(0.05)
 

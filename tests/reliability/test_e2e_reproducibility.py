@@ -19,8 +19,12 @@ pytestmark = pytest.mark.slow
 def _run(make_cfg, run_dir, seed, logger="csv"):
     from spelab.train import train
 
-    return train(make_cfg(["debug=smoke", f"logger={logger}", f"seed={seed}", "trainer.max_steps=8",
-                           "model.dropout=0.1"], run_dir=run_dir))
+    return train(
+        make_cfg(
+            ["debug=smoke", f"logger={logger}", f"seed={seed}", "trainer.max_steps=8", "model.dropout=0.1"],
+            run_dir=run_dir,
+        )
+    )
 
 
 def _weights(run_dir):

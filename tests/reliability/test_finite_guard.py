@@ -16,8 +16,9 @@ from spelab.reliability import AtomicCheckpointIO, FiniteLossGuard
 
 def _fit(tmp_path, module, trainer_kwargs, every=1):
     ckpt = ModelCheckpoint(dirpath=tmp_path, save_top_k=0, save_last=True, every_n_train_steps=every)
-    trainer = pl.Trainer(max_steps=10, callbacks=[FiniteLossGuard(), ckpt], plugins=[AtomicCheckpointIO()],
-                         **trainer_kwargs)
+    trainer = pl.Trainer(
+        max_steps=10, callbacks=[FiniteLossGuard(), ckpt], plugins=[AtomicCheckpointIO()], **trainer_kwargs
+    )
     with pytest.raises(NonFiniteLossError) as info:
         trainer.fit(module, tiny_loader())
     return trainer, info.value

@@ -16,13 +16,36 @@ from hypothesis import strategies as st
 from spelab.errors import DataError
 
 # derandomized: CI sees the same inputs every run (the explicit @example cases pin known-bad inputs)
-FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 # text that looks like the formats: tabs, newlines, digits, brackets, odd numbers, odd unicode
-FIELD = st.one_of(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20),
-                  st.sampled_from(["0", "1", "9", "10", "-1", "1.0", "nan", "inf", "-inf", "1e400", "", "[MAX 2 3 ]",
-                                   "Source", "Target", "\x00", "\"", "é", "2" * 30]))
+FIELD = st.one_of(
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20),
+    st.sampled_from(
+        [
+            "0",
+            "1",
+            "9",
+            "10",
+            "-1",
+            "1.0",
+            "nan",
+            "inf",
+            "-inf",
+            "1e400",
+            "",
+            "[MAX 2 3 ]",
+            "Source",
+            "Target",
+            "\x00",
+            '"',
+            "é",
+            "2" * 30,
+        ]
+    ),
+)
 ROWS = st.lists(st.lists(FIELD, min_size=0, max_size=6), max_size=8)
 
 
@@ -50,8 +73,9 @@ def _typed(err: BaseException, path: Path) -> None:
 @FUZZ
 @example(header=["Source", "Target"], rows=[["[MAX 1 2 ]", "inf"]], mangle=b"")
 @example(header=["Source", "Target"], rows=[["[MAX 1 2 ]"]], mangle=b"\xff")
-@given(header=st.one_of(st.none(), st.just(["Source", "Target"]), st.lists(FIELD, max_size=3)), rows=ROWS,
-       mangle=MANGLE)
+@given(
+    header=st.one_of(st.none(), st.just(["Source", "Target"]), st.lists(FIELD, max_size=3)), rows=ROWS, mangle=MANGLE
+)
 def test_listops_tsv_reader(header, rows, mangle):
     from spelab.data.lra.listops import read_listops_tsv
 
@@ -92,8 +116,9 @@ def test_aan_tsv_reader(rows, mangle):
 
 
 # ------------------------------------------------------------------------------------------ Pathfinder
-PNG_BYTES = st.one_of(st.binary(max_size=64), st.just(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20),
-                      st.just(b"not an image at all"))
+PNG_BYTES = st.one_of(
+    st.binary(max_size=64), st.just(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20), st.just(b"not an image at all")
+)
 
 
 def _png(size: int, value: int) -> bytes:
@@ -117,8 +142,11 @@ def test_gray_png_reader_never_raises_on_garbage(data):
 
 
 @FUZZ
-@given(meta_lines=st.lists(st.lists(FIELD, max_size=5), max_size=6), images=st.lists(PNG_BYTES, max_size=3),
-       good=st.integers(0, 2))
+@given(
+    meta_lines=st.lists(st.lists(FIELD, max_size=5), max_size=6),
+    images=st.lists(PNG_BYTES, max_size=3),
+    good=st.integers(0, 2),
+)
 def test_pathfinder_reader(meta_lines, images, good):
     from spelab.data.lra.readers import read_pathfinder_images
 
@@ -166,8 +194,11 @@ def _midi(notes: int) -> bytes:
     return buf.getvalue()
 
 
-MIDI_BYTES = st.one_of(st.binary(max_size=80), st.just(b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0"),
-                       st.builds(lambda n, cut: _midi(n)[:cut], st.integers(1, 5), st.integers(0, 60)))
+MIDI_BYTES = st.one_of(
+    st.binary(max_size=80),
+    st.just(b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0"),
+    st.builds(lambda n, cut: _midi(n)[:cut], st.integers(1, 5), st.integers(0, 60)),
+)
 
 
 @FUZZ
@@ -179,8 +210,13 @@ def test_groove_midi_reader(blobs):
     for i, blob in enumerate(blobs):
         (d / f"song{i}.mid").write_bytes(blob)
     try:
-        pieces, skipped = read_split(d, _TOKENIZER[0] if _TOKENIZER else _TOKENIZER.append(make_groove_tokenizer())
-                                     or _TOKENIZER[0], all_harmonic=True, drop_bars=0, max_files=None)
+        pieces, skipped = read_split(
+            d,
+            _TOKENIZER[0] if _TOKENIZER else _TOKENIZER.append(make_groove_tokenizer()) or _TOKENIZER[0],
+            all_harmonic=True,
+            drop_bars=0,
+            max_files=None,
+        )
     except Exception as err:  # noqa: BLE001
         _typed(err, d / "x")
         return
@@ -211,12 +247,33 @@ GARBAGE_PICKLES = [b"", b"\x00not a pickle", b"\x80\x06garbage", b"(lp0\nI1\n", 
 
 
 @FUZZ
-@given(blob=st.one_of(st.sampled_from(GARBAGE_PICKLES), st.builds(pickle.dumps, st.one_of(
-    st.none(), st.integers(), st.lists(st.integers(), max_size=3),
-    st.tuples(st.lists(st.integers(), max_size=3), st.lists(st.dictionaries(
-        st.sampled_from(["name", "value", "x"]), st.one_of(st.text(max_size=5), st.integers())), max_size=3))))))
-@example(blob=pickle.dumps(([0, 2], [{"name": "Bar", "value": "None"}, {"name": "Tempo", "value": 97},
-                                     {"name": "Note-On", "value": 60}])))  # a valid piece, read whole
+@given(
+    blob=st.one_of(
+        st.sampled_from(GARBAGE_PICKLES),
+        st.builds(
+            pickle.dumps,
+            st.one_of(
+                st.none(),
+                st.integers(),
+                st.lists(st.integers(), max_size=3),
+                st.tuples(
+                    st.lists(st.integers(), max_size=3),
+                    st.lists(
+                        st.dictionaries(
+                            st.sampled_from(["name", "value", "x"]), st.one_of(st.text(max_size=5), st.integers())
+                        ),
+                        max_size=3,
+                    ),
+                ),
+            ),
+        ),
+    )
+)
+@example(
+    blob=pickle.dumps(
+        ([0, 2], [{"name": "Bar", "value": "None"}, {"name": "Tempo", "value": 97}, {"name": "Note-On", "value": 60}])
+    )
+)  # a valid piece, read whole
 def test_pop_piano_piece_reader(blob):
     from spelab.data.music.pop_piano import read_piece
 

@@ -18,9 +18,19 @@ pytestmark = pytest.mark.slow
 
 def _good(run_dir: Path, acc: float) -> dict:
     att, pos = run_dir.parent.name.split("-")
-    res = {"status": "done", "task": "listops", "attention": att, "pos_enc": pos,
-           "seed": int(run_dir.name.removeprefix("seed")), "sweep_name": "s", "metrics": {"test/acc": acc},
-           "params": 10, "wall_time_s": 1.0, "output_dir": str(run_dir), "error": None}
+    res = {
+        "status": "done",
+        "task": "listops",
+        "attention": att,
+        "pos_enc": pos,
+        "seed": int(run_dir.name.removeprefix("seed")),
+        "sweep_name": "s",
+        "metrics": {"test/acc": acc},
+        "params": 10,
+        "wall_time_s": 1.0,
+        "output_dir": str(run_dir),
+        "error": None,
+    }
     run_dir.mkdir(parents=True)
     (run_dir / "results.json").write_text(json.dumps(res, indent=2))
     return res
@@ -49,16 +59,24 @@ def test_report_lists_damaged_results_and_renders_the_rest(tmp_path):
     partial.mkdir(parents=True)
     (partial / "results.json").write_text(json.dumps({"status": "done", "metrics": {"test/acc": 0.9}}))
 
-    out = subprocess.run([sys.executable, "-m", "spelab.report", str(sweep)], cwd=ROOT, env=cli_env(),
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "spelab.report", str(sweep)],
+        cwd=ROOT,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     md = (sweep / "summary.md").read_text()
     section = md.split("## Unusable results.json files", 1)[1]
-    for run_dir, kind in ((truncated, "unreadable results.json (truncated or corrupt)"),
-                          (corrupt, "unreadable results.json (truncated or corrupt)"),
-                          (foreign, "foreign results.json (not written by spelab)"),
-                          (a_list, "foreign results.json (not written by spelab): a JSON list"),
-                          (partial, "partial results.json: missing task, attention, pos_enc, seed")):
+    for run_dir, kind in (
+        (truncated, "unreadable results.json (truncated or corrupt)"),
+        (corrupt, "unreadable results.json (truncated or corrupt)"),
+        (foreign, "foreign results.json (not written by spelab)"),
+        (a_list, "foreign results.json (not written by spelab): a JSON list"),
+        (partial, "partial results.json: missing task, attention, pos_enc, seed"),
+    ):
         line = next((ln for ln in section.splitlines() if f"`{run_dir}`" in ln), None)
         assert line is not None and kind in line, (run_dir, section)
     # the rest is rendered: softmax-none over its two good seeds (the partial one is not averaged in)

@@ -22,11 +22,21 @@ def _run(tmp_path, loader_cls, crash_at=None, resume=False, rng=True, trainer_kw
         callbacks.append(RngStateCallback())
     if crash_at is not None:
         callbacks.append(CrashAt(crash_at))
-    trainer = pl.Trainer(max_steps=MAX_STEPS, callbacks=callbacks, val_check_interval=5,
-                         check_val_every_n_epoch=None, limit_val_batches=2, **trainer_kwargs)
+    trainer = pl.Trainer(
+        max_steps=MAX_STEPS,
+        callbacks=callbacks,
+        val_check_interval=5,
+        check_val_every_n_epoch=None,
+        limit_val_batches=2,
+        **trainer_kwargs,
+    )
     loader = shuffled_loader(loader_cls)
-    trainer.fit(module, loader, val_dataloaders=shuffled_loader(DataLoader),
-                ckpt_path=tmp_path / "last.ckpt" if resume else None)
+    trainer.fit(
+        module,
+        loader,
+        val_dataloaders=shuffled_loader(DataLoader),
+        ckpt_path=tmp_path / "last.ckpt" if resume else None,
+    )
     return module, trainer
 
 

@@ -35,8 +35,9 @@ time.sleep(600)
 
 
 def _holder(run_dir) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(run_dir), run_lock.__file__], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(run_dir), run_lock.__file__], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "locked"
     return proc
 
@@ -90,8 +91,9 @@ def test_double_launch_end_to_end(tmp_path, data_dir):
         wait_for_file(run_dir / "PAUSED_AT_STEP_4", first)
         second = cli(args)  # a double submit: exits at once, writing nothing into the run dir
         assert second.returncode != 0
-        assert (f"run dir {run_dir} is in use by pid {first.pid} on host {socket.gethostname()}"
-                in second.stderr), second.stderr[-2000:]
+        assert f"run dir {run_dir} is in use by pid {first.pid} on host {socket.gethostname()}" in second.stderr, (
+            second.stderr[-2000:]
+        )
         assert "Traceback" not in second.stderr
         assert not (run_dir / "results.json").exists(), "the second launch wrote results.json"
         waiter = popen(args + ["lock_wait=true"])

@@ -18,8 +18,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_run_meta_contents(tmp_path):
-    cfg = OmegaConf.create({"seed": 3, "model": {"d_model": 16, "max_len": "${task.max_length}"},
-                            "task": {"max_length": 40}})
+    cfg = OmegaConf.create(
+        {"seed": 3, "model": {"d_model": 16, "max_len": "${task.max_length}"}, "task": {"max_length": 40}}
+    )
     meta = save_run_metadata(tmp_path, cfg, argv=["run.py", "seed=3"])
     on_disk = json.loads((tmp_path / "run_meta.json").read_text())
     assert on_disk["config"] == {"seed": 3, "model": {"d_model": 16, "max_len": 40}, "task": {"max_length": 40}}

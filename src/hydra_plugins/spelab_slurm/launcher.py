@@ -32,9 +32,11 @@ class SlurmLauncher(_SubmititSlurmLauncher):
         n = len(job_overrides)
         if limit is None or n <= limit:
             return super().launch(job_overrides, initial_job_idx)
-        chunks = [(list(job_overrides[i:i + limit]), initial_job_idx + i) for i in range(0, n, limit)]
-        print(f"[spelab] {n} cells exceed the cluster's MaxArraySize ({limit}): submitting {len(chunks)} "
-              f"arrays", flush=True)
+        chunks = [(list(job_overrides[i : i + limit]), initial_job_idx + i) for i in range(0, n, limit)]
+        print(
+            f"[spelab] {n} cells exceed the cluster's MaxArraySize ({limit}): submitting {len(chunks)} arrays",
+            flush=True,
+        )
         with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
             parts = list(pool.map(lambda c: super(SlurmLauncher, self).launch(*c), chunks))
         return [ret for part in parts for ret in part]

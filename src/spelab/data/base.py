@@ -49,8 +49,9 @@ class SequenceDataModule(pl.LightningDataModule):
     substitute: bool = False
     description: str = ""
 
-    def __init__(self, batch_size: int = 32, eval_batch_size: int | None = None, num_workers: int = 0,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, batch_size: int = 32, eval_batch_size: int | None = None, num_workers: int = 0, seed: int = 0
+    ) -> None:
         super().__init__()
         if batch_size <= 0:
             raise ValueError(f"task.datamodule.batch_size must be a positive integer, got {batch_size}")
@@ -100,6 +101,10 @@ class SequenceDataModule(pl.LightningDataModule):
     def info(self) -> dict:
         """What results.json and the loggers record about the data."""
         return {
-            "vocab_size": self.vocab_size, "num_classes": self.num_classes, "max_length": self.max_length,
-            "dual": self.dual, "substitute": self.substitute, "description": self.description,
+            "vocab_size": self.vocab_size,
+            "num_classes": self.num_classes,
+            "max_length": self.max_length,
+            "dual": self.dual,
+            "substitute": self.substitute,
+            "description": self.description,
         }

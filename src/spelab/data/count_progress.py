@@ -24,5 +24,13 @@ class CountProgress:
             self.last = now
             rate = self.done / max(now - self.t0, 1e-9)
             eta = (self.total - self.done) / rate if rate > 0 else 0.0
-            self.log.info("%s: %d/%d (%.0f%%), %.1f/s, ETA %dm%02ds", self.what, self.done, self.total,
-                          100 * self.done / max(self.total, 1), rate, eta // 60, eta % 60)
+            self.log.info(
+                "%s: %d/%d (%.0f%%), %.1f/s, ETA %dm%02ds",
+                self.what,
+                self.done,
+                self.total,
+                100 * self.done / max(self.total, 1),
+                rate,
+                eta // 60,
+                eta % 60,
+            )

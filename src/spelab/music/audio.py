@@ -12,8 +12,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
-SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2",
-              "/usr/share/soundfonts/default.sf2", "/usr/share/soundfonts/FluidR3_GM.sf2")
+SOUNDFONTS = (
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+    "/usr/share/sounds/sf2/default-GM.sf2",
+    "/usr/share/soundfonts/default.sf2",
+    "/usr/share/soundfonts/FluidR3_GM.sf2",
+)
 FORMATS = ("wav", "flac")
 INSTALL = "install them with `make audio-deps` (apt-get install -y fluidsynth fluid-soundfont-gm)"
 
@@ -39,8 +43,9 @@ def check(soundfont: str | None = None) -> tuple[str, Path]:
     sf = find_soundfont(soundfont)
     if sf is None:
         where = soundfont or os.environ.get("SPELAB_SOUNDFONT") or " or ".join(SOUNDFONTS)
-        raise AudioUnavailable(f"audio=true needs a General MIDI soundfont (.sf2), none at {where}; {INSTALL}, "
-                               f"or pass soundfont=PATH")
+        raise AudioUnavailable(
+            f"audio=true needs a General MIDI soundfont (.sf2), none at {where}; {INSTALL}, or pass soundfont=PATH"
+        )
     return exe, sf
 
 
@@ -53,8 +58,14 @@ def why_unavailable(soundfont: str | None = None) -> str | None:
     return None
 
 
-def render(midi: str | Path, out: str | Path, soundfont: str | None = None, sample_rate: int = 44100,
-           gain: float = 0.5, timeout: float = 300) -> Path:
+def render(
+    midi: str | Path,
+    out: str | Path,
+    soundfont: str | None = None,
+    sample_rate: int = 44100,
+    gain: float = 0.5,
+    timeout: float = 300,
+) -> Path:
     """Render `midi` to `out` (.wav or .flac, from its suffix); returns `out`."""
     exe, sf = check(soundfont)
     out = Path(out)

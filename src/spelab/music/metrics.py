@@ -21,28 +21,29 @@ from typing import Any
 
 import numpy as np
 
-BIN = 1 / 6          # beats per histogram bin (the paper's resolution)
-MAX_DT = 4.0         # beats, time_pitch_diff
-MAX_INTERVAL = 20    # semitones, time_pitch_diff
-MAX_DURATION = 2.0   # beats, onset_duration (longer notes fall in the last bin)
+BIN = 1 / 6  # beats per histogram bin (the paper's resolution)
+MAX_DT = 4.0  # beats, time_pitch_diff
+MAX_INTERVAL = 20  # semitones, time_pitch_diff
+MAX_DURATION = 2.0  # beats, onset_duration (longer notes fall in the last bin)
 SEGMENTS = 4
 
 
 @dataclass
 class Notes:
-    onset: np.ndarray     # beats
+    onset: np.ndarray  # beats
     duration: np.ndarray  # beats
     pitch: np.ndarray
-    drum: np.ndarray      # bool
-    track: np.ndarray     # track index (time_pitch_diff pairs notes of one track)
+    drum: np.ndarray  # bool
+    track: np.ndarray  # track index (time_pitch_diff pairs notes of one track)
     bar_beats: float = 4.0
 
     def __len__(self) -> int:
         return len(self.onset)
 
     def select(self, keep: np.ndarray) -> "Notes":
-        return Notes(self.onset[keep], self.duration[keep], self.pitch[keep], self.drum[keep], self.track[keep],
-                     self.bar_beats)
+        return Notes(
+            self.onset[keep], self.duration[keep], self.pitch[keep], self.drum[keep], self.track[keep], self.bar_beats
+        )
 
 
 def notes_of(score) -> Notes:
@@ -61,8 +62,14 @@ def notes_of(score) -> Notes:
         ts = score.time_signatures[0]
         bar = ts.numerator * 4.0 / ts.denominator
     order = np.argsort(np.asarray(onset, dtype=float), kind="stable")
-    return Notes(np.asarray(onset, float)[order], np.asarray(duration, float)[order],
-                 np.asarray(pitch, int)[order], np.asarray(drum, bool)[order], np.asarray(index, int)[order], bar)
+    return Notes(
+        np.asarray(onset, float)[order],
+        np.asarray(duration, float)[order],
+        np.asarray(pitch, int)[order],
+        np.asarray(drum, bool)[order],
+        np.asarray(index, int)[order],
+        bar,
+    )
 
 
 def pitch_class_entropy(notes: Notes) -> float | None:
@@ -88,6 +95,7 @@ def basic_metrics(notes: Notes) -> dict[str, Any]:
 
 # -- style profiles -------------------------------------------------------------------------------
 
+
 def _bin(x: np.ndarray) -> np.ndarray:
     return np.floor(x / BIN + 1e-9).astype(int)
 
@@ -98,9 +106,9 @@ def time_pitch_diff(notes: Notes) -> np.ndarray:
     n = notes.select(~notes.drum)
     hist = np.zeros((int(round(MAX_DT / BIN)), 2 * MAX_INTERVAL + 1))
     for i in range(len(n)):
-        dt = n.onset[i + 1:] - n.onset[i]
-        near = (dt < MAX_DT) & (n.track[i + 1:] == n.track[i])
-        dp = n.pitch[i + 1:][near] - n.pitch[i]
+        dt = n.onset[i + 1 :] - n.onset[i]
+        near = (dt < MAX_DT) & (n.track[i + 1 :] == n.track[i])
+        dp = n.pitch[i + 1 :][near] - n.pitch[i]
         ok = np.abs(dp) <= MAX_INTERVAL
         np.add.at(hist, (np.minimum(_bin(dt[near][ok]), hist.shape[0] - 1), dp[ok] + MAX_INTERVAL), 1)
     return hist
@@ -131,8 +139,9 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float | None:
     return float((a * b).sum() / (na * nb)) if na > 0 and nb > 0 else None
 
 
-def style_similarity(generated: Notes, reference: Notes, start: float = 0.0,
-                     segments: int = SEGMENTS) -> dict[str, list[float | None]]:
+def style_similarity(
+    generated: Notes, reference: Notes, start: float = 0.0, segments: int = SEGMENTS
+) -> dict[str, list[float | None]]:
     """Per profile, the cosine similarity of each of `segments` equal time segments of `generated`
     (from beat `start`: the continuation after the prompt) with the whole `reference`; None where a
     segment or the reference has no notes of that kind."""

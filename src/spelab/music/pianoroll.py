@@ -10,6 +10,7 @@ from spelab.music.metrics import Notes
 def piano_roll(notes: Notes, path: str | Path, title: str = "", prompt_end: float | None = None) -> Path:
     """PNG of `notes`; drums in grey; a dashed line where the prompt ends."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -17,8 +18,15 @@ def piano_roll(notes: Notes, path: str | Path, title: str = "", prompt_end: floa
     for drum, colour in ((False, "tab:blue"), (True, "grey")):
         sel = notes.drum == drum
         if sel.any():
-            ax.barh(notes.pitch[sel], notes.duration[sel], left=notes.onset[sel], height=0.8, color=colour,
-                    edgecolor="none", label="drums" if drum else None)
+            ax.barh(
+                notes.pitch[sel],
+                notes.duration[sel],
+                left=notes.onset[sel],
+                height=0.8,
+                color=colour,
+                edgecolor="none",
+                label="drums" if drum else None,
+            )
     if prompt_end is not None:
         ax.axvline(prompt_end, color="k", linestyle="--", linewidth=1)
     ax.set_xlabel("time (beats)")

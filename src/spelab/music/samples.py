@@ -29,10 +29,18 @@ def sample_metrics(notes: mm.Notes, prompt: mm.Notes | None, reference: mm.Notes
     return m
 
 
-def write_samples(dm, rows: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], prompt_length: int,
-                  out: Path, reference: Sequence[int] | None = None, audio: bool = False,
-                  audio_format: str = "wav", soundfont: str | None = None,
-                  piano_roll: bool = True) -> list[dict[str, Any]]:
+def write_samples(
+    dm,
+    rows: Sequence[Sequence[int]],
+    completions: Sequence[Sequence[int]],
+    prompt_length: int,
+    out: Path,
+    reference: Sequence[int] | None = None,
+    audio: bool = False,
+    audio_format: str = "wav",
+    soundfont: str | None = None,
+    piano_roll: bool = True,
+) -> list[dict[str, Any]]:
     """One record per sample: {midi, image, audio (paths or None), metrics}; also writes metrics.json."""
     out.mkdir(parents=True, exist_ok=True)
     ref = mm.notes_of(dm.ids_to_score([int(x) for x in reference])) if reference is not None else None
@@ -41,24 +49,26 @@ def write_samples(dm, rows: Sequence[Sequence[int]], completions: Sequence[Seque
         stem = out / f"sample_{i:02d}"
         full = list(row) + list(completion)
         midi = dm.write_midi(full, stem.with_suffix(".mid"))
-        stem.with_suffix(".tokens.json").write_text(json.dumps(
-            {"prompt_length": prompt_length, "ids": list(row), "completion": list(completion)}))
+        stem.with_suffix(".tokens.json").write_text(
+            json.dumps({"prompt_length": prompt_length, "ids": list(row), "completion": list(completion)})
+        )
         notes = mm.notes_of(dm.ids_to_score(full))
         prompt = mm.notes_of(dm.ids_to_score(list(row[:prompt_length]))) if prompt_length > 1 else None
         metrics = {"file": midi.name, **sample_metrics(notes, prompt, ref)}
         record: dict[str, Any] = {"midi": midi, "image": None, "audio": None, "metrics": metrics}
         if piano_roll:
             from spelab.music.pianoroll import piano_roll as draw
+
             end = float(prompt.onset.max()) if prompt is not None and len(prompt) else None
             record["image"] = draw(notes, stem.with_suffix(".png"), f"{midi.name}: {len(notes)} notes", end)
         if audio:
             from spelab.music.audio import render
+
             try:
                 record["audio"] = render(midi, stem.with_suffix(f".{audio_format}"), soundfont)
             except (RuntimeError, OSError) as err:  # keep the other samples and their files
                 log.warning("no audio for %s: %s", midi, err)
         records.append(record)
     samples = [r["metrics"] for r in records]
-    (out / METRICS_JSON).write_text(json.dumps({"samples": samples, "summary": mm.summarise(samples)}, indent=1)
-                                    + "\n")
+    (out / METRICS_JSON).write_text(json.dumps({"samples": samples, "summary": mm.summarise(samples)}, indent=1) + "\n")
     return records

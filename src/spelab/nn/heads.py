@@ -30,8 +30,9 @@ def _mlp(d_in: int, hidden: int, d_out: int, dropout: float) -> nn.Sequential:
 class ClassificationHead(nn.Module):
     """Pool, then a one-hidden-layer MLP to class logits (as the LRA classifiers do)."""
 
-    def __init__(self, d_model: int, num_classes: int, pooling: str = "mean", mlp_dim: int | None = None,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self, d_model: int, num_classes: int, pooling: str = "mean", mlp_dim: int | None = None, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"ClassificationHead: pooling must be one of {POOLINGS}, got {pooling!r}")
@@ -55,8 +56,16 @@ class DualClassificationHead(nn.Module):
     official classifier_head_dual (widths mlp_dim, mlp_dim // 2).
     """
 
-    def __init__(self, d_model: int, num_classes: int, pooling: str = "mean", mlp_dim: int | None = None,
-                 dropout: float = 0.0, interaction: str = "nli", layers: int = 1) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        num_classes: int,
+        pooling: str = "mean",
+        mlp_dim: int | None = None,
+        dropout: float = 0.0,
+        interaction: str = "nli",
+        layers: int = 1,
+    ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"DualClassificationHead: pooling must be one of {POOLINGS}, got {pooling!r}")
@@ -70,11 +79,13 @@ class DualClassificationHead(nn.Module):
         if layers == 1:
             self.mlp = _mlp(d_in, hidden, num_classes, dropout)
         else:
-            self.mlp = nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Dropout(dropout),
-                                     _mlp(hidden, hidden // 2, num_classes, dropout))
+            self.mlp = nn.Sequential(
+                nn.Linear(d_in, hidden), nn.ReLU(), nn.Dropout(dropout), _mlp(hidden, hidden // 2, num_classes, dropout)
+            )
 
-    def forward(self, hidden1: torch.Tensor, mask1: torch.Tensor | None, hidden2: torch.Tensor,
-                mask2: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, hidden1: torch.Tensor, mask1: torch.Tensor | None, hidden2: torch.Tensor, mask2: torch.Tensor | None
+    ) -> torch.Tensor:
         u, v = pool(hidden1, mask1, self.pooling), pool(hidden2, mask2, self.pooling)
         parts = [u, v, u * v, u - v] if self.interaction == "nli" else [u, v]
         return self.mlp(torch.cat(parts, dim=-1))

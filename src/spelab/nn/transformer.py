@@ -34,9 +34,18 @@ def _bias(relative: nn.Module | None, gate: nn.Module | None) -> dict[str, Any]:
 class TransformerBlock(nn.Module):
     """Pre-norm block: x + Attn(LN(x)), then x + FF(LN(x))."""
 
-    def __init__(self, d_model: int, num_heads: int, ff_dim: int, dropout: float, attention: Factory,
-                 key_dim: int, relative: nn.Module | None, gate: nn.Module | None,
-                 qkv_dim: int | None = None) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        ff_dim: int,
+        dropout: float,
+        attention: Factory,
+        key_dim: int,
+        relative: nn.Module | None,
+        gate: nn.Module | None,
+        qkv_dim: int | None = None,
+    ) -> None:
         super().__init__()
         qkv_dim = d_model if qkv_dim is None else qkv_dim  # the attention's width (LRA's qkv_dim)
         self.num_heads = num_heads
@@ -46,8 +55,7 @@ class TransformerBlock(nn.Module):
         self.attn = attention(head_dim=key_dim)
         self.out = nn.Linear(qkv_dim, d_model)
         self.norm2 = nn.LayerNorm(d_model)
-        self.ff = nn.Sequential(nn.Linear(d_model, ff_dim), nn.GELU(), nn.Dropout(dropout),
-                                nn.Linear(ff_dim, d_model))
+        self.ff = nn.Sequential(nn.Linear(d_model, ff_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_dim, d_model))
         self.dropout = nn.Dropout(dropout)
         # `relative` is set only when this layer owns its scheme (share_code=False); a shared scheme
         # is passed to forward() by the Transformer so that it is registered once.
@@ -58,8 +66,15 @@ class TransformerBlock(nn.Module):
         q, k, v = self.qkv(self.norm1(x)).unflatten(-1, (3, self.num_heads, self.head_dim)).unbind(-3)
         return q, k, v
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None, causal: bool,
-                relative: nn.Module | None, code: Any, offset: int = 0) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        padding_mask: torch.Tensor | None,
+        causal: bool,
+        relative: nn.Module | None,
+        code: Any,
+        offset: int = 0,
+    ) -> torch.Tensor:
         q, k, v = self._project(x)
         relative = self.relative if self.relative is not None else relative
         if relative is not None:
@@ -68,8 +83,9 @@ class TransformerBlock(nn.Module):
         x = x + self.dropout(self.out(y.flatten(-2)))
         return x + self.dropout(self.ff(self.norm2(x)))
 
-    def step(self, x: torch.Tensor, state: Any, relative: nn.Module | None, code: Any,
-             position: int) -> tuple[torch.Tensor, Any]:
+    def step(
+        self, x: torch.Tensor, state: Any, relative: nn.Module | None, code: Any, position: int
+    ) -> tuple[torch.Tensor, Any]:
         """One token (B, d_model) at `position`, given the attention state of the earlier tokens."""
         q, k, v = self._project(x[:, None])
         relative = self.relative if self.relative is not None else relative
@@ -98,24 +114,46 @@ class Transformer(nn.Module):
             for every layer, as the official LRA SPE runs do (``shared=True`` there shares parameters).
     """
 
-    def __init__(self, vocab_size: int, d_model: int = 128, num_layers: int = 2, num_heads: int = 4,
-                 ff_dim: int | None = None, dropout: float = 0.1, attention: Factory | None = None,
-                 pos_enc: Factory | None = None, max_len: int = 2048, causal: bool = False,
-                 share_code: bool = True, prepend_cls: bool = False, qkv_dim: int | None = None,
-                 code_per_layer: bool = False) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int = 128,
+        num_layers: int = 2,
+        num_heads: int = 4,
+        ff_dim: int | None = None,
+        dropout: float = 0.1,
+        attention: Factory | None = None,
+        pos_enc: Factory | None = None,
+        max_len: int = 2048,
+        causal: bool = False,
+        share_code: bool = True,
+        prepend_cls: bool = False,
+        qkv_dim: int | None = None,
+        code_per_layer: bool = False,
+    ) -> None:
         super().__init__()
         ff_dim = 4 * d_model if ff_dim is None else ff_dim
         width = "d_model" if qkv_dim is None else "qkv_dim"  # the key named in errors
         qkv_dim = d_model if qkv_dim is None else qkv_dim
-        _check_positive(vocab_size=vocab_size, d_model=d_model, num_layers=num_layers,
-                        num_heads=num_heads, ff_dim=ff_dim, max_len=max_len, qkv_dim=qkv_dim)
+        _check_positive(
+            vocab_size=vocab_size,
+            d_model=d_model,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            ff_dim=ff_dim,
+            max_len=max_len,
+            qkv_dim=qkv_dim,
+        )
         if qkv_dim % num_heads:
-            raise ValueError(f"Transformer: num_heads={num_heads} must divide {width}={qkv_dim} "
-                             f"(e.g. num_heads in {[h for h in range(1, 17) if qkv_dim % h == 0]})")
+            raise ValueError(
+                f"Transformer: num_heads={num_heads} must divide {width}={qkv_dim} "
+                f"(e.g. num_heads in {[h for h in range(1, 17) if qkv_dim % h == 0]})"
+            )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"Transformer: dropout must be in [0, 1), got {dropout}")
         if attention is None:
             from spelab.nn.attention import SoftmaxAttention
+
             attention = SoftmaxAttention
         self.d_model, self.num_heads, self.causal = d_model, num_heads, causal
         self.max_len, self.share_code = max_len, share_code
@@ -125,8 +163,13 @@ class Transformer(nn.Module):
         total_len = max_len + int(prepend_cls)
 
         def make_pos() -> nn.Module:
-            return build_positional(pos_enc or NoPositionalEncoding, d_model=d_model,
-                                    num_heads=num_heads, head_dim=head_dim, max_len=total_len)
+            return build_positional(
+                pos_enc or NoPositionalEncoding,
+                d_model=d_model,
+                num_heads=num_heads,
+                head_dim=head_dim,
+                max_len=total_len,
+            )
 
         self.embed = nn.Embedding(vocab_size, d_model)
         self.cls = nn.Parameter(torch.randn(d_model) * 0.02) if prepend_cls else None
@@ -139,8 +182,9 @@ class Transformer(nn.Module):
             own = (pos if not blocks else make_pos()) if pos.relative and not share_code else None
             # the shared scheme's own gate serves layer 0 (gate=None); every other layer gets its own
             gate = pos.make_gate() if self.relative is not None and blocks else None
-            blocks.append(TransformerBlock(d_model, num_heads, ff_dim, dropout, attention, key_dim, own, gate,
-                                           qkv_dim=qkv_dim))
+            blocks.append(
+                TransformerBlock(d_model, num_heads, ff_dim, dropout, attention, key_dim, own, gate, qkv_dim=qkv_dim)
+            )
         self.blocks = nn.ModuleList(blocks)
         self.norm = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
@@ -170,14 +214,17 @@ class Transformer(nn.Module):
             x = self.absolute(x, offset=offset)
         return x
 
-    def forward(self, input_ids: torch.Tensor, padding_mask: torch.Tensor | None = None,
-                code: Any = None) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, padding_mask: torch.Tensor | None = None, code: Any = None
+    ) -> torch.Tensor:
         """(B, N) token ids -> (B, N, d_model) hidden states ((B, N+1, ...) with a [CLS] vector)."""
         if input_ids.dim() != 2:
             raise ValueError(f"Transformer: input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
         if padding_mask is not None and padding_mask.shape != input_ids.shape:
-            raise ValueError(f"Transformer: padding_mask shape {tuple(padding_mask.shape)} "
-                             f"!= input_ids shape {tuple(input_ids.shape)}")
+            raise ValueError(
+                f"Transformer: padding_mask shape {tuple(padding_mask.shape)} "
+                f"!= input_ids shape {tuple(input_ids.shape)}"
+            )
         x = self.embed(input_ids)
         if self.cls is not None:
             x = torch.cat([self.cls.expand(x.shape[0], 1, -1), x], dim=1)
@@ -193,14 +240,16 @@ class Transformer(nn.Module):
         return self.norm(x)
 
     # -- recurrent form (causal decoding, O(1) per token for linear backends) ------------------
-    def init_state(self, batch_size: int, device: torch.device | None = None,
-                   dtype: torch.dtype | None = None) -> dict[str, Any]:
+    def init_state(
+        self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> dict[str, Any]:
         if not self.causal:
             raise RuntimeError("Transformer.init_state: recurrent decoding needs a causal model (causal=True)")
         dtype = dtype or self.embed.weight.dtype
         head_dim = self.qkv_dim // self.num_heads
-        layers = [blk.attn.init_state(batch_size, self.num_heads, head_dim, device=device, dtype=dtype)
-                  for blk in self.blocks]
+        layers = [
+            blk.attn.init_state(batch_size, self.num_heads, head_dim, device=device, dtype=dtype) for blk in self.blocks
+        ]
         return {"position": 0, "layers": layers}
 
     def step(self, token: torch.Tensor, state: dict[str, Any], code: Any = None) -> tuple[torch.Tensor, dict]:
@@ -211,8 +260,10 @@ class Transformer(nn.Module):
         """
         position = state["position"]
         if code is None and self._needs_code():
-            raise ValueError("Transformer.step: pass code=model.draw_code(total_length) so that all "
-                             "decoding steps share one positional code")
+            raise ValueError(
+                "Transformer.step: pass code=model.draw_code(total_length) so that all "
+                "decoding steps share one positional code"
+            )
         x = self.dropout(self.embed_tokens(token[:, None], offset=position))[:, 0]
         new_layers = []
         for block, layer_state, layer_code in zip(self.blocks, state["layers"], self._layer_codes(code)):

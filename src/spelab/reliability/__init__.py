@@ -8,7 +8,15 @@ from spelab.reliability.output_dir import check_output_dir, disk_errors_as_outpu
 from spelab.reliability.run_metadata import save_run_metadata, wandb_metadata
 
 __all__ = [
-    "AtomicCheckpointIO", "atomic_torch_save", "remove_stale_temp_files", "ConfigStamp",
-    "check_checkpoint_compatible", "config_differences", "FiniteLossGuard", "check_output_dir",
-    "disk_errors_as_output_dir_errors", "save_run_metadata", "wandb_metadata",
+    "AtomicCheckpointIO",
+    "atomic_torch_save",
+    "remove_stale_temp_files",
+    "ConfigStamp",
+    "check_checkpoint_compatible",
+    "config_differences",
+    "FiniteLossGuard",
+    "check_output_dir",
+    "disk_errors_as_output_dir_errors",
+    "save_run_metadata",
+    "wandb_metadata",
 ]

@@ -66,11 +66,13 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         if err.errno in (errno.ENOSPC, errno.EDQUOT):
             from spelab.reliability.output_dir import mount_point
 
-            raise OutputDirError(path.parent, f"no space left on the device (the filesystem mounted at "
-                                 f"{mount_point(path.parent)}) while writing checkpoint "
-                                 f"{path.name} ({err.strerror}); the previous checkpoint, if any, is intact",
-                                 hint="Free disk space (or use paths.log_dir=... on a larger disk) and rerun "
-                                      "the same command to resume") from err
+            raise OutputDirError(
+                path.parent,
+                f"no space left on the device (the filesystem mounted at "
+                f"{mount_point(path.parent)}) while writing checkpoint "
+                f"{path.name} ({err.strerror}); the previous checkpoint, if any, is intact",
+                hint="Free disk space (or use paths.log_dir=... on a larger disk) and rerun the same command to resume",
+            ) from err
         if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise OutputDirError(path.parent, f"cannot write checkpoint {path.name} ({err.strerror})") from err
         raise

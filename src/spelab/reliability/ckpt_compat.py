@@ -32,15 +32,49 @@ from spelab.errors import CheckpointMismatchError, DataError
 
 CONFIG_KEY = "spelab_config"
 IGNORED_KEYS: tuple[str, ...] = (
-    "trainer.max_steps", "trainer.max_epochs", "trainer.min_steps", "trainer.min_epochs", "trainer.max_time",
-    "trainer.limit_*", "trainer.val_check_interval", "trainer.check_val_every_n_epoch",
-    "trainer.log_every_n_steps", "trainer.num_sanity_val_steps", "trainer.accelerator", "trainer.devices",
-    "trainer.num_nodes", "trainer.strategy", "trainer.precision", "trainer.enable_*", "trainer.default_root_dir",
-    "trainer.deterministic", "trainer.benchmark", "trainer.profiler", "trainer.plugins*",
-    "paths.*", "logger.*", "callbacks.*", "hydra.*",
-    "ckpt_every_n_steps", "resume", "force", "test_ckpt", "wandb_online", "fail_at_step", "pause_at_steps",
-    "lock_wait", "kernels", "tags", "tags.*",
-    "sweep_name", "*.num_workers", "*.eval_batch_size", "*.pin_memory", "*data_dir", "*cache_dir", "*_path",
+    "trainer.max_steps",
+    "trainer.max_epochs",
+    "trainer.min_steps",
+    "trainer.min_epochs",
+    "trainer.max_time",
+    "trainer.limit_*",
+    "trainer.val_check_interval",
+    "trainer.check_val_every_n_epoch",
+    "trainer.log_every_n_steps",
+    "trainer.num_sanity_val_steps",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "trainer.strategy",
+    "trainer.precision",
+    "trainer.enable_*",
+    "trainer.default_root_dir",
+    "trainer.deterministic",
+    "trainer.benchmark",
+    "trainer.profiler",
+    "trainer.plugins*",
+    "paths.*",
+    "logger.*",
+    "callbacks.*",
+    "hydra.*",
+    "ckpt_every_n_steps",
+    "resume",
+    "force",
+    "test_ckpt",
+    "wandb_online",
+    "fail_at_step",
+    "pause_at_steps",
+    "lock_wait",
+    "kernels",
+    "tags",
+    "tags.*",
+    "sweep_name",
+    "*.num_workers",
+    "*.eval_batch_size",
+    "*.pin_memory",
+    "*data_dir",
+    "*cache_dir",
+    "*_path",
 )
 _MISSING = "<missing>"
 
@@ -58,12 +92,14 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _is_ignored(key: str, ignored: Iterable[str]) -> bool:
-    return any(fnmatch.fnmatchcase(key, pat) or key.startswith(pat.rstrip("*") + ".") and pat.endswith(".*")
-               for pat in ignored)
+    return any(
+        fnmatch.fnmatchcase(key, pat) or key.startswith(pat.rstrip("*") + ".") and pat.endswith(".*") for pat in ignored
+    )
 
 
-def config_differences(saved: Mapping, current: Mapping, ignored: Iterable[str] = IGNORED_KEYS
-                       ) -> tuple[dict[str, tuple[Any, Any]], dict[str, tuple[Any, Any]]]:
+def config_differences(
+    saved: Mapping, current: Mapping, ignored: Iterable[str] = IGNORED_KEYS
+) -> tuple[dict[str, tuple[Any, Any]], dict[str, tuple[Any, Any]]]:
     """(blocking, ignored) differences, each {key: (saved value, current value)}."""
     a, b = flatten(saved), flatten(current)
     blocking, allowed = {}, {}
@@ -97,8 +133,11 @@ def load_saved_config(ckpt_path: str | os.PathLike) -> dict | None:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as err:
-        raise DataError(path, f"unreadable checkpoint ({type(err).__name__}: {err})",
-                        hint="delete it to start this run afresh, or rerun with force=true") from err
+        raise DataError(
+            path,
+            f"unreadable checkpoint ({type(err).__name__}: {err})",
+            hint="delete it to start this run afresh, or rerun with force=true",
+        ) from err
     if isinstance(ckpt.get(CONFIG_KEY), Mapping):
         return dict(ckpt[CONFIG_KEY])
     hp = ckpt.get("hyper_parameters") or {}
@@ -114,8 +153,9 @@ def load_saved_config(ckpt_path: str | os.PathLike) -> dict | None:
     return None
 
 
-def check_checkpoint_compatible(ckpt_path: str | os.PathLike, cfg: Any,
-                                ignored: Iterable[str] = IGNORED_KEYS) -> dict[str, tuple[Any, Any]]:
+def check_checkpoint_compatible(
+    ckpt_path: str | os.PathLike, cfg: Any, ignored: Iterable[str] = IGNORED_KEYS
+) -> dict[str, tuple[Any, Any]]:
     """Raise CheckpointMismatchError if `ckpt_path` was trained with another configuration.
 
     Returns the differences that were allowed (IGNORED_KEYS), for a log line. A checkpoint without a
@@ -135,6 +175,7 @@ class ConfigStamp(pl.Callback):
     def __init__(self, cfg: Any) -> None:
         self.config = _plain(cfg)
 
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                           checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         checkpoint[CONFIG_KEY] = self.config

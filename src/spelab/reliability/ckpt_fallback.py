@@ -109,5 +109,8 @@ def pick_resume_checkpoint(last: str | os.PathLike) -> Path | None:
         log.warning(msg)
         print(f"[spelab] WARNING: {msg}", flush=True)
         return prev
-    raise DataError(last, f"no usable checkpoint to resume from: {where}, and the previous one {prev} is "
-                          f"{bad_prev}", hint="rerun with resume=false (or force=true) to train from scratch")
+    raise DataError(
+        last,
+        f"no usable checkpoint to resume from: {where}, and the previous one {prev} is {bad_prev}",
+        hint="rerun with resume=false (or force=true) to train from scratch",
+    )

@@ -42,23 +42,27 @@ class FiniteLossGuard(pl.Callback):
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
         self._check(trainer, loss)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         # manual optimisation never calls on_before_backward through Lightning's closure
         if not pl_module.automatic_optimization:
             loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
             if torch.is_tensor(loss):
                 self._check(trainer, loss)
 
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                           checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         if not self.check_params_on_save:
             return
         name = _first_nonfinite(pl_module)
         if name is not None:
-            raise NonFiniteLossError(trainer.global_step, math.nan,
-                                     hint=f"Parameter {name!r} is not finite, so this checkpoint was not "
-                                          f"written; the previous one is kept")
+            raise NonFiniteLossError(
+                trainer.global_step,
+                math.nan,
+                hint=f"Parameter {name!r} is not finite, so this checkpoint was not written; the previous one is kept",
+            )
 
     @staticmethod
     def _check(trainer: pl.Trainer, loss: torch.Tensor) -> None:

@@ -14,9 +14,14 @@ from spelab.errors import OutputDirError
 
 PROBE_NAME = ".spelab-write-probe"
 DEFAULT_MIN_FREE_MB = 50  # a small model's checkpoints, logs and results fit comfortably
-_DISK_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
-                errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
-                errno.EPERM: "operation not permitted", errno.ENOTDIR: "a parent of the path is a file"}
+_DISK_ERRNOS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOTDIR: "a parent of the path is a file",
+}
 
 
 def mount_point(path: str | os.PathLike) -> Path:
@@ -37,8 +42,9 @@ def _describe(err: OSError, path: str | os.PathLike | None = None) -> str:
     return f"{what}{where}"
 
 
-def check_output_dir(path: str | os.PathLike, min_free_mb: float = DEFAULT_MIN_FREE_MB,
-                     probe_bytes: int = 64 * 1024) -> Path:
+def check_output_dir(
+    path: str | os.PathLike, min_free_mb: float = DEFAULT_MIN_FREE_MB, probe_bytes: int = 64 * 1024
+) -> Path:
     """Create `path` if needed and prove it writable by writing, fsyncing and deleting a probe file.
 
     Raises OutputDirError (naming the directory and the reason) when the directory cannot be created,
@@ -64,8 +70,10 @@ def check_output_dir(path: str | os.PathLike, min_free_mb: float = DEFAULT_MIN_F
             probe.unlink()
     free_mb = shutil.disk_usage(path).free / 2**20
     if free_mb < min_free_mb:
-        raise OutputDirError(path, f"only {free_mb:.1f} MiB free on its disk, at least {min_free_mb:g} MiB "
-                                   f"needed for checkpoints and logs")
+        raise OutputDirError(
+            path,
+            f"only {free_mb:.1f} MiB free on its disk, at least {min_free_mb:g} MiB needed for checkpoints and logs",
+        )
     return path.resolve()
 
 

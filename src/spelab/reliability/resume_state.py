@@ -112,8 +112,12 @@ class ResumableDataLoader(DataLoader):
         gen = self._own_generator()
         length = len(self)
         consumed = min(max(self._served - LIGHTNING_PREFETCH, 0), length)
-        return {"epoch_start_generator": self._epoch_start_state, "current_generator": gen.get_state().clone(),
-                "consumed": consumed, "length": length}
+        return {
+            "epoch_start_generator": self._epoch_start_state,
+            "current_generator": gen.get_state().clone(),
+            "consumed": consumed,
+            "length": length,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not state or state.get("epoch_start_generator") is None:
@@ -134,8 +138,11 @@ class ResumableDataLoader(DataLoader):
 def capture_rng() -> dict[str, Any]:
     """The global RNG states as tensors and plain Python values (loadable with weights_only=True)."""
     name, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)]}
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -170,8 +177,9 @@ class RngStateCallback(pl.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._pending = state_dict.get("rng")
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self._pending is not None:
             restore_rng(self._pending)
             self._pending = None

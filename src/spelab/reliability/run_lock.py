@@ -28,8 +28,10 @@ class RunLockedError(SpelabError, RuntimeError):
     def __init__(self, run_dir: str | os.PathLike, holder: dict) -> None:
         who = f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}"
         since = f" since {holder['time_utc']}" if holder.get("time_utc") else ""
-        msg = (f"run dir {os.fspath(run_dir)} is in use by {who}{since} (the same cell launched twice?). "
-               f"Wait for it to finish, or add lock_wait=true to wait for it and then continue its run")
+        msg = (
+            f"run dir {os.fspath(run_dir)} is in use by {who}{since} (the same cell launched twice?). "
+            f"Wait for it to finish, or add lock_wait=true to wait for it and then continue its run"
+        )
         super().__init__(msg, run_dir, holder)
         self.run_dir, self.holder = os.fspath(run_dir), holder
 
@@ -60,18 +62,27 @@ class RunLock:
                 holder = _read_holder(self.path)
                 if not self.wait:
                     raise RunLockedError(self.run_dir, holder) from None
-                print(f"[spelab] waiting for pid {holder.get('pid', '?')} on host {holder.get('host', '?')} "
-                      f"to release {self.run_dir} (lock_wait=true)", flush=True)
+                print(
+                    f"[spelab] waiting for pid {holder.get('pid', '?')} on host {holder.get('host', '?')} "
+                    f"to release {self.run_dir} (lock_wait=true)",
+                    flush=True,
+                )
                 fcntl.flock(fd, fcntl.LOCK_EX)
         except BaseException:
             os.close(fd)
             raise
         self.previous_holder = _read_holder(self.path)
         if self.previous_holder.get("pid") not in (None, os.getpid()):
-            print(f"[spelab] took over the lock of {self.run_dir} left by pid {self.previous_holder.get('pid')} "
-                  f"on host {self.previous_holder.get('host')} (no longer running)", flush=True)
-        me = {"pid": os.getpid(), "host": socket.gethostname(),
-              "time_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+            print(
+                f"[spelab] took over the lock of {self.run_dir} left by pid {self.previous_holder.get('pid')} "
+                f"on host {self.previous_holder.get('host')} (no longer running)",
+                flush=True,
+            )
+        me = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "time_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
         self._fd = fd
@@ -92,4 +103,3 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-

@@ -19,10 +19,34 @@ from typing import Any
 META_FILE = "run_meta.json"
 HISTORY_FILE = "run_meta.jsonl"
 CONFIG_FILE = "config_resolved.yaml"
-KEY_PACKAGES = ("spelab", "torch", "lightning", "torchmetrics", "hydra-core", "omegaconf", "wandb", "numpy",
-                "datasets", "einops", "hydra-submitit-launcher", "submitit", "miditok", "symusic", "pillow")
-ENV_KEYS = ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "WANDB_MODE",
-            "OMP_NUM_THREADS", "CUBLAS_WORKSPACE_CONFIG", "PYTHONHASHSEED", "HF_DATASETS_OFFLINE")
+KEY_PACKAGES = (
+    "spelab",
+    "torch",
+    "lightning",
+    "torchmetrics",
+    "hydra-core",
+    "omegaconf",
+    "wandb",
+    "numpy",
+    "datasets",
+    "einops",
+    "hydra-submitit-launcher",
+    "submitit",
+    "miditok",
+    "symusic",
+    "pillow",
+)
+ENV_KEYS = (
+    "CUDA_VISIBLE_DEVICES",
+    "SLURM_JOB_ID",
+    "SLURM_ARRAY_JOB_ID",
+    "SLURM_ARRAY_TASK_ID",
+    "WANDB_MODE",
+    "OMP_NUM_THREADS",
+    "CUBLAS_WORKSPACE_CONFIG",
+    "PYTHONHASHSEED",
+    "HF_DATASETS_OFFLINE",
+)
 
 
 def package_versions(names: tuple[str, ...] = KEY_PACKAGES) -> dict[str, str | None]:
@@ -60,8 +84,12 @@ def git_info(start: str | os.PathLike | None = None) -> dict[str, Any]:
     if root is None:
         return {"commit": None, "dirty": None, "branch": None, "root": None}
     status = _git(["status", "--porcelain", "--untracked-files=no"], cwd)
-    return {"commit": _git(["rev-parse", "HEAD"], cwd), "dirty": bool(status) if status is not None else None,
-            "branch": _git(["rev-parse", "--abbrev-ref", "HEAD"], cwd), "root": root}
+    return {
+        "commit": _git(["rev-parse", "HEAD"], cwd),
+        "dirty": bool(status) if status is not None else None,
+        "branch": _git(["rev-parse", "--abbrev-ref", "HEAD"], cwd),
+        "root": root,
+    }
 
 
 def torch_info() -> dict[str, Any]:
@@ -69,9 +97,14 @@ def torch_info() -> dict[str, Any]:
         import torch
     except ImportError:  # pragma: no cover
         return {}
-    info: dict[str, Any] = {"version": torch.__version__, "cuda_available": torch.cuda.is_available(),
-                            "cuda_version": torch.version.cuda, "cudnn": None, "devices": [],
-                            "num_threads": torch.get_num_threads()}
+    info: dict[str, Any] = {
+        "version": torch.__version__,
+        "cuda_available": torch.cuda.is_available(),
+        "cuda_version": torch.version.cuda,
+        "cudnn": None,
+        "devices": [],
+        "num_threads": torch.get_num_threads(),
+    }
     if torch.cuda.is_available():
         info["cudnn"] = torch.backends.cudnn.version()
         info["devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
@@ -108,8 +141,7 @@ def collect_run_metadata(cfg: Any = None, argv: list[str] | None = None) -> dict
     }
 
 
-def save_run_metadata(output_dir: str | os.PathLike, cfg: Any = None, argv: list[str] | None = None
-                      ) -> dict[str, Any]:
+def save_run_metadata(output_dir: str | os.PathLike, cfg: Any = None, argv: list[str] | None = None) -> dict[str, Any]:
     """Write run_meta.json (+ a line in run_meta.jsonl, + config_resolved.yaml) and return the dict."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -35,8 +35,10 @@ class RunInterrupted(SpelabError, RuntimeError):
     """Training stopped on a signal after writing `checkpoint`; rerunning the command resumes it."""
 
     def __init__(self, signame: str, step: int, checkpoint: str) -> None:
-        msg = (f"interrupted by {signame} at step {step}; saved {checkpoint}. Rerun the same command "
-               f"(or let SLURM requeue the job) to resume from it")
+        msg = (
+            f"interrupted by {signame} at step {step}; saved {checkpoint}. Rerun the same command "
+            f"(or let SLURM requeue the job) to resume from it"
+        )
         super().__init__(msg, signame, step, checkpoint)
         self.signame, self.step, self.checkpoint = signame, step, checkpoint
 
@@ -45,31 +47,32 @@ def describe_error(err: BaseException) -> str:
     """`Type: message`, never with an empty message (Lightning's SIGTERMException has none)."""
     text = str(err).strip()
     if not text:
-        text = {"SIGTERMException": "received SIGTERM (terminated by the scheduler, `kill` or `timeout`)",
-                "KeyboardInterrupt": "interrupted (Ctrl-C / SIGINT)",
-                "SystemExit": "the process exited"}.get(type(err).__name__, "no message")
+        text = {
+            "SIGTERMException": "received SIGTERM (terminated by the scheduler, `kill` or `timeout`)",
+            "KeyboardInterrupt": "interrupted (Ctrl-C / SIGINT)",
+            "SystemExit": "the process exited",
+        }.get(type(err).__name__, "no message")
     return f"{type(err).__name__}: {text}"
 
 
 def is_interruption(err: BaseException) -> bool:
     """A stop caused from outside (signal, Ctrl-C, submitit's requeue exit), not a failure of the run."""
-    return isinstance(err, (RunInterrupted, KeyboardInterrupt, SystemExit)) or \
-        type(err).__name__ == "SIGTERMException"
+    return isinstance(err, (RunInterrupted, KeyboardInterrupt, SystemExit)) or type(err).__name__ == "SIGTERMException"
 
 
 def _submitit_signal() -> int | None:
     """The signal submitit requeues on inside one of its SLURM jobs (env SUBMITIT_PREEMPT_SIGNAL)."""
     if os.environ.get("SUBMITIT_EXECUTOR") != "slurm":
         return None
-    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2").upper().removeprefix("SIG"),
-                   None)
+    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2").upper().removeprefix("SIG"), None)
 
 
 class GracefulStop(pl.Callback):
     """Trainer callback: on SIGTERM/SIGUSR1/SIGUSR2 save `last_path` at the end of the step and stop."""
 
-    def __init__(self, last_path: str | os.PathLike, run_dir: str | os.PathLike,
-                 pause_at_steps: Iterable[int] | None = None) -> None:
+    def __init__(
+        self, last_path: str | os.PathLike, run_dir: str | os.PathLike, pause_at_steps: Iterable[int] | None = None
+    ) -> None:
         self.last_path, self.run_dir = Path(last_path), Path(run_dir)
         self.pause_at_steps = {int(s) for s in (pause_at_steps or [])}
         self.received: int | None = None
@@ -79,8 +82,11 @@ class GracefulStop(pl.Callback):
     def _handler(self, signum: int, frame: Any) -> None:
         if self.received is None:
             self.received = signum
-            print(f"[spelab] received {signal.Signals(signum).name}: stopping after this step with "
-                  f"{self.last_path} saved", flush=True)
+            print(
+                f"[spelab] received {signal.Signals(signum).name}: stopping after this step with "
+                f"{self.last_path} saved",
+                flush=True,
+            )
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.world_size > 1:

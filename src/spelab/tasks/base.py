@@ -22,14 +22,30 @@ class SequenceTask(pl.LightningModule):
             is the trainer's `estimated_stepping_batches` (max_steps, or epochs x batches).
     """
 
-    def __init__(self, model: nn.Module, lr: float = 1e-3, weight_decay: float = 0.0, warmup_steps: int = 0,
-                 schedule: str = "constant", min_lr_ratio: float = 0.0, betas: Iterable[float] = (0.9, 0.98),
-                 eps: float = 1e-9, weight_decay_all: bool = False) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 0,
+        schedule: str = "constant",
+        min_lr_ratio: float = 0.0,
+        betas: Iterable[float] = (0.9, 0.98),
+        eps: float = 1e-9,
+        weight_decay_all: bool = False,
+    ) -> None:
         super().__init__()
         self.model = model
-        self.optim_args = {"lr": lr, "weight_decay": weight_decay, "warmup_steps": warmup_steps,
-                           "schedule": schedule, "min_lr_ratio": min_lr_ratio, "betas": tuple(betas), "eps": eps,
-                           "decay_all": bool(weight_decay_all)}
+        self.optim_args = {
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "warmup_steps": warmup_steps,
+            "schedule": schedule,
+            "min_lr_ratio": min_lr_ratio,
+            "betas": tuple(betas),
+            "eps": eps,
+            "decay_all": bool(weight_decay_all),
+        }
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

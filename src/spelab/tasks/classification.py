@@ -24,21 +24,40 @@ class ClassificationTask(SequenceTask):
             (dual only). Other keyword arguments: SequenceTask (optimizer).
     """
 
-    def __init__(self, model: nn.Module, num_classes: int, d_model: int, dual: bool = False, pooling: str = "mean",
-                 head_dropout: float = 0.0, head_mlp_dim: int | None = None, head_interaction: str = "nli",
-                 head_layers: int = 1, **optim) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int,
+        d_model: int,
+        dual: bool = False,
+        pooling: str = "mean",
+        head_dropout: float = 0.0,
+        head_mlp_dim: int | None = None,
+        head_interaction: str = "nli",
+        head_layers: int = 1,
+        **optim,
+    ) -> None:
         super().__init__(model, **optim)
         self.save_hyperparameters(ignore=["model"], logger=False)
         self.dual = dual
         if dual:  # interaction and depth: see DualClassificationHead
-            self.head = DualClassificationHead(d_model, num_classes, pooling=pooling, dropout=head_dropout,
-                                               mlp_dim=head_mlp_dim, interaction=head_interaction, layers=head_layers)
+            self.head = DualClassificationHead(
+                d_model,
+                num_classes,
+                pooling=pooling,
+                dropout=head_dropout,
+                mlp_dim=head_mlp_dim,
+                interaction=head_interaction,
+                layers=head_layers,
+            )
         else:
-            self.head = ClassificationHead(d_model, num_classes, pooling=pooling, dropout=head_dropout,
-                                           mlp_dim=head_mlp_dim)
+            self.head = ClassificationHead(
+                d_model, num_classes, pooling=pooling, dropout=head_dropout, mlp_dim=head_mlp_dim
+            )
         # ModuleDict keys may not be "train" (an nn.Module attribute), hence the "<split>_" prefix.
-        self.acc = nn.ModuleDict({f"{s}_": MulticlassAccuracy(num_classes, average="micro")
-                                  for s in ("train", "val", "test")})
+        self.acc = nn.ModuleDict(
+            {f"{s}_": MulticlassAccuracy(num_classes, average="micro") for s in ("train", "val", "test")}
+        )
         self.loss_mean = nn.ModuleDict({f"{s}_": MeanMetric() for s in ("val", "test")})
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # survives a resume from last.ckpt

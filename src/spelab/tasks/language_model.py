@@ -45,16 +45,28 @@ class LanguageModelTask(SequenceTask):
             must be 0/False. Other keyword arguments: SequenceTask (AdamW and schedule).
     """
 
-    def __init__(self, model: Any, vocab_size: int, d_model: int | None = None, pad_id: int = 0,
-                 tie_embeddings: bool = False, num_classes: int = 0, dual: bool = False, **optim: Any) -> None:
+    def __init__(
+        self,
+        model: Any,
+        vocab_size: int,
+        d_model: int | None = None,
+        pad_id: int = 0,
+        tie_embeddings: bool = False,
+        num_classes: int = 0,
+        dual: bool = False,
+        **optim: Any,
+    ) -> None:
         if not isinstance(vocab_size, int) or vocab_size < 2:
             raise ValueError(f"LanguageModelTask: vocab_size must be an integer >= 2, got {vocab_size!r}")
         if num_classes or dual:
-            raise ValueError(f"LanguageModelTask: a language model has num_classes=0 and dual=False, got "
-                             f"num_classes={num_classes}, dual={dual} (is task.kind=lm with an LM datamodule?)")
+            raise ValueError(
+                f"LanguageModelTask: a language model has num_classes=0 and dual=False, got "
+                f"num_classes={num_classes}, dual={dual} (is task.kind=lm with an LM datamodule?)"
+            )
         model_cfg = None
         if not isinstance(model, nn.Module):
             from omegaconf import DictConfig, OmegaConf
+
             model_cfg = OmegaConf.to_container(model, resolve=True) if isinstance(model, DictConfig) else dict(model)
         backbone = build_model(model if model_cfg is None else model_cfg, vocab_size)
         super().__init__(backbone, **optim)
@@ -68,8 +80,9 @@ class LanguageModelTask(SequenceTask):
         self.metrics = nn.ModuleDict({f"{s}_nll": MeanMetric() for s in ("train", "val", "test")})
 
     # -- forward ------------------------------------------------------------------------------
-    def logits(self, input_ids: torch.Tensor, padding_mask: torch.Tensor | None = None,
-               code: Any = None) -> torch.Tensor:
+    def logits(
+        self, input_ids: torch.Tensor, padding_mask: torch.Tensor | None = None, code: Any = None
+    ) -> torch.Tensor:
         """(B, N) ids -> (B, N, V) next-token logits (position t predicts token t+1)."""
         return self.head(self.model(input_ids, padding_mask=padding_mask, code=code))
 
@@ -93,6 +106,7 @@ class LanguageModelTask(SequenceTask):
         loss = nll.sum() / count.clamp_min(1)
         if not torch.isfinite(loss):
             from spelab.errors import NonFiniteLossError
+
             raise NonFiniteLossError(int(self.global_step), float(loss))
         metric = self.metrics[f"{split}_nll"]
         metric.update(loss.detach(), weight=count)
@@ -130,7 +144,9 @@ class LanguageModelTask(SequenceTask):
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
 
+
 # -- loading a trained run (evaluate.py, generate.py) ------------------------------------------------
+
 
 def find_run_config(ckpt: str | os.PathLike):
     """The composed config of the run that wrote `ckpt` (`<run>/.hydra/config.yaml`), or None."""
@@ -150,16 +166,22 @@ def load_language_model(ckpt: str, map_location: str | torch.device = "cpu") -> 
     from spelab.errors import MissingDataError
 
     if not Path(ckpt).is_file():
-        raise MissingDataError(ckpt, "checkpoint not found",
-                               hint="pass ckpt=<run dir>/checkpoints/best.ckpt (or last.ckpt) of a trained run")
+        raise MissingDataError(
+            ckpt,
+            "checkpoint not found",
+            hint="pass ckpt=<run dir>/checkpoints/best.ckpt (or last.ckpt) of a trained run",
+        )
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     hparams = dict(state.get("hyper_parameters", {}))
     if "model" not in hparams:  # a module built from a live nn.Module: rebuild it from the run's config
         cfg, _ = find_run_config(ckpt)
         if cfg is None:
-            raise ValueError(f"{ckpt}: the checkpoint has no model config and no .hydra/config.yaml was found "
-                             f"above it; cannot rebuild the model")
+            raise ValueError(
+                f"{ckpt}: the checkpoint has no model config and no .hydra/config.yaml was found "
+                f"above it; cannot rebuild the model"
+            )
         from omegaconf import OmegaConf
+
         hparams["model"] = OmegaConf.to_container(cfg.model, resolve=True)
     task = LanguageModelTask(**hparams)
     task.load_state_dict(state["state_dict"])

@@ -50,9 +50,18 @@ def param_groups(module: nn.Module, weight_decay: float, decay_all: bool = False
     return groups
 
 
-def build_optimizer(module: nn.Module, lr: float, weight_decay: float = 0.0, betas: Iterable[float] = (0.9, 0.98),
-                    eps: float = 1e-9, warmup_steps: int = 0, schedule: str = "constant",
-                    total_steps: int = 1, min_lr_ratio: float = 0.0, decay_all: bool = False) -> dict:
+def build_optimizer(
+    module: nn.Module,
+    lr: float,
+    weight_decay: float = 0.0,
+    betas: Iterable[float] = (0.9, 0.98),
+    eps: float = 1e-9,
+    warmup_steps: int = 0,
+    schedule: str = "constant",
+    total_steps: int = 1,
+    min_lr_ratio: float = 0.0,
+    decay_all: bool = False,
+) -> dict:
     """The dict Lightning's `configure_optimizers` returns: AdamW + a per-step LambdaLR."""
     if lr <= 0:
         raise ValueError(f"task.module.lr must be > 0, got {lr}")
@@ -63,5 +72,6 @@ def build_optimizer(module: nn.Module, lr: float, weight_decay: float = 0.0, bet
     optimizer = torch.optim.AdamW(param_groups(module, weight_decay, decay_all), lr=lr, betas=tuple(betas), eps=eps)
     total = max(int(total_steps), 1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, warmup_steps, total, schedule, min_lr_ratio))
+        optimizer, lambda step: lr_factor(step, warmup_steps, total, schedule, min_lr_ratio)
+    )
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}

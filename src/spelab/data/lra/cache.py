@@ -25,13 +25,17 @@ def cache_key(name: str, params: Mapping[str, Any]) -> str:
     """`name-k1=v1-k2=v2-<hash>`: readable for short values, exact through the hash of all of them."""
     canonical = json.dumps({"v": CACHE_VERSION, **params}, sort_keys=True, default=str)
     digest = hashlib.sha1(canonical.encode()).hexdigest()[:10]
-    short = "-".join(f"{k}={v}" for k, v in sorted(params.items())
-                     if isinstance(v, (int, float, bool, str)) and len(str(v)) <= 24 and "/" not in str(v))
+    short = "-".join(
+        f"{k}={v}"
+        for k, v in sorted(params.items())
+        if isinstance(v, (int, float, bool, str)) and len(str(v)) <= 24 and "/" not in str(v)
+    )
     return f"{name}-{short}-{digest}" if short else f"{name}-{digest}"
 
 
-def cached(cache_dir: str | os.PathLike, name: str, params: Mapping[str, Any],
-           build: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+def cached(
+    cache_dir: str | os.PathLike, name: str, params: Mapping[str, Any], build: Callable[[], dict[str, torch.Tensor]]
+) -> dict[str, torch.Tensor]:
     """Load `name` for `params` from `cache_dir`, or build, store (atomically) and return it."""
     path = Path(cache_dir) / f"{cache_key(name, params)}.pt"
     if path.exists():

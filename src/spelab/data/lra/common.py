@@ -41,18 +41,30 @@ class ByteLRADataModule(SequenceDataModule):
     pad_id = PAD_ID
     sources: tuple[str, ...] = ("official", "offline")
 
-    def __init__(self, data_dir: str, source: str, max_length: int, batch_size: int = 32,
-                 eval_batch_size: int | None = None, num_workers: int = 0, seed: int = 0,
-                 num_train: int | None = None, num_val: int | None = None, num_test: int | None = None,
-                 cache_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: str,
+        source: str,
+        max_length: int,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+        num_train: int | None = None,
+        num_val: int | None = None,
+        num_test: int | None = None,
+        cache_dir: str | None = None,
+    ) -> None:
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers, seed=seed)
         self.source = check_choice("task.datamodule.source", source, self.sources)
         self.max_length = check_positive("task.datamodule.max_length", max_length, allow_none=False)
         self.data_dir = Path(data_dir).expanduser()
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else self.data_dir / "cache"
-        self.limits = {"train": check_positive("task.datamodule.num_train", num_train),
-                       "val": check_positive("task.datamodule.num_val", num_val),
-                       "test": check_positive("task.datamodule.num_test", num_test)}
+        self.limits = {
+            "train": check_positive("task.datamodule.num_train", num_train),
+            "val": check_positive("task.datamodule.num_val", num_val),
+            "test": check_positive("task.datamodule.num_test", num_test),
+        }
         self._packed: dict[str, dict[str, torch.Tensor]] | None = None
 
     def load_splits(self) -> dict[str, dict[str, torch.Tensor]]:  # pragma: no cover - abstract

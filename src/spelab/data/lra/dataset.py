@@ -47,7 +47,7 @@ class ByteTokenDataset(Dataset):
         ids = self.values[i, ..., :n].long() + 1
         if ids.dim() == 2:  # dual: zero the shorter document's tail back to padding
             for j in range(2):
-                ids[j, int(self.lengths[i, j]):] = PAD_ID
+                ids[j, int(self.lengths[i, j]) :] = PAD_ID
         return {"input_ids": ids, "label": int(self.labels[i])}
 
 

@@ -22,10 +22,14 @@ from spelab.errors import DataError, MissingDataError
 log = logging.getLogger(__name__)
 
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
-FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-         "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
-HINT = ("install Debian's package: `apt-get install dataset-fashion-mnist` (files in /usr/share/datasets/"
-        "fashion-mnist), or copy its four *-ubyte.gz files into DATA_DIR/fashion-mnist")
+FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+HINT = (
+    "install Debian's package: `apt-get install dataset-fashion-mnist` (files in /usr/share/datasets/"
+    "fashion-mnist), or copy its four *-ubyte.gz files into DATA_DIR/fashion-mnist"
+)
 
 
 def has_files(d: Path) -> bool:
@@ -38,15 +42,27 @@ def fetch_deb(dest: Path) -> Path:
         raise MissingDataError(dest, "Fashion-MNIST not found and apt-get/dpkg-deb are unavailable", hint=HINT)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            subprocess.run(["apt-get", "download", "dataset-fashion-mnist"], cwd=tmp, check=True,
-                           capture_output=True, text=True, timeout=600)
+            subprocess.run(
+                ["apt-get", "download", "dataset-fashion-mnist"],
+                cwd=tmp,
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             debs = list(Path(tmp).glob("dataset-fashion-mnist_*.deb"))
-            subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(Path(tmp) / "root")], check=True,
-                           capture_output=True, text=True, timeout=600)
+            subprocess.run(
+                ["dpkg-deb", "-x", str(debs[0]), str(Path(tmp) / "root")],
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, IndexError, OSError) as err:
             detail = getattr(err, "stderr", "") or err
-            raise MissingDataError(dest, f"could not fetch the Debian package ({str(detail).strip()[-300:]})",
-                                   hint=HINT) from err
+            raise MissingDataError(
+                dest, f"could not fetch the Debian package ({str(detail).strip()[-300:]})", hint=HINT
+            ) from err
         src = Path(tmp) / "root" / SYSTEM_DIR.relative_to("/")
         dest.mkdir(parents=True, exist_ok=True)
         for pair in FILES.values():
@@ -74,11 +90,12 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(path, "not an unsigned-byte IDX file (bad magic number)", hint=HINT)
     rank = raw[3]
-    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(rank))
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(rank))
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * rank)
     if data.size != int(np.prod(dims)):
-        raise DataError(path, f"truncated: header says {dims} ({int(np.prod(dims))} values), found {data.size}",
-                        hint=HINT)
+        raise DataError(
+            path, f"truncated: header says {dims} ({int(np.prod(dims))} values), found {data.size}", hint=HINT
+        )
     return data.reshape(dims)
 
 

@@ -20,15 +20,19 @@ from spelab.data.lra.hf import load_hf_splits
 from spelab.data.lra.pixels import pad_to, tf_rgb_to_grayscale
 from spelab.errors import ConfigError, DataError
 
-CIFAR_HINT = ("run once online: `python -c \"import datasets; datasets.load_dataset('uoft-cs/cifar10')\"` "
-              "(fills the Hugging Face cache), or pass task.datamodule.hf_dataset=/path/to/a/save_to_disk/dir")
+CIFAR_HINT = (
+    "run once online: `python -c \"import datasets; datasets.load_dataset('uoft-cs/cifar10')\"` "
+    "(fills the Hugging Face cache), or pass task.datamodule.hf_dataset=/path/to/a/save_to_disk/dir"
+)
 
 
 def pack_images(images: np.ndarray, labels: np.ndarray) -> dict[str, torch.Tensor]:
     flat = images.reshape(len(images), -1)
-    return {"values": torch.from_numpy(np.ascontiguousarray(flat)),
-            "lengths": torch.full((len(flat),), flat.shape[1], dtype=torch.long),
-            "labels": torch.as_tensor(labels, dtype=torch.long)}
+    return {
+        "values": torch.from_numpy(np.ascontiguousarray(flat)),
+        "lengths": torch.full((len(flat),), flat.shape[1], dtype=torch.long),
+        "labels": torch.as_tensor(labels, dtype=torch.long),
+    }
 
 
 def cifar_gray(dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -45,9 +49,17 @@ def cifar_gray(dataset) -> tuple[np.ndarray, np.ndarray]:
 class ImageDataModule(ByteLRADataModule):
     num_classes = 10
 
-    def __init__(self, data_dir: str, source: str = "offline", max_length: int = 1024,
-                 hf_dataset: str = "uoft-cs/cifar10", hf_cache_dir: str | None = None, num_train_official: int = 45000,
-                 download: bool = True, **kwargs) -> None:
+    def __init__(
+        self,
+        data_dir: str,
+        source: str = "offline",
+        max_length: int = 1024,
+        hf_dataset: str = "uoft-cs/cifar10",
+        hf_cache_dir: str | None = None,
+        num_train_official: int = 45000,
+        download: bool = True,
+        **kwargs,
+    ) -> None:
         if max_length != 1024:
             raise ConfigError("task.datamodule.max_length", max_length, [1024], "an image is 32x32 = 1024 pixels")
         super().__init__(data_dir=data_dir, source=source, max_length=max_length, **kwargs)
@@ -58,8 +70,9 @@ class ImageDataModule(ByteLRADataModule):
             self.description = f"LRA Image: CIFAR-10 ({hf_dataset}) in TF grayscale, 1024 pixel tokens"
         else:
             self.substitute = True
-            self.description = ("SUBSTITUTE for LRA Image (not LRA): Fashion-MNIST padded to 32x32, "
-                                "1024 pixel tokens, 10 classes")
+            self.description = (
+                "SUBSTITUTE for LRA Image (not LRA): Fashion-MNIST padded to 32x32, 1024 pixel tokens, 10 classes"
+            )
 
     def load_splits(self) -> dict[str, dict[str, torch.Tensor]]:
         if self.source == "official":
@@ -70,8 +83,11 @@ class ImageDataModule(ByteLRADataModule):
                 train_x, train_y = cifar_gray(ds["train"])
                 test_x, test_y = cifar_gray(ds["test"])
                 n = min(self.num_train_official, len(train_x))
-                parts = {"train": pack_images(train_x[:n], train_y[:n]), "val": pack_images(train_x[n:], train_y[n:]),
-                         "test": pack_images(test_x, test_y)}
+                parts = {
+                    "train": pack_images(train_x[:n], train_y[:n]),
+                    "val": pack_images(train_x[n:], train_y[n:]),
+                    "test": pack_images(test_x, test_y),
+                }
                 return flatten(parts)
 
             return unflatten(cached(self.cache_dir, "image-cifar10", params, build))
@@ -82,8 +98,11 @@ class ImageDataModule(ByteLRADataModule):
             test_x, test_y = load_fashion_mnist(directory, "test")
             n = len(train_x) * 9 // 10
             train_x, test_x = pad_to(train_x, 32), pad_to(test_x, 32)
-            parts = {"train": pack_images(train_x[:n], train_y[:n]), "val": pack_images(train_x[n:], train_y[n:]),
-                     "test": pack_images(test_x, test_y)}
+            parts = {
+                "train": pack_images(train_x[:n], train_y[:n]),
+                "val": pack_images(train_x[n:], train_y[n:]),
+                "test": pack_images(test_x, test_y),
+            }
             return flatten(parts)
 
         return unflatten(cached(self.cache_dir, "image-fashion-mnist", {"size": 32}, build_offline))

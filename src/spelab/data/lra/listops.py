@@ -29,9 +29,11 @@ VOCAB = ("[MIN", "[MAX", "[MED", "[SM", "X") + tuple(str(v) for v in range(10))
 # The pre-fix tfds Tokenizer kept alphanumeric runs only: `[MIN` -> MIN, `]` and brackets vanish.
 LEGACY_VOCAB = ("MIN", "MAX", "MED", "SM") + tuple(str(v) for v in range(10))
 SOURCES = ("generated", "official")
-DOWNLOAD_HINT = ("Get the official data with: wget https://storage.googleapis.com/long-range-arena/lra_release.gz "
-                 "&& tar xzf lra_release.gz, then pass task.datamodule.data_dir=/path/to/lra_release "
-                 "(or use task.datamodule.source=generated for the offline generator).")
+DOWNLOAD_HINT = (
+    "Get the official data with: wget https://storage.googleapis.com/long-range-arena/lra_release.gz "
+    "&& tar xzf lra_release.gz, then pass task.datamodule.data_dir=/path/to/lra_release "
+    "(or use task.datamodule.source=generated for the offline generator)."
+)
 _LEGACY_TOKEN = re.compile(r"[^\W_]+")
 
 
@@ -74,8 +76,9 @@ def read_listops_tsv(path: str | Path) -> list[tuple[str, int]]:
                 if not row:
                     continue
                 if len(row) != 2:
-                    raise DataError(path, f"expected 2 tab-separated fields (Source, Target), got {len(row)}",
-                                    line=reader.line_num)
+                    raise DataError(
+                        path, f"expected 2 tab-separated fields (Source, Target), got {len(row)}", line=reader.line_num
+                    )
                 rows.append((row[0], _target(row[1], path, reader.line_num)))
     except UnicodeDecodeError as err:
         raise DataError(path, f"not UTF-8 text ({err.reason} at byte {err.start})") from None
@@ -99,14 +102,21 @@ def _target(text: str, path: Path, line: int) -> int:
 def find_official_dir(data_dir: str | Path, task: str = "basic") -> Path:
     """The listops-1000 dir under data_dir, accepting lra_release/ and lra_release/lra_release/ layouts."""
     root = Path(data_dir).expanduser()
-    candidates = [root, root / "listops-1000", root / "lra_release" / "listops-1000",
-                  root / "lra_release" / "lra_release" / "listops-1000"]
+    candidates = [
+        root,
+        root / "listops-1000",
+        root / "lra_release" / "listops-1000",
+        root / "lra_release" / "lra_release" / "listops-1000",
+    ]
     for cand in candidates:
         if all((cand / f"{task}_{split}.tsv").is_file() for split in SPLITS):
             return cand
     raise MissingDataError(
-        root, f"task.datamodule.data_dir: no ListOps files {task}_{{train,val,test}}.tsv in "
-        f"{', '.join(str(c) for c in candidates)}", hint=DOWNLOAD_HINT)
+        root,
+        f"task.datamodule.data_dir: no ListOps files {task}_{{train,val,test}}.tsv in "
+        f"{', '.join(str(c) for c in candidates)}",
+        hint=DOWNLOAD_HINT,
+    )
 
 
 class ListOpsDataset(Dataset):
@@ -123,7 +133,7 @@ class ListOpsDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        ids = torch.from_numpy(self.tokens[self.offsets[i]:self.offsets[i + 1]].astype(np.int64))
+        ids = torch.from_numpy(self.tokens[self.offsets[i] : self.offsets[i + 1]].astype(np.int64))
         return {"input_ids": ids, "label": int(self.labels[i])}
 
 
@@ -132,10 +142,19 @@ class ListOpsDataModule(SequenceDataModule):
 
     num_classes = 10
 
-    def __init__(self, data_dir: str, source: str = "generated", batch_size: int = 32,
-                 eval_batch_size: int | None = None, num_workers: int = 0, max_length: int = 2000,
-                 legacy_tokenizer: bool = False, seed: int = 0,
-                 generator: Mapping[str, Any] | None = None, task: str = "basic") -> None:
+    def __init__(
+        self,
+        data_dir: str,
+        source: str = "generated",
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        max_length: int = 2000,
+        legacy_tokenizer: bool = False,
+        seed: int = 0,
+        generator: Mapping[str, Any] | None = None,
+        task: str = "basic",
+    ) -> None:
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers, seed=seed)
         if source not in SOURCES:
             raise ValueError(f"task.datamodule.source={source!r} is not one of {list(SOURCES)}")
@@ -158,7 +177,8 @@ class ListOpsDataModule(SequenceDataModule):
             self.description = (
                 f"ListOps generated offline by the LRA generator port (seed {g['seed']}, "
                 f"{g['num_train']}/{g['num_val']}/{g['num_test']} samples, {g['min_length']} < tokens < "
-                f"{g['max_length']}, depth <= {g['max_depth']}, <= {g['max_args']} args)")
+                f"{g['max_length']}, depth <= {g['max_depth']}, <= {g['max_args']} args)"
+            )
         if legacy_tokenizer:
             self.description += "; legacy bracket-dropping tokenizer (as the SPE paper's runs)"
 
@@ -202,15 +222,24 @@ class ListOpsDataModule(SequenceDataModule):
         return info
 
 
-_GENERATOR_DEFAULTS = {"num_train": 96000, "num_val": 2000, "num_test": 2000, "min_length": 500,
-                       "max_length": 2000, "max_depth": 10, "max_args": 10, "seed": 0}
+_GENERATOR_DEFAULTS = {
+    "num_train": 96000,
+    "num_val": 2000,
+    "num_test": 2000,
+    "min_length": 500,
+    "max_length": 2000,
+    "max_depth": 10,
+    "max_args": 10,
+    "seed": 0,
+}
 
 
 def _check_generator(params: dict[str, Any]) -> dict[str, Any]:
     unknown = set(params) - set(_GENERATOR_DEFAULTS)
     if unknown:
-        raise ValueError(f"task.datamodule.generator: unknown keys {sorted(unknown)}; allowed: "
-                         f"{sorted(_GENERATOR_DEFAULTS)}")
+        raise ValueError(
+            f"task.datamodule.generator: unknown keys {sorted(unknown)}; allowed: {sorted(_GENERATOR_DEFAULTS)}"
+        )
     merged = {**_GENERATOR_DEFAULTS, **params}
     for key in ("num_train", "num_val", "num_test", "max_depth"):
         if int(merged[key]) <= 0:
@@ -218,8 +247,10 @@ def _check_generator(params: dict[str, Any]) -> dict[str, Any]:
     if int(merged["max_args"]) < 2:
         raise ValueError(f"task.datamodule.generator.max_args must be >= 2, got {merged['max_args']}")
     if int(merged["min_length"]) < 0 or int(merged["min_length"]) + 1 >= int(merged["max_length"]):
-        raise ValueError("task.datamodule.generator: need 0 <= min_length and min_length + 1 < max_length, got "
-                         f"min_length={merged['min_length']}, max_length={merged['max_length']}")
+        raise ValueError(
+            "task.datamodule.generator: need 0 <= min_length and min_length + 1 < max_length, got "
+            f"min_length={merged['min_length']}, max_length={merged['max_length']}"
+        )
     return {k: int(v) for k, v in merged.items()}
 
 

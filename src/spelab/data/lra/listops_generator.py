@@ -25,8 +25,9 @@ END = "]"
 Tree = Union[int, str, tuple]
 
 
-def generate_tree(rng: random.Random, depth: int = 1, max_depth: int = 10, max_args: int = 10,
-                  _budget: list[int] | None = None) -> tuple[Tree | None, int]:
+def generate_tree(
+    rng: random.Random, depth: int = 1, max_depth: int = 10, max_args: int = 10, _budget: list[int] | None = None
+) -> tuple[Tree | None, int]:
     """One random tree and its length, with the same draws, in the same order, as upstream.
 
     `_budget` (a one-item list of tokens left) lets `generate` stop *building* a tree once it is too
@@ -140,15 +141,23 @@ def _flatten(tree: tuple) -> tuple[str, list]:
     return op, args[::-1]
 
 
-def generate(num_samples: int, min_length: int = 500, max_length: int = 2000, max_depth: int = 10,
-             max_args: int = 10, seed: int = 0) -> list[tuple[str, int]]:
+def generate(
+    num_samples: int,
+    min_length: int = 500,
+    max_length: int = 2000,
+    max_depth: int = 10,
+    max_args: int = 10,
+    seed: int = 0,
+) -> list[tuple[str, int]]:
     """`num_samples` distinct (source, target) rows with min_length < length < max_length."""
     if min_length + 1 >= max_length:
-        raise ValueError(f"ListOps generator: need min_length + 1 < max_length, got min_length={min_length}, "
-                         f"max_length={max_length}")
+        raise ValueError(
+            f"ListOps generator: need min_length + 1 < max_length, got min_length={min_length}, max_length={max_length}"
+        )
     if max_args < 2 or max_depth < 1:
-        raise ValueError(f"ListOps generator: need max_args >= 2 and max_depth >= 1, got max_args={max_args}, "
-                         f"max_depth={max_depth}")
+        raise ValueError(
+            f"ListOps generator: need max_args >= 2 and max_depth >= 1, got max_args={max_args}, max_depth={max_depth}"
+        )
     rng = random.Random(seed)
     rows: dict[str, int] = {}  # insertion-ordered dedup (upstream's set() order is not reproducible)
     attempts, limit = 0, 2000 * num_samples + 100_000
@@ -158,8 +167,10 @@ def generate(num_samples: int, min_length: int = 500, max_length: int = 2000, ma
         if tree is not None and min_length < length < max_length:
             rows.setdefault(to_string(tree), to_value(tree))
         if attempts > limit:
-            raise RuntimeError(f"ListOps generator: only {len(rows)} of {num_samples} distinct trees with "
-                               f"{min_length} < length < {max_length} after {attempts} draws; widen the bounds")
+            raise RuntimeError(
+                f"ListOps generator: only {len(rows)} of {num_samples} distinct trees with "
+                f"{min_length} < length < {max_length} after {attempts} draws; widen the bounds"
+            )
     out = list(rows.items())
     rng.shuffle(out)
     return out
@@ -175,12 +186,16 @@ def write_tsv(path: str | Path, rows: list[tuple[str, int]]) -> None:
         writer.writerows(rows)
 
 
-def generate_splits(out_dir: str | Path, num_train: int, num_val: int, num_test: int, task: str = "basic",
-                    **kwargs) -> dict[str, Path]:
+def generate_splits(
+    out_dir: str | Path, num_train: int, num_val: int, num_test: int, task: str = "basic", **kwargs
+) -> dict[str, Path]:
     """Generate num_train + num_val + num_test rows and write `{task}_{train,val,test}.tsv` as upstream."""
     rows = generate(num_train + num_val + num_test, **kwargs)
-    parts = {"train": rows[:num_train], "val": rows[num_train:num_train + num_val],
-             "test": rows[num_train + num_val:]}
+    parts = {
+        "train": rows[:num_train],
+        "val": rows[num_train : num_train + num_val],
+        "test": rows[num_train + num_val :],
+    }
     paths = {}
     for split, split_rows in parts.items():
         paths[split] = Path(out_dir) / f"{task}_{split}.tsv"

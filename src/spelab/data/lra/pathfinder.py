@@ -37,9 +37,19 @@ class PathfinderDataModule(ByteLRADataModule):
     task_name = "Pathfinder"
     default_resolution = 32
 
-    def __init__(self, data_dir: str, source: str = "offline", max_length: int | None = None,
-                 resolution: int | None = None, difficulty: str = "hard", lra_dir: str | None = None,
-                 num_images: int = 2000, data_seed: int = 0, split_seed: int = 42, **kwargs) -> None:
+    def __init__(
+        self,
+        data_dir: str,
+        source: str = "offline",
+        max_length: int | None = None,
+        resolution: int | None = None,
+        difficulty: str = "hard",
+        lra_dir: str | None = None,
+        num_images: int = 2000,
+        data_seed: int = 0,
+        split_seed: int = 42,
+        **kwargs,
+    ) -> None:
         resolution = resolution or self.default_resolution
         if resolution not in (32, 64, 128, 256):
             raise ConfigError("task.datamodule.resolution", resolution, [32, 64, 128, 256])
@@ -47,25 +57,37 @@ class PathfinderDataModule(ByteLRADataModule):
             raise ConfigError("task.datamodule.difficulty", difficulty, list(DIFFICULTY))
         max_length = max_length or resolution * resolution
         if max_length != resolution * resolution:
-            raise ConfigError("task.datamodule.max_length", max_length, [resolution * resolution],
-                              f"a {resolution}x{resolution} image is {resolution * resolution} pixels")
+            raise ConfigError(
+                "task.datamodule.max_length",
+                max_length,
+                [resolution * resolution],
+                f"a {resolution}x{resolution} image is {resolution * resolution} pixels",
+            )
         super().__init__(data_dir=data_dir, source=source, max_length=max_length, **kwargs)
         check_positive("task.datamodule.num_images", num_images, allow_none=False)
         if source == "offline" and resolution not in (32, 128):
-            raise ConfigError("task.datamodule.resolution", resolution, [32, 128],
-                              "the generator knows LRA's parameters for 32 (Pathfinder) and 128 (Path-X)")
+            raise ConfigError(
+                "task.datamodule.resolution",
+                resolution,
+                [32, 128],
+                "the generator knows LRA's parameters for 32 (Pathfinder) and 128 (Path-X)",
+            )
         self.resolution, self.difficulty, self.lra_dir = resolution, difficulty, lra_dir
         self.num_images, self.data_seed, self.split_seed = num_images, data_seed, split_seed
         self.relative = f"pathfinder{resolution}/{DIFFICULTY[difficulty]}"
         if source == "official":
             self.substitute = False
-            self.description = (f"LRA {self.task_name}: released pathfinder{resolution} {difficulty} images "
-                                f"({resolution * resolution} pixel tokens)")
+            self.description = (
+                f"LRA {self.task_name}: released pathfinder{resolution} {difficulty} images "
+                f"({resolution * resolution} pixel tokens)"
+            )
         else:
             self.substitute = True
-            self.description = (f"GENERATED {self.task_name} (not the LRA release): our port of the Pathfinder "
-                                f"generator with LRA's {resolution}x{resolution} {difficulty} parameters, "
-                                f"{num_images} images, seed {data_seed}")
+            self.description = (
+                f"GENERATED {self.task_name} (not the LRA release): our port of the Pathfinder "
+                f"generator with LRA's {resolution}x{resolution} {difficulty} parameters, "
+                f"{num_images} images, seed {data_seed}"
+            )
 
     def generated_root(self) -> Path:
         """Where the offline images live, in the official layout (one directory per seed and size)."""
@@ -96,8 +118,11 @@ class PathfinderDataModule(ByteLRADataModule):
             images, labels, skipped = read_pathfinder_images(split_dir, self.resolution, rows)
             n = len(labels)
             a, b = int(0.8 * n), int(0.9 * n)
-            parts = {"train": pack_images(images[:a], labels[:a]), "val": pack_images(images[a:b], labels[a:b]),
-                     "test": pack_images(images[b:], labels[b:])}
+            parts = {
+                "train": pack_images(images[:a], labels[:a]),
+                "val": pack_images(images[a:b], labels[a:b]),
+                "test": pack_images(images[b:], labels[b:]),
+            }
             out = flatten(parts)
             out["meta/skipped"] = torch.tensor([skipped.count])
             return out

@@ -61,10 +61,22 @@ def lra_params(resolution: int = 32, contour_length: int = 14) -> PathfinderPara
     if resolution == 32:
         return PathfinderParams(contour_length=contour_length, distractor_length=dl, num_distractor_snakes=20 // dl)
     if resolution == 128:
-        return PathfinderParams(window=128, padding=1, antialias=2, paddle_length=5.0, paddle_thickness=1.5,
-                                paddle_margins=(2, 3), marker_radius=3.0, contour_length=contour_length,
-                                distractor_length=dl, num_distractor_snakes=35 // dl, seed_distance=20.0,
-                                continuity=1.8, snake_contrast=0.9, paddle_contrast=1.0)
+        return PathfinderParams(
+            window=128,
+            padding=1,
+            antialias=2,
+            paddle_length=5.0,
+            paddle_thickness=1.5,
+            paddle_margins=(2, 3),
+            marker_radius=3.0,
+            contour_length=contour_length,
+            distractor_length=dl,
+            num_distractor_snakes=35 // dl,
+            seed_distance=20.0,
+            continuity=1.8,
+            snake_contrast=0.9,
+            paddle_contrast=1.0,
+        )
     raise ValueError(f"resolution must be 32 (Pathfinder) or 128 (Path-X), got {resolution}")
 
 
@@ -79,12 +91,12 @@ def ss_disk_or_segment(a: np.ndarray, b: np.ndarray, half_width: float, aa: int)
     """
     lo = np.floor((np.minimum(a, b) - half_width) * aa - 1).astype(int)
     hi = np.ceil((np.maximum(a, b) + half_width) * aa + 1).astype(int)
-    ys, xs = np.mgrid[lo[0]:hi[0], lo[1]:hi[1]]
+    ys, xs = np.mgrid[lo[0] : hi[0], lo[1] : hi[1]]
     py, px = (ys + 0.5) / aa, (xs + 0.5) / aa
     d = b - a
     denom = float(d @ d)
     t = np.zeros_like(py) if denom == 0 else np.clip(((py - a[0]) * d[0] + (px - a[1]) * d[1]) / denom, 0, 1)
-    inside = (py - (a[0] + t * d[0])) ** 2 + (px - (a[1] + t * d[1])) ** 2 <= half_width ** 2
+    inside = (py - (a[0] + t * d[0])) ** 2 + (px - (a[1] + t * d[1])) ** 2 <= half_width**2
     return np.stack([ys[inside], xs[inside]], axis=1)
 
 
@@ -138,8 +150,8 @@ class _Canvas:
     def __init__(self, p: PathfinderParams) -> None:
         self.w, self.k, self.pad = p.window, p.link_radius, p.padding
         self.dil = np.zeros((self.w, self.w), dtype=np.int32)  # number of snakes whose dilation covers a pixel
-        self.own_dil: list[np.ndarray] = []   # per snake: its dilation
-        self.old: list[np.ndarray] = []       # per snake: pixels of all its paddles but the last
+        self.own_dil: list[np.ndarray] = []  # per snake: its dilation
+        self.old: list[np.ndarray] = []  # per snake: pixels of all its paddles but the last
         self.last_dil: list[np.ndarray] = []  # per snake: dilation of its last paddle
 
     def new_snake(self) -> int:
@@ -150,7 +162,7 @@ class _Canvas:
     def dilate(self, pix: np.ndarray) -> np.ndarray:
         grown = np.zeros((self.w, self.w), dtype=bool)
         for y, x in pix:
-            grown[max(0, y - self.k): y + self.k + 1, max(0, x - self.k): x + self.k + 1] = True
+            grown[max(0, y - self.k) : y + self.k + 1, max(0, x - self.k) : x + self.k + 1] = True
         return grown
 
     def valid(self, snake: int, pix: np.ndarray, mask: np.ndarray, linked: bool) -> np.ndarray:
@@ -193,8 +205,16 @@ class PathfinderGenerator:
         pix = base[:, None, :] + self.t.out[dirs, phase[:, 0], phase[:, 1]]
         return base, phase, pix, self.t.mask[dirs, phase[:, 0], phase[:, 1]]
 
-    def _place(self, cv: _Canvas, sn: Snake, idx: int, tails: np.ndarray, dirs: np.ndarray,
-               weights: np.ndarray, rng: np.random.Generator) -> bool:
+    def _place(
+        self,
+        cv: _Canvas,
+        sn: Snake,
+        idx: int,
+        tails: np.ndarray,
+        dirs: np.ndarray,
+        weights: np.ndarray,
+        rng: np.random.Generator,
+    ) -> bool:
         """Add one paddle to `sn`, chosen among the valid candidates with probability ~ weights."""
         base, phase, pix, mask = self._candidates(tails, dirs)
         ok = cv.valid(idx, pix, mask, linked=bool(sn.paddles)) & (weights > 0)
@@ -298,8 +318,13 @@ class PathfinderGenerator:
 
 
 # -------------------------------------------------------------------- writing the official layout
-def write_pathfinder_dataset(root: str | os.PathLike, num_images: int, params: PathfinderParams | None = None,
-                             seed: int = 0, images_per_batch: int = 1000) -> Path:
+def write_pathfinder_dataset(
+    root: str | os.PathLike,
+    num_images: int,
+    params: PathfinderParams | None = None,
+    seed: int = 0,
+    images_per_batch: int = 1000,
+) -> Path:
     """Write `pathfinder<W>/curv_contour_length_<L>/{imgs/<b>/sample_<i>.png, metadata/<b>.npy}` under root.
 
     Image i uses the RNG seeded with (seed, i), so a set is reproducible and extends consistently.
@@ -319,7 +344,8 @@ def write_pathfinder_dataset(root: str | os.PathLike, num_images: int, params: P
         Image.fromarray(img, mode="L").save(img_dir / f"sample_{i}.png")
         lines.setdefault(batch, []).append(
             f"imgs/{batch} sample_{i}.png {i} {label} {p.continuity} {p.contour_length} {p.distractor_length} "
-            f"{p.paddle_length} {p.paddle_thickness} {max(p.paddle_margins)} 1")
+            f"{p.paddle_length} {p.paddle_thickness} {max(p.paddle_margins)} 1"
+        )
     for batch, rows in lines.items():
         (split_dir / "metadata" / f"{batch}.npy").write_text("\n".join(rows) + "\n")
     return split_dir

@@ -29,5 +29,5 @@ def pad_to(images: np.ndarray, size: int) -> np.ndarray:
         raise ValueError(f"images of {h}x{w} do not fit in {size}x{size}")
     top, left = (size - h) // 2, (size - w) // 2
     out = np.zeros((m, size, size), dtype=images.dtype)
-    out[:, top: top + h, left: left + w] = images
+    out[:, top : top + h, left : left + w] = images
     return out

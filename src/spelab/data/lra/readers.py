@@ -19,10 +19,12 @@ from spelab.errors import DataError, MissingDataError, SkippedRecords
 
 log = logging.getLogger(__name__)
 
-LRA_HINT = ("download the LRA release (https://storage.googleapis.com/long-range-arena/lra_release.gz, "
-            "~7 GB), unpack it with `tar xvf lra_release.gz`, and set task.datamodule.data_dir (or "
-            "task.datamodule.lra_dir) to the directory that holds `lra_release/`; or run with "
-            "task.datamodule.source=offline for the offline stand-in")
+LRA_HINT = (
+    "download the LRA release (https://storage.googleapis.com/long-range-arena/lra_release.gz, "
+    "~7 GB), unpack it with `tar xvf lra_release.gz`, and set task.datamodule.data_dir (or "
+    "task.datamodule.lra_dir) to the directory that holds `lra_release/`; or run with "
+    "task.datamodule.source=offline for the offline stand-in"
+)
 
 
 def lra_roots(*dirs: str | os.PathLike | None) -> list[Path]:
@@ -44,9 +46,11 @@ def find_in_release(relative: str, *dirs: str | os.PathLike | None, hint: str = 
     for path in tried:
         if path.exists():
             return path
-    raise MissingDataError(tried[0] if tried else relative,
-                           f"`{relative}` not found; looked in: " + ", ".join(str(p) for p in tried),
-                           hint=hint)
+    raise MissingDataError(
+        tried[0] if tried else relative,
+        f"`{relative}` not found; looked in: " + ", ".join(str(p) for p in tried),
+        hint=hint,
+    )
 
 
 # ----------------------------------------------------------------------------------------- AAN
@@ -106,9 +110,14 @@ def read_pathfinder_metadata(split_dir: str | os.PathLike) -> list[tuple[str, in
     meta_dir = split_dir / "metadata"
     if not meta_dir.is_dir() or not (split_dir / "imgs").is_dir():
         missing = meta_dir if not meta_dir.is_dir() else split_dir / "imgs"
-        raise MissingDataError(missing, "Pathfinder layout needs `imgs/<batch>/sample_<i>.png` and "
-                               "`metadata/<batch>.npy` under " + str(split_dir), hint=LRA_HINT)
-    files = sorted(meta_dir.glob("*.npy"), key=lambda p: (not p.stem.isdigit(), int(p.stem) if p.stem.isdigit() else 0, p.stem))
+        raise MissingDataError(
+            missing,
+            "Pathfinder layout needs `imgs/<batch>/sample_<i>.png` and `metadata/<batch>.npy` under " + str(split_dir),
+            hint=LRA_HINT,
+        )
+    files = sorted(
+        meta_dir.glob("*.npy"), key=lambda p: (not p.stem.isdigit(), int(p.stem) if p.stem.isdigit() else 0, p.stem)
+    )
     if not files:
         raise MissingDataError(meta_dir, "no metadata/*.npy files", hint=LRA_HINT)
     rows: list[tuple[str, int]] = []
@@ -147,8 +156,9 @@ def read_gray_png(path: str | os.PathLike, size: int) -> tuple[np.ndarray | None
     return arr, None
 
 
-def read_pathfinder_images(split_dir: str | os.PathLike, size: int,
-                           rows: Iterable[tuple[str, int]] | None = None) -> tuple[np.ndarray, np.ndarray, SkippedRecords]:
+def read_pathfinder_images(
+    split_dir: str | os.PathLike, size: int, rows: Iterable[tuple[str, int]] | None = None
+) -> tuple[np.ndarray, np.ndarray, SkippedRecords]:
     """All readable images of a Pathfinder difficulty directory: (uint8 (M, size*size), labels (M,), skipped)."""
     split_dir = Path(split_dir)
     rows = list(rows) if rows is not None else read_pathfinder_metadata(split_dir)

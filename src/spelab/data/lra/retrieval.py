@@ -28,9 +28,18 @@ class RetrievalDataModule(ByteLRADataModule):
     num_classes = 2
     dual = True
 
-    def __init__(self, data_dir: str, source: str = "offline", max_length: int = 1024, lra_dir: str | None = None,
-                 max_text_bytes: int = 10_000, data_seed: int = 0, corpus_dir: str | None = None,
-                 min_module_bytes: int = 1024, **kwargs) -> None:
+    def __init__(
+        self,
+        data_dir: str,
+        source: str = "offline",
+        max_length: int = 1024,
+        lra_dir: str | None = None,
+        max_text_bytes: int = 10_000,
+        data_seed: int = 0,
+        corpus_dir: str | None = None,
+        min_module_bytes: int = 1024,
+        **kwargs,
+    ) -> None:
         super().__init__(data_dir=data_dir, source=source, max_length=max_length, **kwargs)
         self.lra_dir, self.max_text_bytes, self.data_seed = lra_dir, max_text_bytes, data_seed
         # offline: any tree of Python modules (default: this Python's standard library)
@@ -38,11 +47,15 @@ class RetrievalDataModule(ByteLRADataModule):
         self.min_module_bytes = min_module_bytes
         if source == "official":
             self.substitute = False
-            self.description = f"LRA Retrieval: AAN citation-link pairs, bytes, max {max_length} per document, dual encoder"
+            self.description = (
+                f"LRA Retrieval: AAN citation-link pairs, bytes, max {max_length} per document, dual encoder"
+            )
         else:
             self.substitute = True
-            self.description = (f"SUBSTITUTE for LRA Retrieval (not LRA): Python stdlib module pairs linked by imports "
-                                f"(imports removed), bytes, max {max_length} per document, dual encoder")
+            self.description = (
+                f"SUBSTITUTE for LRA Retrieval (not LRA): Python stdlib module pairs linked by imports "
+                f"(imports removed), bytes, max {max_length} per document, dual encoder"
+            )
 
     def load_splits(self) -> dict[str, dict[str, torch.Tensor]]:
         if self.source == "official":
@@ -52,8 +65,11 @@ class RetrievalDataModule(ByteLRADataModule):
             def build():
                 out = {}
                 for split, name in AAN_FILES.items():
-                    rows = list(read_aan_tsv(find_in_release(f"tsv_data/{name}", self.lra_dir, self.data_dir),
-                                             self.max_text_bytes))
+                    rows = list(
+                        read_aan_tsv(
+                            find_in_release(f"tsv_data/{name}", self.lra_dir, self.data_dir), self.max_text_bytes
+                        )
+                    )
                     seqs = [(text_to_bytes(a, self.max_length), text_to_bytes(b, self.max_length)) for _, a, b in rows]
                     out.update({f"{split}/{k}": v for k, v in pack(seqs, [y for y, _, _ in rows], dual=True).items()})
                 return out
@@ -61,13 +77,20 @@ class RetrievalDataModule(ByteLRADataModule):
             return unflatten(cached(self.cache_dir, "retrieval-aan", params, build))
 
         corpus = str(self.corpus_dir.resolve()) if self.corpus_dir else corpus_id()
-        params = {"corpus": corpus, "max_length": self.max_length, "seed": self.data_seed,
-                  "min_bytes": self.min_module_bytes}
+        params = {
+            "corpus": corpus,
+            "max_length": self.max_length,
+            "seed": self.data_seed,
+            "min_bytes": self.min_module_bytes,
+        }
 
         def build_offline():
             if self.corpus_dir is not None and not self.corpus_dir.is_dir():
-                raise MissingDataError(self.corpus_dir, "task.datamodule.corpus_dir is not a directory",
-                                       hint="point it at a tree of .py files, or set it to null for the stdlib")
+                raise MissingDataError(
+                    self.corpus_dir,
+                    "task.datamodule.corpus_dir is not a directory",
+                    hint="point it at a tree of .py files, or set it to null for the stdlib",
+                )
             texts, splits = build_link_pairs(self.corpus_dir, seed=self.data_seed, min_bytes=self.min_module_bytes)
             encoded = {name: text_to_bytes(t, self.max_length) for name, t in texts.items()}
             out = {}

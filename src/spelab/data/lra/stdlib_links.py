@@ -80,8 +80,9 @@ def resolve(imported: set[str], names: set[str]) -> set[str]:
     return out
 
 
-def build_link_pairs(root: Path | None = None, seed: int = 0, min_bytes: int = 1024,
-                     fractions: tuple[float, float] = (0.8, 0.1)) -> tuple[dict[str, str], dict[str, list[tuple[int, str, str]]]]:
+def build_link_pairs(
+    root: Path | None = None, seed: int = 0, min_bytes: int = 1024, fractions: tuple[float, float] = (0.8, 0.1)
+) -> tuple[dict[str, str], dict[str, list[tuple[int, str, str]]]]:
     """(texts by module, {split: [(label, module a, module b)]}): balanced pairs, edges split 80/10/10."""
     root = root or stdlib_dir()
     files = collect_modules(root, min_bytes)

@@ -25,8 +25,10 @@ from spelab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-IMDB_HINT = ("run once online: `python -c \"import datasets; datasets.load_dataset('stanfordnlp/imdb')\"` "
-             "(fills the Hugging Face cache), or pass task.datamodule.hf_dataset=/path/to/a/save_to_disk/dir")
+IMDB_HINT = (
+    "run once online: `python -c \"import datasets; datasets.load_dataset('stanfordnlp/imdb')\"` "
+    "(fills the Hugging Face cache), or pass task.datamodule.hf_dataset=/path/to/a/save_to_disk/dir"
+)
 
 
 def snippet_split(snippet_id: int) -> str:
@@ -35,8 +37,9 @@ def snippet_split(snippet_id: int) -> str:
     return "test" if r == 0 else "val" if r == 1 else "train"
 
 
-def group_documents(texts: list[str], labels: list[int], rng: random.Random, min_bytes: int, max_bytes: int,
-                    passes: int = 1) -> tuple[list[str], list[int]]:
+def group_documents(
+    texts: list[str], labels: list[int], rng: random.Random, min_bytes: int, max_bytes: int, passes: int = 1
+) -> tuple[list[str], list[int]]:
     """Concatenate same-label texts (each used once per pass) into documents of min..max_bytes bytes."""
     docs, doc_labels = [], []
     for label in sorted(set(labels)):
@@ -62,26 +65,45 @@ def group_documents(texts: list[str], labels: list[int], rng: random.Random, min
 class TextDataModule(ByteLRADataModule):
     num_classes = 2
 
-    def __init__(self, data_dir: str, source: str = "offline", max_length: int = 512,
-                 hf_dataset: str = "stanfordnlp/imdb", hf_cache_dir: str | None = None,
-                 doc_min_bytes: int = 400, doc_max_bytes: int = 1200, passes: int = 4, data_seed: int = 0,
-                 download: bool = True, **kwargs) -> None:
+    def __init__(
+        self,
+        data_dir: str,
+        source: str = "offline",
+        max_length: int = 512,
+        hf_dataset: str = "stanfordnlp/imdb",
+        hf_cache_dir: str | None = None,
+        doc_min_bytes: int = 400,
+        doc_max_bytes: int = 1200,
+        passes: int = 4,
+        data_seed: int = 0,
+        download: bool = True,
+        **kwargs,
+    ) -> None:
         super().__init__(data_dir=data_dir, source=source, max_length=max_length, **kwargs)
         check_positive("task.datamodule.doc_min_bytes", doc_min_bytes, allow_none=False)
         check_positive("task.datamodule.passes", passes, allow_none=False)
         if doc_max_bytes < doc_min_bytes:
             raise ConfigError("task.datamodule.doc_max_bytes", doc_max_bytes, f">= doc_min_bytes={doc_min_bytes}")
         self.hf_dataset, self.hf_cache_dir = hf_dataset, hf_cache_dir
-        self.doc_bytes, self.passes, self.data_seed, self.download = (doc_min_bytes, doc_max_bytes), passes, data_seed, download
+        self.doc_bytes, self.passes, self.data_seed, self.download = (
+            (doc_min_bytes, doc_max_bytes),
+            passes,
+            data_seed,
+            download,
+        )
         if source == "official":
             self.substitute = False
-            self.description = (f"LRA Text: IMDB reviews ({hf_dataset}) as UTF-8 bytes, max {max_length}; "
-                                "validation = test split, as in LRA")
+            self.description = (
+                f"LRA Text: IMDB reviews ({hf_dataset}) as UTF-8 bytes, max {max_length}; "
+                "validation = test split, as in LRA"
+            )
         else:
             self.substitute = True
-            self.description = (f"SUBSTITUTE for LRA Text (not LRA): VADER Rotten-Tomatoes review snippets grouped "
-                                f"into same-polarity documents of {doc_min_bytes}-{doc_max_bytes} bytes, bytes, "
-                                f"max {max_length}")
+            self.description = (
+                f"SUBSTITUTE for LRA Text (not LRA): VADER Rotten-Tomatoes review snippets grouped "
+                f"into same-polarity documents of {doc_min_bytes}-{doc_max_bytes} bytes, bytes, "
+                f"max {max_length}"
+            )
 
     def load_splits(self) -> dict[str, dict[str, torch.Tensor]]:
         return self._load_official() if self.source == "official" else self._load_offline()
@@ -101,8 +123,13 @@ class TextDataModule(ByteLRADataModule):
         return {"train": parts["train"], "val": parts["test"], "test": parts["test"]}
 
     def _load_offline(self):
-        params = {"max_length": self.max_length, "doc_min": self.doc_bytes[0], "doc_max": self.doc_bytes[1],
-                  "passes": self.passes, "seed": self.data_seed}
+        params = {
+            "max_length": self.max_length,
+            "doc_min": self.doc_bytes[0],
+            "doc_max": self.doc_bytes[1],
+            "passes": self.passes,
+            "seed": self.data_seed,
+        }
 
         def build():
             rows = read_vader_snippets(ensure_vader_snippets(self.data_dir, download=self.download))
@@ -111,8 +138,13 @@ class TextDataModule(ByteLRADataModule):
             for i, split in enumerate(("train", "val", "test")):
                 texts = [t for sid, _, t in rows if snippet_split(sid) == split]
                 labels = [int(rating > 0) for sid, rating, _ in rows if snippet_split(sid) == split]
-                docs, doc_labels = group_documents(texts, labels, random.Random(self.data_seed * 3 + i),
-                                                   *self.doc_bytes, passes=self.passes if split == "train" else 1)
+                docs, doc_labels = group_documents(
+                    texts,
+                    labels,
+                    random.Random(self.data_seed * 3 + i),
+                    *self.doc_bytes,
+                    passes=self.passes if split == "train" else 1,
+                )
                 packed = pack([text_to_bytes(d, self.max_length) for d in docs], doc_labels)
                 out.update({f"{split}/{k}": v for k, v in packed.items()})
             return out

@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 SNIPPETS_FILE = "movieReviewSnippets_GroundTruth.txt"
 VADER_SDIST = "vaderSentiment==3.3.2"
 INNER_TAR = "additional_resources/hutto_ICWSM_2014.tar.gz"
-HINT = (f"run `python -m pip download --no-deps --no-binary :all: {VADER_SDIST} -d DIR` (PyPI) and point "
-        "task.datamodule.data_dir at DIR, or put movieReviewSnippets_GroundTruth.txt there")
+HINT = (
+    f"run `python -m pip download --no-deps --no-binary :all: {VADER_SDIST} -d DIR` (PyPI) and point "
+    "task.datamodule.data_dir at DIR, or put movieReviewSnippets_GroundTruth.txt there"
+)
 
 
 def extract_snippets(sdist: Path, out_dir: Path) -> Path:
@@ -62,8 +64,19 @@ def ensure_vader_snippets(data_dir: str | os.PathLike, download: bool = True) ->
     sdists = sorted(data_dir.glob("vaderSentiment-*.tar.gz")) if data_dir.is_dir() else []
     if not sdists and download:
         data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", VADER_SDIST,
-               "-d", str(data_dir), "--quiet"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            VADER_SDIST,
+            "-d",
+            str(data_dir),
+            "--quiet",
+        ]
         log.info("Fetching the VADER sdist from PyPI for its movie-review snippets: %s", " ".join(cmd))
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

@@ -46,7 +46,7 @@ def load_pieces(path: Path) -> Pieces:
     out: Pieces = {}
     for split in splits:
         ids, offsets, names = data[f"{split}_ids"], data[f"{split}_offsets"], data[f"{split}_names"]
-        out[split] = [(str(names[i]), ids[offsets[i]:offsets[i + 1]]) for i in range(len(names))]
+        out[split] = [(str(names[i]), ids[offsets[i] : offsets[i + 1]]) for i in range(len(names))]
     return out
 
 
@@ -61,5 +61,6 @@ def cached(cache_dir: str | os.PathLike | None, prefix: str, params: dict, build
         save_pieces(path, pieces, params)
     except OSError as err:  # a read-only cache is not fatal: the data is in memory
         import warnings
+
         warnings.warn(f"could not write the music cache {path}: {err}")
     return pieces

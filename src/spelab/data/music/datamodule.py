@@ -29,11 +29,17 @@ class MusicDataModule(SequenceDataModule):
     num_classes = 0
     pad_id = 0
 
-    def __init__(self, max_length: int = 512, max_shift: int = 6, windows_per_piece: int = 1,
-                 batch_size: int = 8, eval_batch_size: int | None = None, num_workers: int = 0,
-                 seed: int = 0) -> None:
-        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
-                         seed=seed)
+    def __init__(
+        self,
+        max_length: int = 512,
+        max_shift: int = 6,
+        windows_per_piece: int = 1,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers, seed=seed)
         if not isinstance(max_length, int) or max_length < 2:
             raise ValueError(f"task.datamodule.max_length must be an integer >= 2, got {max_length!r}")
         if not isinstance(max_shift, int) or not 0 <= max_shift <= 12:
@@ -70,8 +76,10 @@ class MusicDataModule(SequenceDataModule):
             log.info("%s: pieces/tokens per split %s", type(self).__name__, sizes)
             for split in ("train", "val", "test"):
                 if not self._pieces.get(split):
-                    raise ValueError(f"{type(self).__name__}: the {split} split is empty; use more pieces "
-                                     f"(task.datamodule.max_pieces) or check the data")
+                    raise ValueError(
+                        f"{type(self).__name__}: the {split} split is empty; use more pieces "
+                        f"(task.datamodule.max_pieces) or check the data"
+                    )
         return self._pieces
 
     def split_ids(self, split: str) -> list[np.ndarray]:

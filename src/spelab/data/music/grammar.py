@@ -52,16 +52,27 @@ def replay(grammar: Grammar, ids: Sequence[int]):
 BAR, TIMESIG, POSITION, PITCH, VELOCITY, DURATION, META, OTHER = range(8)
 
 # token-name prefixes of the two REMI flavours (miditok; the pop-piano events of the paper)
-_REMI_KINDS = (("Bar_", BAR), ("TimeSig_", TIMESIG), ("Position_", POSITION), ("Beat_", POSITION),
-               ("Note_Pitch_", PITCH), ("Pitch_", PITCH), ("Note_Velocity_", VELOCITY), ("Velocity_", VELOCITY),
-               ("Note_Duration_", DURATION), ("Duration_", DURATION), ("Chord_", META), ("Tempo_", META))
+_REMI_KINDS = (
+    ("Bar_", BAR),
+    ("TimeSig_", TIMESIG),
+    ("Position_", POSITION),
+    ("Beat_", POSITION),
+    ("Note_Pitch_", PITCH),
+    ("Pitch_", PITCH),
+    ("Note_Velocity_", VELOCITY),
+    ("Velocity_", VELOCITY),
+    ("Note_Duration_", DURATION),
+    ("Duration_", DURATION),
+    ("Chord_", META),
+    ("Tempo_", META),
+)
 
 
 @dataclass
 class RemiState:
-    expect: str = "bar"        # bar | after_bar | after_sig | event | velocity | duration | after_note
-    position: int = -1         # current position in the bar (-1: none yet)
-    bar_len: int = 0           # positions in the current bar
+    expect: str = "bar"  # bar | after_bar | after_sig | event | velocity | duration | after_note
+    position: int = -1  # current position in the bar (-1: none yet)
+    bar_len: int = 0  # positions in the current bar
     has_note: bool = False
 
 
@@ -76,7 +87,7 @@ class RemiGrammar:
                 if tok.startswith(prefix):
                     self.kind[i] = kind
                     if kind == POSITION:
-                        self.value[i] = int(tok[len(prefix):])
+                        self.value[i] = int(tok[len(prefix) :])
                     break
         if not all((self.kind == k).any() for k in (BAR, POSITION, PITCH, DURATION)):
             raise ValueError("RemiGrammar: the vocabulary needs Bar, Position/Beat, Pitch and Duration tokens")
@@ -108,9 +119,9 @@ class RemiGrammar:
             return m[DURATION].copy()
         if e in ("after_bar", "after_sig"):  # TimeSig once, then a position; an empty bar once the piece has a note
             out = self.positions(0, state.bar_len) | (m[TIMESIG] if e == "after_bar" else False)
-        elif e == "event":     # right after a position: a note or a chord/tempo at this position
+        elif e == "event":  # right after a position: a note or a chord/tempo at this position
             out = m[PITCH] | m[META]
-        else:                  # after a note or a chord/tempo: more at this position, a later one, a new bar
+        else:  # after a note or a chord/tempo: more at this position, a later one, a new bar
             out = m[PITCH] | m[META] | self.positions(max(state.position, 0), state.bar_len)
         if state.has_note:
             out = out | m[BAR]
@@ -154,11 +165,12 @@ class RemiGrammar:
 
 # -- MIDI-like ----------------------------------------------------------------------------------
 
+
 @dataclass
 class MidiLikeState:
-    expect: str = "program"      # program | on_off | velocity | any
+    expect: str = "program"  # program | on_off | velocity | any
     program: int = 0
-    sounding: set = field(default_factory=set)   # (program, pitch) of notes on
+    sounding: set = field(default_factory=set)  # (program, pitch) of notes on
     has_note: bool = False
 
 
@@ -181,7 +193,7 @@ class MidiLikeGrammar:
 
     def allowed(self, state: MidiLikeState) -> np.ndarray:
         s = self.is_
-        if state.expect == "program":   # the first token
+        if state.expect == "program":  # the first token
             return s["Program"].copy()
         if state.expect == "velocity":
             return s["Velocity"].copy()
@@ -194,7 +206,7 @@ class MidiLikeGrammar:
                     out[self.index[f"{off}_{pitch}"]] = True
                     out[self.index[f"{'DrumOn' if drum else 'NoteOn'}_{pitch}"]] = False  # no re-trigger
             return out
-        return s["Program"] | s["TimeShift"]   # after a velocity, a NoteOff or a TimeShift
+        return s["Program"] | s["TimeShift"]  # after a velocity, a NoteOff or a TimeShift
 
     def advance(self, state: MidiLikeState, token: int) -> None:
         if not 0 <= token < self.vocab_size:
@@ -245,5 +257,7 @@ def grammar_for(vocab: Sequence[str]) -> Grammar:
         return MidiLikeGrammar(vocab)
     if "Bar_None" in names and any(t.startswith(("Position_", "Beat_")) for t in names):
         return RemiGrammar(vocab)
-    raise ValueError("no sampling grammar for this vocabulary (known: REMI with Bar/Position or Beat tokens, "
-                     "MIDI-like with Program/NoteOn tokens); pass grammar=false to sample without one")
+    raise ValueError(
+        "no sampling grammar for this vocabulary (known: REMI with Bar/Position or Beat tokens, "
+        "MIDI-like with Program/NoteOn tokens); pass grammar=false to sample without one"
+    )

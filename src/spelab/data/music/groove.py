@@ -25,16 +25,23 @@ from spelab.errors import MissingDataError, SkippedRecords
 
 log = logging.getLogger(__name__)
 
-HINT = ("download https://zenodo.org/record/3958000/files/groove2groove-data-v1.0.0.tar.gz (236 MB), "
-        "extract it and pass task.datamodule.data_dir=<dir holding midi/>")
+HINT = (
+    "download https://zenodo.org/record/3958000/files/groove2groove-data-v1.0.0.tar.gz (236 MB), "
+    "extract it and pass task.datamodule.data_dir=<dir holding midi/>"
+)
 TICKS_PER_BEAT = 12
 SPLITS = ("train", "val", "test")
 
 
 def make_groove_tokenizer(num_velocities: int = 8) -> MIDILike:
     config = TokenizerConfig(
-        pitch_range=(21, 109), beat_res={(0, 2): TICKS_PER_BEAT}, num_velocities=num_velocities,
-        use_programs=True, one_token_stream_for_programs=True, use_time_signatures=False, use_tempos=False,
+        pitch_range=(21, 109),
+        beat_res={(0, 2): TICKS_PER_BEAT},
+        num_velocities=num_velocities,
+        use_programs=True,
+        one_token_stream_for_programs=True,
+        use_time_signatures=False,
+        use_tempos=False,
         special_tokens=["PAD", "BOS", "EOS"],
     )
     tokenizer = MIDILike(config)
@@ -66,8 +73,9 @@ def trios(score: symusic.Score, drop_bars: int = 2, all_harmonic: bool = True) -
     return out
 
 
-def read_split(directory: Path, tokenizer: MIDILike, all_harmonic: bool, drop_bars: int,
-               max_files: int | None) -> tuple[list[tuple[str, np.ndarray]], SkippedRecords]:
+def read_split(
+    directory: Path, tokenizer: MIDILike, all_harmonic: bool, drop_bars: int, max_files: int | None
+) -> tuple[list[tuple[str, np.ndarray]], SkippedRecords]:
     files = sorted(directory.glob("*.mid")) + sorted(directory.glob("*.midi"))
     files = files[:max_files] if max_files else files
     skipped = SkippedRecords(directory)
@@ -93,8 +101,16 @@ def read_split(directory: Path, tokenizer: MIDILike, all_harmonic: bool, drop_ba
 class GrooveDataModule(MusicDataModule):
     """Groove2Groove trios (bass, drums, one harmonic track), MIDI-like tokens."""
 
-    def __init__(self, data_dir: str | None = None, cache_dir: str | None = None, max_files: int | None = None,
-                 drop_bars: int = 2, num_velocities: int = 8, max_length: int = 512, **kwargs) -> None:
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        cache_dir: str | None = None,
+        max_files: int | None = None,
+        drop_bars: int = 2,
+        num_velocities: int = 8,
+        max_length: int = 512,
+        **kwargs,
+    ) -> None:
         super().__init__(max_length=max_length, **kwargs)
         if not data_dir:
             raise MissingDataError("task.datamodule.data_dir", "not set", hint=HINT)
@@ -116,17 +132,23 @@ class GrooveDataModule(MusicDataModule):
         for split in SPLITS:
             if not self.split_dir(split).is_dir():
                 raise MissingDataError(self.split_dir(split), "Groove2Groove split directory not found", hint=HINT)
-        params = {"data_dir": str(self.data_dir.resolve()), "max_files": self.max_files, "drop_bars": self.drop_bars,
-                  "num_velocities": self.num_velocities,
-                  "files": {s: len(list(self.split_dir(s).glob("*.mid"))) for s in SPLITS}, "version": 1}
+        params = {
+            "data_dir": str(self.data_dir.resolve()),
+            "max_files": self.max_files,
+            "drop_bars": self.drop_bars,
+            "num_velocities": self.num_velocities,
+            "files": {s: len(list(self.split_dir(s).glob("*.mid"))) for s in SPLITS},
+            "version": 1,
+        }
         cache_dir = self.cache_dir or (self.data_dir / ".spelab_cache")
         return cached(cache_dir, "groove", params, self._build)
 
     def _build(self) -> Pieces:
         pieces: Pieces = {}
         for split in SPLITS:
-            items, skipped = read_split(self.split_dir(split), self.tokenizer, split == "train", self.drop_bars,
-                                        self.max_files)
+            items, skipped = read_split(
+                self.split_dir(split), self.tokenizer, split == "train", self.drop_bars, self.max_files
+            )
             self.skipped[split] = skipped.count
             if skipped.count:
                 log.warning(skipped.summary())

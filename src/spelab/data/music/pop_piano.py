@@ -33,9 +33,11 @@ from spelab.errors import DataError, MissingDataError, SkippedRecords
 
 log = logging.getLogger(__name__)
 
-HINT = ("download https://zenodo.org/record/4782721/files/remi_dataset.tar.gz, extract it and pass "
-        "task.datamodule.data_dir=<dir of the .pkl files> (and split_dir=<dir of {train,val,test}_pieces.pkl> "
-        "from the SPE repository's experiments/pop_piano/pickles)")
+HINT = (
+    "download https://zenodo.org/record/4782721/files/remi_dataset.tar.gz, extract it and pass "
+    "task.datamodule.data_dir=<dir of the .pkl files> (and split_dir=<dir of {train,val,test}_pieces.pkl> "
+    "from the SPE repository's experiments/pop_piano/pickles)"
+)
 ROOTS = ["A", "A#", "B", "C", "C#", "D", "D#", "E", "F", "F#", "G", "G#"]
 QUALITIES = ["+", "/o7", "7", "M", "M7", "m", "m7", "o", "o7", "sus2", "sus4"]
 TICKS_PER_BEAT, TICKS_PER_STEP, STEPS_PER_BAR = 480, 120, 16
@@ -76,8 +78,16 @@ def _load_pickle(path: Path) -> object:
     try:
         with open(path, "rb") as f:
             return pickle.load(f)
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError,
-            IndexError, KeyError) as err:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        ImportError,
+        IndexError,
+        KeyError,
+    ) as err:
         raise DataError(path, f"not a readable pickle ({type(err).__name__}: {err})", hint=HINT) from err
 
 
@@ -98,8 +108,9 @@ def read_piece(path: Path, index: dict[str, int]) -> tuple[np.ndarray, np.ndarra
     except DataError:
         raise
     except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as err:
-        raise DataError(path, f"not a REMI event pickle of (bar positions, events): {type(err).__name__}: {err}",
-                        hint=HINT) from err
+        raise DataError(
+            path, f"not a REMI event pickle of (bar positions, events): {type(err).__name__}: {err}", hint=HINT
+        ) from err
 
 
 def read_split_list(path: Path) -> list[str]:
@@ -112,8 +123,16 @@ def read_split_list(path: Path) -> list[str]:
 class PopPianoDataModule(MusicDataModule):
     """The paper's pop-piano REMI events (Zenodo 4782721), 2048-token windows by default."""
 
-    def __init__(self, data_dir: str | None = None, split_dir: str | None = None, vocab_file: str | None = None,
-                 cache_dir: str | None = None, split_seed: int = 0, max_length: int = 2048, **kwargs) -> None:
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        split_dir: str | None = None,
+        vocab_file: str | None = None,
+        cache_dir: str | None = None,
+        split_seed: int = 0,
+        max_length: int = 2048,
+        **kwargs,
+    ) -> None:
         super().__init__(max_length=max_length, **kwargs)
         if not data_dir:
             raise MissingDataError("task.datamodule.data_dir", "not set", hint=HINT)
@@ -134,11 +153,15 @@ class PopPianoDataModule(MusicDataModule):
         lists = {s: self.split_dir / f"{s}_pieces.pkl" for s in ("train", "val", "test")}
         if all(p.is_file() for p in lists.values()):
             return {s: read_split_list(p) for s, p in lists.items()}
-        log.warning("no {train,val,test}_pieces.pkl in %s: splitting %d pieces with seed %d (90/5/5)",
-                    self.split_dir, len(files), self.split_seed)
+        log.warning(
+            "no {train,val,test}_pieces.pkl in %s: splitting %d pieces with seed %d (90/5/5)",
+            self.split_dir,
+            len(files),
+            self.split_seed,
+        )
         order = [files[i] for i in np.random.default_rng(self.split_seed).permutation(len(files))]
         n_val = n_test = max(1, round(0.05 * len(files)))
-        return {"train": order[n_val + n_test:], "val": order[:n_val], "test": order[n_val:n_val + n_test]}
+        return {"train": order[n_val + n_test :], "val": order[:n_val], "test": order[n_val : n_val + n_test]}
 
     def load_pieces(self) -> Pieces:
         if not self.data_dir.is_dir():
@@ -147,10 +170,16 @@ class PopPianoDataModule(MusicDataModule):
         if not files:
             raise MissingDataError(self.data_dir, "no REMI .pkl pieces in this directory", hint=HINT)
         splits = self.splits(files)
-        params = {"data_dir": str(self.data_dir.resolve()), "splits": splits, "vocab": len(self.vocab),
-                  "vocab_file": self.vocab_file, "version": 1}
-        pieces = cached(self.cache_dir or self.data_dir / ".spelab_cache", "pop_piano", params,
-                        lambda: self._build(splits))
+        params = {
+            "data_dir": str(self.data_dir.resolve()),
+            "splits": splits,
+            "vocab": len(self.vocab),
+            "vocab_file": self.vocab_file,
+            "version": 1,
+        }
+        pieces = cached(
+            self.cache_dir or self.data_dir / ".spelab_cache", "pop_piano", params, lambda: self._build(splits)
+        )
         # bar starts travel as a pseudo-split in the cache
         for split in ("train", "val", "test"):
             self.bar_starts[split] = [b.astype(np.int64) for _, b in pieces.get(f"{split}-bars", [])]
@@ -184,8 +213,13 @@ class PopPianoDataModule(MusicDataModule):
             return super().build_split(split)
         _ = self.pieces
         table = transposition_table(self.vocab, self.max_shift, self.shift_token) if self.max_shift else None
-        return RandomWindows(self.split_ids("train"), self.max_length, table, self.windows_per_piece,
-                             starts=self.bar_starts.get("train") or None)
+        return RandomWindows(
+            self.split_ids("train"),
+            self.max_length,
+            table,
+            self.windows_per_piece,
+            starts=self.bar_starts.get("train") or None,
+        )
 
     def ids_to_score(self, ids: Sequence[int]) -> symusic.Score:
         return remi_events_to_score([self.vocab[int(i)] for i in ids if 0 < int(i) < len(self.vocab)])
@@ -203,10 +237,15 @@ def remi_events_to_score(tokens: Sequence[str]) -> symusic.Score:
         elif name == "Beat":
             beat = int(value)
         elif name == "Tempo":
-            score.tempos.append(symusic.Tempo(max(bar, 0) * STEPS_PER_BAR * TICKS_PER_STEP + beat * TICKS_PER_STEP,
-                                              float(value)))
-        elif name == "Note_Pitch" and i + 2 < len(tokens) and tokens[i + 1].startswith("Note_Velocity_") \
-                and tokens[i + 2].startswith("Note_Duration_"):
+            score.tempos.append(
+                symusic.Tempo(max(bar, 0) * STEPS_PER_BAR * TICKS_PER_STEP + beat * TICKS_PER_STEP, float(value))
+            )
+        elif (
+            name == "Note_Pitch"
+            and i + 2 < len(tokens)
+            and tokens[i + 1].startswith("Note_Velocity_")
+            and tokens[i + 2].startswith("Note_Duration_")
+        ):
             start = (max(bar, 0) * STEPS_PER_BAR + beat) * TICKS_PER_STEP
             velocity = int(tokens[i + 1].rpartition("_")[2])
             duration = max(int(tokens[i + 2].rpartition("_")[2]), TICKS_PER_STEP // 2)

@@ -15,15 +15,20 @@ from miditok.utils import merge_tracks
 PITCH_RANGE = (21, 109)  # piano range, end exclusive as miditok expects
 
 
-def make_remi_tokenizer(pitch_range: tuple[int, int] = PITCH_RANGE, num_velocities: int = 8,
-                        positions_per_beat: int = 4) -> REMI:
+def make_remi_tokenizer(
+    pitch_range: tuple[int, int] = PITCH_RANGE, num_velocities: int = 8, positions_per_beat: int = 4
+) -> REMI:
     """A REMI tokenizer on a 16th-note grid (beats 0-4) and 8th notes for long durations (4-12 beats)."""
     if positions_per_beat not in (1, 2, 4, 8, 12, 16):
         raise ValueError(f"positions_per_beat must be one of 1, 2, 4, 8, 12, 16, got {positions_per_beat}")
     config = TokenizerConfig(
-        pitch_range=tuple(pitch_range), num_velocities=num_velocities,
+        pitch_range=tuple(pitch_range),
+        num_velocities=num_velocities,
         beat_res={(0, 4): positions_per_beat, (4, 12): max(1, positions_per_beat // 2)},
-        use_time_signatures=True, use_tempos=False, use_programs=False, use_chords=False,
+        use_time_signatures=True,
+        use_tempos=False,
+        use_programs=False,
+        use_chords=False,
         special_tokens=["PAD", "BOS", "EOS"],
     )
     tokenizer = REMI(config)

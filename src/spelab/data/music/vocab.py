@@ -18,7 +18,7 @@ def shift_pitch_token(token: str, semitones: int, prefixes: Sequence[str] = ("Pi
     """'Pitch_60' shifted by 2 -> 'Pitch_62'; non-pitch tokens unchanged (drum pitches use another prefix)."""
     for prefix in prefixes:
         if token.startswith(prefix):
-            value = token[len(prefix):]
+            value = token[len(prefix) :]
             if value.lstrip("-").isdigit():
                 return f"{prefix}{int(value) + semitones}"
     return token
@@ -38,8 +38,8 @@ def transposition_table(vocab: Sequence[str], max_shift: int, shift: TokenShift 
 
 def random_transpose(ids: np.ndarray, table: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Transpose `ids` by a shift drawn uniformly among those that keep every token in the vocabulary."""
-    mapped = table[:, ids]                       # (S, N)
+    mapped = table[:, ids]  # (S, N)
     allowed = np.flatnonzero((mapped >= 0).all(axis=1))
-    if allowed.size == 0:                        # cannot happen: shift 0 is the identity
+    if allowed.size == 0:  # cannot happen: shift 0 is the identity
         return ids
     return mapped[rng.choice(allowed)]

@@ -19,8 +19,14 @@ class RandomWindows(Dataset):
     """Training: `windows_per_piece` random windows of each piece per epoch (starting at one of `starts`
     when given), randomly transposed."""
 
-    def __init__(self, pieces: Sequence[np.ndarray], length: int, table: np.ndarray | None = None,
-                 windows_per_piece: int = 1, starts: Sequence[np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        pieces: Sequence[np.ndarray],
+        length: int,
+        table: np.ndarray | None = None,
+        windows_per_piece: int = 1,
+        starts: Sequence[np.ndarray] | None = None,
+    ) -> None:
         if length <= 0:
             raise ValueError(f"RandomWindows: length must be positive, got {length}")
         keep = [i for i, p in enumerate(pieces) if len(p) >= 2]
@@ -45,7 +51,7 @@ class RandomWindows(Dataset):
             start = int(rng.choice(allowed))
         else:
             start = int(rng.integers(0, last + 1))
-        window = piece[start:start + span]
+        window = piece[start : start + span]
         if self.table is not None:
             window = random_transpose(window, self.table, rng)
         return {"input_ids": torch.as_tensor(window, dtype=torch.long)}
@@ -58,7 +64,7 @@ class ChunkWindows(Dataset):
         self.items: list[np.ndarray] = []
         for piece in pieces:
             for start in range(0, max(len(piece) - 1, 1), length):
-                chunk = piece[start:start + length + 1]
+                chunk = piece[start : start + length + 1]
                 if len(chunk) >= 2:
                     self.items.append(chunk)
 
@@ -73,7 +79,7 @@ class PiecePrefixes(Dataset):
     """Extrapolation evaluation: the first `length + 1` tokens of every piece (shorter pieces whole)."""
 
     def __init__(self, pieces: Sequence[np.ndarray], length: int) -> None:
-        self.items = [p[:length + 1] for p in pieces if len(p) >= 2]
+        self.items = [p[: length + 1] for p in pieces if len(p) >= 2]
 
     def __len__(self) -> int:
         return len(self.items)

@@ -3,6 +3,7 @@
 All share `out = att(q, k, v, causal=False, key_padding_mask=None)` with q, k (B,N,H,Dk), v (B,N,H,Dv),
 and recurrent decoding `state = att.init_state(B, H, Dv)`, `out_t, state = att.step(q_t, k_t, v_t, state)`.
 """
+
 from .causal_linear import (
     LinearState,
     causal_linear_attention,

@@ -1,4 +1,5 @@
 """Argument checks shared by the attention backends (clear ValueErrors that name the argument)."""
+
 from __future__ import annotations
 
 import torch
@@ -12,8 +13,7 @@ def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, head_dim: int) 
             raise ValueError(f"{name} must be a 4-D tensor (batch, length, heads, dim), got {shape}")
     if q.shape[:3] != k.shape[:3] or q.shape[:3] != v.shape[:3]:
         raise ValueError(
-            f"q, k, v must share (batch, length, heads): got q {tuple(q.shape)}, k {tuple(k.shape)}, "
-            f"v {tuple(v.shape)}"
+            f"q, k, v must share (batch, length, heads): got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
         )
     if q.shape[-1] != head_dim or k.shape[-1] != head_dim:
         raise ValueError(
@@ -30,8 +30,7 @@ def check_step(q_t: torch.Tensor, k_t: torch.Tensor, v_t: torch.Tensor, head_dim
             raise ValueError(f"{name} must be a 3-D tensor (batch, heads, dim), got {shape}")
     if q_t.shape[:2] != k_t.shape[:2] or q_t.shape[:2] != v_t.shape[:2]:
         raise ValueError(
-            f"q_t, k_t, v_t must share (batch, heads): got {tuple(q_t.shape)}, {tuple(k_t.shape)}, "
-            f"{tuple(v_t.shape)}"
+            f"q_t, k_t, v_t must share (batch, heads): got {tuple(q_t.shape)}, {tuple(k_t.shape)}, {tuple(v_t.shape)}"
         )
     if q_t.shape[-1] != head_dim or k_t.shape[-1] != head_dim:
         raise ValueError(

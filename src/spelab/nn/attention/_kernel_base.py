@@ -1,4 +1,5 @@
 """Shared forward/step logic of the kernel (linear-complexity) attention backends."""
+
 from __future__ import annotations
 
 import importlib
@@ -39,7 +40,11 @@ class KernelAttention(nn.Module):
         self.eps = float(eps)
 
     def features(
-        self, x: torch.Tensor, is_query: bool, causal: bool, key_padding_mask: torch.Tensor | None,
+        self,
+        x: torch.Tensor,
+        is_query: bool,
+        causal: bool,
+        key_padding_mask: torch.Tensor | None,
         seq_dim: int = 1,
     ) -> torch.Tensor:  # pragma: no cover - abstract
         """phi(x) on the last dim; x is (B,N,H,d) (seq_dim=1) or (B,H,N,d) (seq_dim=2)."""
@@ -142,16 +147,30 @@ class ScanAttention(nn.Module):
     """The call shared by the scan backends (GLA, DeltaNet): half inputs are computed in float32 (the
     cumulative log decays lose too much in 16 bits); subclasses implement `_forward`."""
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
-                key_padding_mask: torch.Tensor | None = None, bias: Any = None) -> torch.Tensor:
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        causal: bool = False,
+        key_padding_mask: torch.Tensor | None = None,
+        bias: Any = None,
+    ) -> torch.Tensor:
         """q, k (B,N,H,Dk); v (B,N,H,Dv) -> (B,N,H,Dv)."""
         cdt = compute_dtype(v.dtype)
         with _no_autocast(q.device.type):
             out = self._forward(q.to(cdt), k.to(cdt), v.to(cdt), causal, key_padding_mask, bias)
         return out.to(v.dtype)
 
-    def _forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
-                 key_padding_mask: torch.Tensor | None, bias: Any) -> torch.Tensor:
+    def _forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        causal: bool,
+        key_padding_mask: torch.Tensor | None,
+        bias: Any,
+    ) -> torch.Tensor:
         raise NotImplementedError
 
 

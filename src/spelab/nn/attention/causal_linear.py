@@ -14,6 +14,7 @@ Causal forms (research/perf.md §2.1):
 If `fla` (fla-core, Triton) is importable and the tensors are on CUDA, `causal_linear_attention`
 runs fla's chunked kernel for the numerator; the PyTorch path stays the reference and the CPU path.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -48,16 +49,17 @@ class LinearState(NamedTuple):
 # ----------------------------------------------------------------------------- bidirectional
 
 
-def linear_attention(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tensor, eps: float = DEFAULT_EPS,
-                     heads_first: bool = False) -> torch.Tensor:
+def linear_attention(
+    phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tensor, eps: float = DEFAULT_EPS, heads_first: bool = False
+) -> torch.Tensor:
     """Non-causal: phi_q (phi_k^T v) / (phi_q . sum phi_k + eps); O(N M E) flops, O(N (M+E)) memory.
 
     Tensors are (B,N,H,·), or (B,H,N,·) with heads_first=True: then every product is a batched matmul
     on the tensors as they are (no layout copy of the M-wide features), the fast layout.
     """
     if heads_first:
-        kv = torch.matmul(phi_k.transpose(-1, -2), v)                                  # (B,H,M,E)
-        z = phi_k.sum(dim=2).unsqueeze(-1)                                             # (B,H,M,1)
+        kv = torch.matmul(phi_k.transpose(-1, -2), v)  # (B,H,M,E)
+        z = phi_k.sum(dim=2).unsqueeze(-1)  # (B,H,M,1)
         return torch.matmul(phi_q, kv) / (torch.matmul(phi_q, z) + eps)
     kv = torch.einsum("bnhm,bnhe->bhme", phi_k, v)
     z = phi_k.sum(dim=1)  # (B,H,M)
@@ -82,7 +84,9 @@ def linear_attention_masked(
     return num / (den.unsqueeze(-1) + eps)
 
 
-def causal_linear_naive(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tensor, eps: float = DEFAULT_EPS) -> torch.Tensor:
+def causal_linear_naive(
+    phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tensor, eps: float = DEFAULT_EPS
+) -> torch.Tensor:
     """Reference: prefix sums of the outer products phi_k v^T; materialises (B,N,H,M,E)."""
     s = torch.einsum("bnhm,bnhe->bnhme", phi_k, v).cumsum(dim=1)
     z = phi_k.cumsum(dim=1)
@@ -110,7 +114,9 @@ def _from_chunks(t: torch.Tensor, n: int) -> torch.Tensor:
     return t.reshape(b, h, nl * c, x)[:, :, :n].permute(0, 2, 1, 3)
 
 
-def _exclusive_cumsum_(t: torch.Tensor, dim: int, reverse: bool = False, use_cumsum: bool | None = None) -> torch.Tensor:
+def _exclusive_cumsum_(
+    t: torch.Tensor, dim: int, reverse: bool = False, use_cumsum: bool | None = None
+) -> torch.Tensor:
     """In place: t_i <- sum_{j<i} t_j (or sum_{j>i} when reverse) along `dim` (chunk states, no autograd).
 
     CUDA: one cumsum kernel. CPU: a running sum over the (few) chunks, since CPU cumsum over a

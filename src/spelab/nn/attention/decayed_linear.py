@@ -15,8 +15,15 @@ from .causal_linear import LinearState
 from .gated_scan import bidirectional_gated_scan, chunk_gated_scan
 
 
-def decayed_linear_attention(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tensor, log_decay: torch.Tensor,
-                             causal: bool, chunk_size: int, eps: float) -> torch.Tensor:
+def decayed_linear_attention(
+    phi_q: torch.Tensor,
+    phi_k: torch.Tensor,
+    v: torch.Tensor,
+    log_decay: torch.Tensor,
+    causal: bool,
+    chunk_size: int,
+    eps: float,
+) -> torch.Tensor:
     """phi_q, phi_k (B,N,H,M), v (B,N,H,Dv), log_decay (H,) -> (B,N,H,Dv)."""
     v_aug = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)
     log_g = log_decay.to(v.dtype)[None, None, :, None]
@@ -39,6 +46,8 @@ def head_decay(bias: Any, owner: str) -> torch.Tensor | None:
         return None
     log_decay = bias.log_decay() if hasattr(bias, "log_decay") else None
     if log_decay is None:
-        raise ValueError(f"{owner}: cannot add the logit bias {type(bias).__name__} (it needs the attention "
-                         f"matrix; backends that take it: {', '.join(bias.backends or ('all',))})")
+        raise ValueError(
+            f"{owner}: cannot add the logit bias {type(bias).__name__} (it needs the attention "
+            f"matrix; backends that take it: {', '.join(bias.backends or ('all',))})"
+        )
     return log_decay

@@ -26,9 +26,14 @@ from .decayed_linear import head_decay
 from .gated_scan import DEFAULT_CHUNK
 
 
-def naive_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor,
-                     log_a: torch.Tensor | None = None, state: torch.Tensor | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+def naive_delta_rule(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    beta: torch.Tensor,
+    log_a: torch.Tensor | None = None,
+    state: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference. q, k (B,N,H,Dk), v (B,N,H,Dv), beta and log_a (B,N,H). Returns (o, state (B,H,Dk,Dv))."""
     b, n, h, dk = q.shape
     s = q.new_zeros(b, h, dk, v.shape[-1]) if state is None else state
@@ -43,9 +48,15 @@ def naive_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: to
     return torch.stack(out, dim=1), s
 
 
-def chunk_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor,
-                     log_a: torch.Tensor | None = None, chunk_size: int = DEFAULT_CHUNK,
-                     state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def chunk_delta_rule(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    beta: torch.Tensor,
+    log_a: torch.Tensor | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+    state: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Same result as `naive_delta_rule`."""
     b, n, h, dk = q.shape
     dv = v.shape[-1]
@@ -57,7 +68,7 @@ def chunk_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: to
         beta, log_a = (F.pad(x, (0, 0, 0, pad)) for x in (beta, log_a))
     m = (n + pad) // c
     q, k, v = (x.reshape(b, m, c, h, x.shape[-1]).permute(0, 3, 1, 2, 4) for x in (q, k, v))  # (B,H,M,C,D)
-    beta, log_a = (x.reshape(b, m, c, h).permute(0, 3, 1, 2) for x in (beta, log_a))          # (B,H,M,C)
+    beta, log_a = (x.reshape(b, m, c, h).permute(0, 3, 1, 2) for x in (beta, log_a))  # (B,H,M,C)
     cum = log_a.cumsum(-1)
     lower = torch.ones(c, c, dtype=torch.bool, device=q.device).tril()
     decay = (cum[..., :, None] - cum[..., None, :]).masked_fill(~lower, float("-inf")).exp()  # a_{j+1..i}
@@ -65,7 +76,7 @@ def chunk_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: to
     system = torch.eye(c, dtype=q.dtype, device=q.device) + beta[..., None] * (k @ k.transpose(-1, -2)) * strict
     rhs = beta[..., None] * torch.cat([v, cum.exp()[..., None] * k], dim=-1)
     solved = torch.linalg.solve_triangular(system, rhs, upper=False, unitriangular=True)
-    u, w_k = solved[..., :dv], solved[..., dv:]                  # writes = u - w_k S_chunk_start
+    u, w_k = solved[..., :dv], solved[..., dv:]  # writes = u - w_k S_chunk_start
     scores = (q @ k.transpose(-1, -2)) * decay
     q_in = q * cum.exp()[..., None]
     k_out = k * (cum[..., -1:] - cum).exp()[..., None]
@@ -94,8 +105,15 @@ class DeltaNetAttention(ScanAttention):
         beta = torch.sigmoid(self.beta(k))[..., 0]
         return F.normalize(q, dim=-1), F.normalize(k, dim=-1), beta
 
-    def _forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
-                 key_padding_mask: torch.Tensor | None, bias: Any) -> torch.Tensor:
+    def _forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        causal: bool,
+        key_padding_mask: torch.Tensor | None,
+        bias: Any,
+    ) -> torch.Tensor:
         check_qkv(q, k, v, self.head_dim)
         mask = check_padding_mask(key_padding_mask, q)
         log_decay = head_decay(bias, "DeltaNetAttention")
@@ -115,15 +133,23 @@ class DeltaNetAttention(ScanAttention):
         back, _ = chunk_delta_rule(flip(q), flip(k), flip(v), flip(beta), flip(log_a), self.chunk_size)
         return 0.5 * (o + back.flip(1))
 
-    def init_state(self, batch_size: int, num_heads: int, value_dim: int,
-                   device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
+    def init_state(
+        self,
+        batch_size: int,
+        num_heads: int,
+        value_dim: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
         """Zero state S (B, H, Dk, Dv)."""
         check_state_args(batch_size, num_heads, value_dim)
-        return torch.zeros(batch_size, num_heads, self.head_dim, value_dim, device=device,
-                           dtype=dtype or torch.get_default_dtype())
+        return torch.zeros(
+            batch_size, num_heads, self.head_dim, value_dim, device=device, dtype=dtype or torch.get_default_dtype()
+        )
 
-    def step(self, q_t: torch.Tensor, k_t: torch.Tensor, v_t: torch.Tensor, state: torch.Tensor,
-             bias: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(
+        self, q_t: torch.Tensor, k_t: torch.Tensor, v_t: torch.Tensor, state: torch.Tensor, bias: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One token: (B,H,Dk), (B,H,Dk), (B,H,Dv) -> (B,H,Dv), new state; equals the causal forward."""
         check_step(q_t, k_t, v_t, self.head_dim)
         log_decay = head_decay(bias, "DeltaNetAttention")

@@ -4,6 +4,7 @@ FAVOR+ (Choromanski et al., 2021): phi(x) = M^{-1/2} (exp(W x~ - |x~|^2/2 - c) +
 so that E[phi(q) . phi(k)] ~ exp(q.k / sqrt(d)) * exp(-c_q - c_k). The stabiliser c cancels in the
 attention normaliser when it is constant per query row (queries) or per (batch, head) over all keys.
 """
+
 from __future__ import annotations
 
 import math
@@ -86,7 +87,7 @@ def favor_plus_features(
     d = x.shape[-1]
     num_features = projection.shape[0]
     x = x * d**-0.25
-    wx = torch.einsum("...d,md->...m", x, projection.to(x.dtype))                     # (…, M)
+    wx = torch.einsum("...d,md->...m", x, projection.to(x.dtype))  # (…, M)
     # Everything subtracted from wx is one number per row, worked out on (…, 1) tensors, so the
     # M-wide work is wx, one subtraction, exp and eps: the scale M^-1/2 enters as -log(M)/2 inside exp.
     if is_query:
@@ -97,7 +98,7 @@ def favor_plus_features(
         if stabilize_keys:
             if seq_dim not in (1, 2):
                 raise ValueError(f"favor_plus_features: seq_dim must be 1 (B,N,H,d) or 2 (B,H,N,d), got {seq_dim!r}")
-            row_max = wx.detach().amax(dim=-1, keepdim=True) - shift.detach()           # max of each key's logits
+            row_max = wx.detach().amax(dim=-1, keepdim=True) - shift.detach()  # max of each key's logits
             if key_padding_mask is not None:
                 row_max = row_max.masked_fill(padding_view(key_padding_mask, seq_dim), float("-inf"))
             # one constant per (batch, head); -inf when every key is padded -> use 0.

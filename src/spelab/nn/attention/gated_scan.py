@@ -14,8 +14,9 @@ import torch.nn.functional as F
 DEFAULT_CHUNK = 64
 
 
-def naive_gated_scan(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_g: torch.Tensor,
-                     state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def naive_gated_scan(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_g: torch.Tensor, state: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference: one token at a time. Returns (o (B,N,H,Dv), final state (B,H,Dk,Dv))."""
     b, n, h, dk = q.shape
     log_g = log_g.expand(b, n, h, log_g.shape[-1])
@@ -27,9 +28,14 @@ def naive_gated_scan(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_g: t
     return torch.stack(out, dim=1), s
 
 
-def chunk_gated_scan(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_g: torch.Tensor,
-                     chunk_size: int = DEFAULT_CHUNK, state: torch.Tensor | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+def chunk_gated_scan(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    log_g: torch.Tensor,
+    chunk_size: int = DEFAULT_CHUNK,
+    state: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Same result as `naive_gated_scan`; every exponent is <= 0, so nothing overflows."""
     b, n, h, dk = q.shape
     dv = v.shape[-1]
@@ -41,7 +47,7 @@ def chunk_gated_scan(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_g: t
         q, k, v, log_g = (F.pad(x, (0, 0, 0, 0, 0, pad)) for x in (q, k, v, log_g))
     m = (n + pad) // c
     q, k, v, g = (x.reshape(b, m, c, h, x.shape[-1]).permute(0, 3, 1, 2, 4) for x in (q, k, v, log_g))
-    cum = g.cumsum(-2)                                            # (B,H,M,C,Dk|1) decay from chunk start
+    cum = g.cumsum(-2)  # (B,H,M,C,Dk|1) decay from chunk start
     causal = torch.ones(c, c, dtype=torch.bool, device=q.device).tril()
     if scalar:
         diff = (cum[..., :, None, 0] - cum[..., None, :, 0]).masked_fill(~causal, float("-inf"))
@@ -49,10 +55,10 @@ def chunk_gated_scan(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_g: t
     else:
         diff = (cum[..., :, None, :] - cum[..., None, :, :]).masked_fill(~causal[..., None], float("-inf"))
         scores = (q[..., :, None, :] * k[..., None, :, :] * diff.exp()).sum(-1)
-    o = scores @ v                                                # within each chunk
-    q_in = q * cum.exp()                                          # reads the state left by earlier chunks
-    k_out = k * (cum[..., -1:, :] - cum).exp()                    # decayed to the chunk's end
-    last = cum[..., -1, :].exp()                                  # (B,H,M,Dk|1)
+    o = scores @ v  # within each chunk
+    q_in = q * cum.exp()  # reads the state left by earlier chunks
+    k_out = k * (cum[..., -1:, :] - cum).exp()  # decayed to the chunk's end
+    last = cum[..., -1, :].exp()  # (B,H,M,Dk|1)
     s = q.new_zeros(b, h, dk, dv) if state is None else state
     inter = []
     for i in range(m):
@@ -62,13 +68,13 @@ def chunk_gated_scan(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_g: t
     return o.permute(0, 2, 3, 1, 4).reshape(b, m * c, h, dv)[:, :n], s
 
 
-def bidirectional_gated_scan(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_g: torch.Tensor,
-                             chunk_size: int = DEFAULT_CHUNK) -> torch.Tensor:
+def bidirectional_gated_scan(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_g: torch.Tensor, chunk_size: int = DEFAULT_CHUNK
+) -> torch.Tensor:
     """sum over all s of q_t k_s v_s times the gates between them: a forward scan plus a backward scan
     (the sequence reversed), minus the diagonal term that both count. Exact, not an approximation."""
     fwd, _ = chunk_gated_scan(q, k, v, log_g, chunk_size)
     flip = lambda x: x.flip(1)  # noqa: E731
-    bwd, _ = chunk_gated_scan(flip(q), flip(k), flip(v), flip(log_g.expand(*q.shape[:3], log_g.shape[-1])),
-                              chunk_size)
+    bwd, _ = chunk_gated_scan(flip(q), flip(k), flip(v), flip(log_g.expand(*q.shape[:3], log_g.shape[-1])), chunk_size)
     diag = (q * k).sum(-1, keepdim=True) * v
     return fwd + flip(bwd) - diag

@@ -45,12 +45,19 @@ class GatedLinearAttention(ScanAttention):
     def _finish(self, o: torch.Tensor) -> torch.Tensor:
         return F.rms_norm(o, (o.shape[-1],))
 
-    def _forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
-                 key_padding_mask: torch.Tensor | None, bias: Any) -> torch.Tensor:
+    def _forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        causal: bool,
+        key_padding_mask: torch.Tensor | None,
+        bias: Any,
+    ) -> torch.Tensor:
         check_qkv(q, k, v, self.head_dim)
         mask = check_padding_mask(key_padding_mask, q)
         log_g = self._log_gate(k, head_decay(bias, "GatedLinearAttention"))
-        q = q * self.head_dim ** -0.5
+        q = q * self.head_dim**-0.5
         if mask is not None:  # a padded token writes nothing and decays nothing
             pad = mask[:, :, None, None]
             k, log_g = k.masked_fill(pad, 0.0), log_g.masked_fill(pad, 0.0)
@@ -63,15 +70,23 @@ class GatedLinearAttention(ScanAttention):
             o = bidirectional_gated_scan(q, k, v, log_g, self.chunk_size)
         return self._finish(o)
 
-    def init_state(self, batch_size: int, num_heads: int, value_dim: int,
-                   device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
+    def init_state(
+        self,
+        batch_size: int,
+        num_heads: int,
+        value_dim: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
         """Zero state S (B, H, Dk, Dv)."""
         check_state_args(batch_size, num_heads, value_dim)
-        return torch.zeros(batch_size, num_heads, self.head_dim, value_dim, device=device,
-                           dtype=dtype or torch.get_default_dtype())
+        return torch.zeros(
+            batch_size, num_heads, self.head_dim, value_dim, device=device, dtype=dtype or torch.get_default_dtype()
+        )
 
-    def step(self, q_t: torch.Tensor, k_t: torch.Tensor, v_t: torch.Tensor, state: torch.Tensor,
-             bias: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(
+        self, q_t: torch.Tensor, k_t: torch.Tensor, v_t: torch.Tensor, state: torch.Tensor, bias: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One token: (B,H,Dk), (B,H,Dk), (B,H,Dv) -> (B,H,Dv), new state; equals the causal forward."""
         check_step(q_t, k_t, v_t, self.head_dim)
         log_decay = head_decay(bias, "GatedLinearAttention")
@@ -79,7 +94,7 @@ class GatedLinearAttention(ScanAttention):
         if log_decay is not None:
             log_g = log_g + log_decay.to(log_g)[:, None]
         state = log_g.exp()[..., None] * state + k_t[..., :, None] * v_t[..., None, :]
-        o = torch.einsum("bhd,bhde->bhe", q_t * self.head_dim ** -0.5, state)
+        o = torch.einsum("bhd,bhde->bhe", q_t * self.head_dim**-0.5, state)
         return self._finish(o), state
 
     def extra_repr(self) -> str:

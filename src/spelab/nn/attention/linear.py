@@ -1,4 +1,5 @@
 """LinearAttention: Katharopoulos et al. (2020) with elu+1, or LRA's relu+1e-3 feature map."""
+
 from __future__ import annotations
 
 import torch
@@ -29,7 +30,11 @@ class LinearAttention(KernelAttention):
         self.num_features = head_dim
 
     def features(
-        self, x: torch.Tensor, is_query: bool, causal: bool, key_padding_mask: torch.Tensor | None,
+        self,
+        x: torch.Tensor,
+        is_query: bool,
+        causal: bool,
+        key_padding_mask: torch.Tensor | None,
         seq_dim: int = 1,
     ) -> torch.Tensor:
         return self._phi(x)

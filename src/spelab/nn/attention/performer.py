@@ -1,4 +1,5 @@
 """PerformerAttention: FAVOR+ positive orthogonal random features (Choromanski et al., ICLR 2021)."""
+
 from __future__ import annotations
 
 import torch
@@ -87,7 +88,11 @@ class PerformerAttention(KernelAttention):
         self._train_calls += 1
 
     def features(
-        self, x: torch.Tensor, is_query: bool, causal: bool, key_padding_mask: torch.Tensor | None,
+        self,
+        x: torch.Tensor,
+        is_query: bool,
+        causal: bool,
+        key_padding_mask: torch.Tensor | None,
         seq_dim: int = 1,
     ) -> torch.Tensor:
         return favor_plus_features(

@@ -8,6 +8,7 @@ the math fallback is O(N^2) memory. So masks are only built when needed:
 - otherwise                             -> a boolean mask (efficient / cuDNN kernels still apply).
 Rows whose keys are all padded output 0 (never NaN).
 """
+
 from __future__ import annotations
 
 import weakref

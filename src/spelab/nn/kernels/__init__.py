@@ -53,9 +53,10 @@ def use_triton(x: torch.Tensor) -> bool:
     if mode == "auto":
         return x.is_cuda and triton_available()
     if not triton_available():
-        raise RuntimeError(f"{ENV}=triton but triton is not installed: pip install '.[gpu]' (or use "
-                           f"{ENV}=auto|torch)")
+        raise RuntimeError(f"{ENV}=triton but triton is not installed: pip install '.[gpu]' (or use {ENV}=auto|torch)")
     if not x.is_cuda and not interpreting():
-        raise RuntimeError(f"{ENV}=triton on a {x.device.type} tensor: the kernels need CUDA tensors, or "
-                           f"TRITON_INTERPRET=1 to run them in Triton's interpreter on the CPU")
+        raise RuntimeError(
+            f"{ENV}=triton on a {x.device.type} tensor: the kernels need CUDA tensors, or "
+            f"TRITON_INTERPRET=1 to run them in Triton's interpreter on the CPU"
+        )
     return True

@@ -58,9 +58,27 @@ def _angles(f, shift, n_idx):
 
 
 @triton.jit
-def _sine_fwd(x_ptr, f_ptr, s_ptr, w_ptr, out_ptr, N, H, D, K, R,
-              sxb, sxn, sxh, sob, son, soh,
-              BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_R: tl.constexpr):
+def _sine_fwd(
+    x_ptr,
+    f_ptr,
+    s_ptr,
+    w_ptr,
+    out_ptr,
+    N,
+    H,
+    D,
+    K,
+    R,
+    sxb,
+    sxn,
+    sxh,
+    sob,
+    son,
+    soh,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+):
     pid_n = tl.program_id(0)
     pid_bh = tl.program_id(1)
     b = pid_bh // H
@@ -91,10 +109,33 @@ def _sine_fwd(x_ptr, f_ptr, s_ptr, w_ptr, out_ptr, N, H, D, K, R,
 
 
 @triton.jit
-def _sine_bwd(x_ptr, g_ptr, f_ptr, s_ptr, w_ptr, dx_ptr, dw_ptr, dang_ptr, dangn_ptr,
-              B, N, H, D, K, R, blocks_per_segment,
-              sxb, sxn, sxh, sgb, sgn, sgh,
-              BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_R: tl.constexpr):
+def _sine_bwd(
+    x_ptr,
+    g_ptr,
+    f_ptr,
+    s_ptr,
+    w_ptr,
+    dx_ptr,
+    dw_ptr,
+    dang_ptr,
+    dangn_ptr,
+    B,
+    N,
+    H,
+    D,
+    K,
+    R,
+    blocks_per_segment,
+    sxb,
+    sxn,
+    sxh,
+    sgb,
+    sgn,
+    sgh,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+):
     d = tl.program_id(0)
     h = tl.program_id(1)
     seg = tl.program_id(2)
@@ -124,9 +165,12 @@ def _sine_bwd(x_ptr, g_ptr, f_ptr, s_ptr, w_ptr, dx_ptr, dw_ptr, dang_ptr, dangn
         sin = tl.sin(angle)
         for b in range(B):
             xd = tl.load(x_ptr + b * sxb + n_idx * sxn + h * sxh + d, mask=n_ok, other=0.0).to(tl.float32)
-            g = tl.load(g_ptr + b * sgb + n_idx[:, None] * sgn + h * sgh + r_idx[None, :],
-                        mask=n_ok[:, None] & r_ok[None, :], other=0.0).to(wt_cos.dtype)
-            g_cos = tl.dot(g, wt_cos)                                           # (BLOCK_N, BLOCK_K)
+            g = tl.load(
+                g_ptr + b * sgb + n_idx[:, None] * sgn + h * sgh + r_idx[None, :],
+                mask=n_ok[:, None] & r_ok[None, :],
+                other=0.0,
+            ).to(wt_cos.dtype)
+            g_cos = tl.dot(g, wt_cos)  # (BLOCK_N, BLOCK_K)
             g_sin = tl.dot(g, wt_sin)
             dx = tl.sum(cos * g_cos + sin * g_sin, axis=1)
             tl.store(dx_ptr + b * sxb + n_idx * sxn + h * sxh + d, dx.to(dx_ptr.dtype.element_ty), mask=n_ok)
@@ -174,17 +218,34 @@ class TritonSineProjection(torch.autograd.Function):
         batch, n, heads, dim = x.shape
         k, reals = freq.shape[-1], weight.shape[-1]
         if k > MAX_K or reals > MAX_R:
-            raise ValueError(f"triton sineSPE: num_sines ≤ {MAX_K} and num_realizations ≤ {MAX_R} "
-                             f"(register tiles), got {k} and {reals}; use SPELAB_KERNELS=torch")
+            raise ValueError(
+                f"triton sineSPE: num_sines ≤ {MAX_K} and num_realizations ≤ {MAX_R} "
+                f"(register tiles), got {k} and {reals}; use SPELAB_KERNELS=torch"
+            )
         x_c = x.contiguous()
         f32 = freq.detach().to(torch.float32).contiguous()
         shift = _shift(freq, phase, offset)
         w = weight.detach().to(_dot_dtype(x.dtype)).contiguous()
         out = x.new_empty(batch, n, heads, reals)
         grid = (triton.cdiv(n, BLOCK_N_FWD), batch * heads)
-        _sine_fwd[grid](x_c, f32, shift, w, out, n, heads, dim, k, reals,
-                        *x_c.stride()[:3], *out.stride()[:3],
-                        BLOCK_N=BLOCK_N_FWD, BLOCK_K=_block(k), BLOCK_R=_block(reals), num_warps=4)
+        _sine_fwd[grid](
+            x_c,
+            f32,
+            shift,
+            w,
+            out,
+            n,
+            heads,
+            dim,
+            k,
+            reals,
+            *x_c.stride()[:3],
+            *out.stride()[:3],
+            BLOCK_N=BLOCK_N_FWD,
+            BLOCK_K=_block(k),
+            BLOCK_R=_block(reals),
+            num_warps=4,
+        )
         ctx.save_for_backward(x_c, freq, phase, weight)
         ctx.offset = offset
         return out
@@ -208,22 +269,44 @@ class TritonSineProjection(torch.autograd.Function):
         dw = x.new_empty((segments, heads, dim, 2 * k, reals), dtype=torch.float32)
         dang = x.new_empty((segments, heads, dim, k), dtype=torch.float32)
         dang_n = torch.empty_like(dang)
-        _sine_bwd[(dim, heads, segments)](x, g, f32, shift, w, dx, dw, dang, dang_n,
-                                          batch, n, heads, dim, k, reals, per_segment,
-                                          *x.stride()[:3], *g.stride()[:3],
-                                          BLOCK_N=BLOCK_N_BWD, BLOCK_K=_block(k), BLOCK_R=_block(reals),
-                                          num_warps=4)
+        _sine_bwd[(dim, heads, segments)](
+            x,
+            g,
+            f32,
+            shift,
+            w,
+            dx,
+            dw,
+            dang,
+            dang_n,
+            batch,
+            n,
+            heads,
+            dim,
+            k,
+            reals,
+            per_segment,
+            *x.stride()[:3],
+            *g.stride()[:3],
+            BLOCK_N=BLOCK_N_BWD,
+            BLOCK_K=_block(k),
+            BLOCK_R=_block(reals),
+            num_warps=4,
+        )
         d_angle = dang.sum(0)
         # angle = 2π f (offset + n) + θ: d/df = 2π (offset + n), d/dθ = 1
         dfreq = TWO_PI * (ctx.offset * d_angle + dang_n.sum(0)) if need_f else None
-        return (dx if need_x else None,
-                dfreq.to(freq.dtype) if need_f else None,
-                d_angle.to(phase.dtype) if need_p and phase is not None else None,
-                dw.sum(0).to(weight.dtype) if need_w else None,
-                None)
+        return (
+            dx if need_x else None,
+            dfreq.to(freq.dtype) if need_f else None,
+            d_angle.to(phase.dtype) if need_p and phase is not None else None,
+            dw.sum(0).to(weight.dtype) if need_w else None,
+            None,
+        )
 
 
-def triton_sine_project(x: torch.Tensor, freq: torch.Tensor, phase: torch.Tensor | None,
-                        weight: torch.Tensor, offset: int = 0) -> torch.Tensor:
+def triton_sine_project(
+    x: torch.Tensor, freq: torch.Tensor, phase: torch.Tensor | None, weight: torch.Tensor, offset: int = 0
+) -> torch.Tensor:
     """`sine_project` through the Triton kernels (CUDA tensors, or any under TRITON_INTERPRET=1)."""
     return TritonSineProjection.apply(x, freq, phase, weight, offset)

@@ -30,7 +30,9 @@ def check_qk(owner: str, q: torch.Tensor, k: torch.Tensor, num_heads: int, head_
     if q.shape != k.shape:
         raise ValueError(f"{owner}: q and k must have the same shape, got q {tuple(q.shape)} and k {tuple(k.shape)}")
     if q.shape[2] != num_heads or q.shape[3] != head_dim:
-        raise ValueError(f"{owner}: q/k must have heads={num_heads} and head_dim={head_dim} in dims 2 and 3, "
-                         f"got shape {tuple(q.shape)}")
+        raise ValueError(
+            f"{owner}: q/k must have heads={num_heads} and head_dim={head_dim} in dims 2 and 3, "
+            f"got shape {tuple(q.shape)}"
+        )
     if q.shape[1] == 0:
         raise ValueError(f"{owner}: q/k must have at least one position, got length 0")

@@ -23,8 +23,9 @@ def _check_x(owner: str, x: torch.Tensor, d_model: int) -> None:
 def sinusoidal_table(positions: torch.Tensor, d_model: int, base: float = 10000.0) -> torch.Tensor:
     """Vaswani et al.'s encoding: pe[t, 2i] = sin(t / base^(2i/d)), pe[t, 2i+1] = cos(same)."""
     half = (d_model + 1) // 2
-    inv_freq = torch.exp(torch.arange(half, dtype=torch.float64, device=positions.device)
-                         * (-2.0 * math.log(base) / d_model))
+    inv_freq = torch.exp(
+        torch.arange(half, dtype=torch.float64, device=positions.device) * (-2.0 * math.log(base) / d_model)
+    )
     angle = positions.to(torch.float64)[:, None] * inv_freq[None]
     pe = torch.stack((torch.sin(angle), torch.cos(angle)), dim=-1).reshape(len(positions), 2 * half)
     return pe[:, :d_model]
@@ -64,7 +65,7 @@ class SinusoidalPositionalEncoding(nn.Module):
     def encoding(self, offset: int, length: int, device: torch.device | None = None) -> torch.Tensor:
         """(length, d_model) encoding of positions offset ... offset+length-1."""
         if offset + length <= self.max_len:
-            return self.table[offset:offset + length]
+            return self.table[offset : offset + length]
         positions = torch.arange(offset, offset + length, device=device or self.table.device)
         return sinusoidal_table(positions, self.d_model, self.base).to(self.table.dtype)
 
@@ -90,7 +91,9 @@ class LearnedPositionalEncoding(nn.Module):
         offset = check_offset(type(self).__name__, offset)
         end = offset + x.shape[1]
         if end > self.max_len:
-            raise ValueError(f"{type(self).__name__}: positions {offset}..{end - 1} go beyond max_len={self.max_len}; "
-                             "a learned table has no entry there (build it with a larger max_len, or use "
-                             "sinusoidal/relative encodings to extrapolate)")
+            raise ValueError(
+                f"{type(self).__name__}: positions {offset}..{end - 1} go beyond max_len={self.max_len}; "
+                "a learned table has no entry there (build it with a larger max_len, or use "
+                "sinusoidal/relative encodings to extrapolate)"
+            )
         return x + self.weight[offset:end].to(x.dtype)

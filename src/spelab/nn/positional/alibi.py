@@ -12,6 +12,7 @@ from spelab.nn.positional.bias import BiasScheme, distance
 def alibi_slopes(num_heads: int) -> torch.Tensor:
     """2^(-8h/H) for h = 1..H when H is a power of two; otherwise the powers-of-two slopes of the
     closest smaller power, completed by every other slope of the next one (the reference recipe)."""
+
     def power_of_two(n: int) -> list[float]:
         return [2.0 ** (-8.0 * (h + 1) / n) for h in range(n)]
 

@@ -36,8 +36,9 @@ class BiasScheme(nn.Module):
     def make_gate(self) -> nn.Module | None:
         return None
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, code: object = None, offset: int = 0,
-                gate: object = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, code: object = None, offset: int = 0, gate: object = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         check_qk(type(self).__name__, q, k, self.num_heads, self.head_dim)
         check_offset(type(self).__name__, offset)
         return q, k

@@ -17,16 +17,19 @@ def _scheme_class(factory: Any) -> Any:
     return factory
 
 
-def build_positional(factory: Callable[..., nn.Module] | None, *, d_model: int, num_heads: int,
-                     head_dim: int, max_len: int) -> nn.Module:
+def build_positional(
+    factory: Callable[..., nn.Module] | None, *, d_model: int, num_heads: int, head_dim: int, max_len: int
+) -> nn.Module:
     """Relative schemes get (num_heads, head_dim); absolute ones (d_model, max_len). None means no encoding."""
     if factory is None:
         factory = NoPositionalEncoding
     cls = _scheme_class(factory)
     relative = getattr(cls, "relative", None)
     if not callable(factory) or not isinstance(relative, bool):
-        raise ValueError(f"build_positional: factory must be a positional scheme class (with a boolean "
-                         f"class attribute 'relative') or a functools.partial of one, got {factory!r}")
+        raise ValueError(
+            f"build_positional: factory must be a positional scheme class (with a boolean "
+            f"class attribute 'relative') or a functools.partial of one, got {factory!r}"
+        )
     if relative:
         return factory(num_heads=num_heads, head_dim=head_dim)
     return factory(d_model=d_model, max_len=max_len)

@@ -18,8 +18,9 @@ from spelab.nn.positional._checks import check_offset, check_positive_int
 def sinusoids(positions: torch.Tensor, d_model: int, base: float = 10000.0) -> torch.Tensor:
     """(..., d_model) sin/cos interleaved, for real-valued positions (...)."""
     half = (d_model + 1) // 2
-    inv_freq = torch.exp(torch.arange(half, dtype=positions.dtype, device=positions.device)
-                         * (-2.0 * math.log(base) / d_model))
+    inv_freq = torch.exp(
+        torch.arange(half, dtype=positions.dtype, device=positions.device) * (-2.0 * math.log(base) / d_model)
+    )
     angle = positions[..., None] * inv_freq
     return torch.stack((angle.sin(), angle.cos()), dim=-1).flatten(-2)[..., :d_model]
 
@@ -27,13 +28,22 @@ def sinusoids(positions: torch.Tensor, d_model: int, base: float = 10000.0) -> t
 class CAPE(nn.Module):
     relative = False
 
-    def __init__(self, d_model: int, max_len: int = 2048, max_global_shift: float = 5.0,
-                 max_local_shift: float = 0.5, max_scale: float = 1.03, base: float = 10000.0) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        max_len: int = 2048,
+        max_global_shift: float = 5.0,
+        max_local_shift: float = 0.5,
+        max_scale: float = 1.03,
+        base: float = 10000.0,
+    ) -> None:
         super().__init__()
         check_positive_int("CAPE", d_model=d_model, max_len=max_len)
         if max_global_shift < 0 or not 0 <= max_local_shift <= 0.5 or max_scale < 1:
-            raise ValueError(f"CAPE: need max_global_shift >= 0, max_local_shift in [0, 0.5], max_scale >= 1; "
-                             f"got {max_global_shift!r}, {max_local_shift!r}, {max_scale!r}")
+            raise ValueError(
+                f"CAPE: need max_global_shift >= 0, max_local_shift in [0, 0.5], max_scale >= 1; "
+                f"got {max_global_shift!r}, {max_local_shift!r}, {max_scale!r}"
+            )
         self.d_model, self.max_len, self.base = d_model, max_len, float(base)
         self.max_global_shift, self.max_local_shift = float(max_global_shift), float(max_local_shift)
         self.max_scale = float(max_scale)
@@ -51,8 +61,10 @@ class CAPE(nn.Module):
 
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[-1] != self.d_model:
-            raise ValueError(f"CAPE: x must be a (batch, length, d_model={self.d_model}) tensor, got "
-                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+            raise ValueError(
+                f"CAPE: x must be a (batch, length, d_model={self.d_model}) tensor, got "
+                f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}"
+            )
         offset = check_offset("CAPE", offset)
         pos = self.positions(x.shape[0], x.shape[1], offset, x.device)
         return x + sinusoids(pos, self.d_model, self.base).to(x.dtype)

@@ -68,8 +68,9 @@ class ConvCode:
 class ConvSPE(StochasticPositionalEncoding):
     """Convolutional SPE. `ConvSPE(num_heads, head_dim, num_realizations=64, kernel_size=128, gated=True)`."""
 
-    def __init__(self, num_heads: int, head_dim: int, num_realizations: int = 64, kernel_size: int = 128,
-                 gated: bool = True) -> None:
+    def __init__(
+        self, num_heads: int, head_dim: int, num_realizations: int = 64, kernel_size: int = 128, gated: bool = True
+    ) -> None:
         super().__init__(num_heads, head_dim, num_realizations, gated)
         check_positive_int("ConvSPE", kernel_size=kernel_size)
         self.kernel_size = kernel_size
@@ -95,36 +96,45 @@ class ConvSPE(StochasticPositionalEncoding):
         return ConvCode(spectrum=spectrum, length=length, n_fft=n_fft)
 
     def _code_length(self, code: ConvCode) -> int:
-        if (not isinstance(code, ConvCode)
-                or tuple(code.spectrum.shape[1:]) != (self.num_heads, self.head_dim, self.num_realizations)
-                or code.n_fft < code.length + self.kernel_size - 1):
-            raise ValueError(f"ConvSPE: code must be a ConvCode from this module's draw() (heads={self.num_heads}, "
-                             f"head_dim={self.head_dim}, num_realizations={self.num_realizations}, "
-                             f"kernel_size={self.kernel_size}), got {code!r:.200}")
+        if (
+            not isinstance(code, ConvCode)
+            or tuple(code.spectrum.shape[1:]) != (self.num_heads, self.head_dim, self.num_realizations)
+            or code.n_fft < code.length + self.kernel_size - 1
+        ):
+            raise ValueError(
+                f"ConvSPE: code must be a ConvCode from this module's draw() (heads={self.num_heads}, "
+                f"head_dim={self.head_dim}, num_realizations={self.num_realizations}, "
+                f"kernel_size={self.kernel_size}), got {code!r:.200}"
+            )
         return code.length
 
-    def codes(self, code: ConvCode, offset: int, n: int, keep: torch.Tensor | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+    def codes(
+        self, code: ConvCode, offset: int, n: int, keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Q̄, K̄ at positions offset ... offset+n-1, each (n, H, D, R), scaled by (R·D)^(-1/4) [· sqrt(1-δ)]."""
         scale = self.code_scale if keep is None else self.code_scale * keep[..., None]
         phi_q, phi_k = self.filter_q * scale, self.filter_k * scale
         if n * self.kernel_size <= code.n_fft:  # a few positions: direct filtering is cheaper
-            window = code.noise()[offset:offset + n + self.kernel_size - 1].unfold(0, self.kernel_size, 1)
-            return (torch.einsum("nhdrj,hdj->nhdr", window, phi_q.to(window.dtype)),
-                    torch.einsum("nhdrj,hdj->nhdr", window, phi_k.to(window.dtype)))
+            window = code.noise()[offset : offset + n + self.kernel_size - 1].unfold(0, self.kernel_size, 1)
+            return (
+                torch.einsum("nhdrj,hdj->nhdr", window, phi_q.to(window.dtype)),
+                torch.einsum("nhdrj,hdj->nhdr", window, phi_k.to(window.dtype)),
+            )
         with torch.autocast(code.spectrum.device.type, enabled=False):  # FFTs in the code's precision
             return self._fft_codes(code, offset, n, phi_q, phi_k)
 
     @staticmethod
-    def _fft_codes(code: ConvCode, offset: int, n: int, phi_q: torch.Tensor, phi_k: torch.Tensor
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _fft_codes(
+        code: ConvCode, offset: int, n: int, phi_q: torch.Tensor, phi_k: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         out = []
         for phi in (phi_q, phi_k):
             # cross-correlation with φ = product with conj(rfft(φ)) in the frequency domain
-            spec_phi = torch.fft.rfft(phi.to(code.spectrum.real.dtype), n=code.n_fft).conj()   # (H, D, F)
-            full = torch.fft.irfft(code.spectrum * spec_phi.permute(2, 0, 1)[..., None], n=code.n_fft, dim=0,
-                                   norm="ortho")
-            out.append(full[offset:offset + n])
+            spec_phi = torch.fft.rfft(phi.to(code.spectrum.real.dtype), n=code.n_fft).conj()  # (H, D, F)
+            full = torch.fft.irfft(
+                code.spectrum * spec_phi.permute(2, 0, 1)[..., None], n=code.n_fft, dim=0, norm="ortho"
+            )
+            out.append(full[offset : offset + n])
         return out[0], out[1]
 
     def _project(self, q, k, code, offset, keep):

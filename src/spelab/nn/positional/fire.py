@@ -18,15 +18,18 @@ from spelab.nn.positional.bias import BiasScheme, distance
 class FIRE(BiasScheme):
     flex_ok = False  # an MLP over every (i, j): the dense bias is built instead
 
-    def __init__(self, num_heads: int, head_dim: int, hidden: int = 32, init_c: float = 0.1,
-                 init_threshold: float = 512.0) -> None:
+    def __init__(
+        self, num_heads: int, head_dim: int, hidden: int = 32, init_c: float = 0.1, init_threshold: float = 512.0
+    ) -> None:
         super().__init__(num_heads, head_dim)
         if not (init_c > 0 and init_threshold > 0) or not isinstance(hidden, int) or hidden <= 0:
-            raise ValueError(f"FIRE: hidden must be a positive int, init_c and init_threshold > 0; got "
-                             f"hidden={hidden!r}, init_c={init_c!r}, init_threshold={init_threshold!r}")
+            raise ValueError(
+                f"FIRE: hidden must be a positive int, init_c and init_threshold > 0; got "
+                f"hidden={hidden!r}, init_c={init_c!r}, init_threshold={init_threshold!r}"
+            )
         self.hidden, self.init_c, self.init_threshold = hidden, float(init_c), float(init_threshold)
         self.mlp = nn.Sequential(nn.Linear(1, hidden), nn.ReLU(), nn.Linear(hidden, num_heads))
-        self.c_raw = nn.Parameter(torch.tensor(float(init_c)).expm1().log())   # softplus^-1
+        self.c_raw = nn.Parameter(torch.tensor(float(init_c)).expm1().log())  # softplus^-1
         self.threshold = nn.Parameter(torch.tensor(float(init_threshold)))
 
     def make_gate(self) -> "FIRE":
@@ -39,8 +42,8 @@ class FIRE(BiasScheme):
         h, i, j = torch.broadcast_tensors(h, i, j)
         dt = self.c_raw.dtype
         norm = self._psi(torch.maximum(self.threshold.abs(), i.to(dt)))
-        x = (self._psi(distance(i, j).to(dt)) / norm)[..., None]   # (..., 1)
-        out = self.mlp(x)                                           # (..., H)
+        x = (self._psi(distance(i, j).to(dt)) / norm)[..., None]  # (..., 1)
+        out = self.mlp(x)  # (..., H)
         return out.gather(-1, h.long()[..., None])[..., 0]
 
     def dense(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:

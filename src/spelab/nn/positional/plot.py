@@ -11,8 +11,9 @@ from matplotlib.figure import Figure
 from spelab.nn.positional.spe import SPEGate, StochasticPositionalEncoding
 
 
-def plot_kernels(spe: StochasticPositionalEncoding, max_lag: int, heads: Sequence[int] | None = None,
-                 gate: SPEGate | None = None) -> Figure:
+def plot_kernels(
+    spe: StochasticPositionalEncoding, max_lag: int, heads: Sequence[int] | None = None, gate: SPEGate | None = None
+) -> Figure:
     """One axis per head, one curve per feature d: the effective kernel at lags -max_lag ... max_lag.
 
     Uses matplotlib's object API with the Agg canvas (no pyplot state, no display needed).
@@ -24,10 +25,12 @@ def plot_kernels(spe: StochasticPositionalEncoding, max_lag: int, heads: Sequenc
     heads = list(range(spe.num_heads)) if heads is None else list(heads)
     bad = [h for h in heads if not isinstance(h, int) or not 0 <= h < spe.num_heads]
     if not heads or bad:
-        raise ValueError(f"plot_kernels: heads must be a non-empty list of indices in [0, {spe.num_heads}), got {heads}")
+        raise ValueError(
+            f"plot_kernels: heads must be a non-empty list of indices in [0, {spe.num_heads}), got {heads}"
+        )
     lags = torch.arange(-max_lag, max_lag + 1)
     with torch.no_grad():
-        kernel = spe.kernel(lags, gate=gate).detach().cpu().float()                # (H, D, L)
+        kernel = spe.kernel(lags, gate=gate).detach().cpu().float()  # (H, D, L)
     cols = min(4, len(heads))
     rows = -(-len(heads) // cols)
     fig = Figure(figsize=(3.2 * cols, 2.4 * rows), layout="constrained")

@@ -39,15 +39,16 @@ class RotaryEmbedding(nn.Module):
     def make_gate(self) -> None:
         return None
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, code: object = None, offset: int = 0,
-                gate: object = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, code: object = None, offset: int = 0, gate: object = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         check_qk("RotaryEmbedding", q, k, self.num_heads, self.head_dim)
         offset = check_offset("RotaryEmbedding", offset)
         if code is not None or gate is not None:
             raise ValueError("RotaryEmbedding: takes no code or gate (draw() and make_gate() return None)")
         n = q.shape[1]
         positions = torch.arange(offset, offset + n, device=q.device, dtype=torch.float64)
-        angle = positions[:, None] * self.inv_freq.to(q.device)[None]           # (N, D/2), fp64 for large offsets
+        angle = positions[:, None] * self.inv_freq.to(q.device)[None]  # (N, D/2), fp64 for large offsets
         cos = torch.cos(angle).to(q.dtype)[None, :, None, :]
         sin = torch.sin(angle).to(q.dtype)[None, :, None, :]
         return self._rotate(q, cos, sin), self._rotate(k, cos, sin)

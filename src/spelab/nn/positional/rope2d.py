@@ -18,7 +18,7 @@ from spelab.nn.positional.rope import RotaryEmbedding
 
 class RoPE2D(nn.Module):
     relative = True
-    tasks = ("image", "pathfinder", "pathx")   # tasks whose sequence is a square image (validation reads it)
+    tasks = ("image", "pathfinder", "pathx")  # tasks whose sequence is a square image (validation reads it)
 
     def __init__(self, num_heads: int, head_dim: int, base: float = 10000.0) -> None:
         super().__init__()
@@ -26,7 +26,7 @@ class RoPE2D(nn.Module):
         if head_dim % 4:
             raise ValueError(f"RoPE2D: head_dim must be a multiple of 4 (two axes, pairs of channels), got {head_dim}")
         self.num_heads, self.head_dim = num_heads, head_dim
-        self.axis = RotaryEmbedding(num_heads, head_dim // 2, base)   # one rotary per axis, half the channels
+        self.axis = RotaryEmbedding(num_heads, head_dim // 2, base)  # one rotary per axis, half the channels
 
     @property
     def out_dim(self) -> int:
@@ -46,11 +46,14 @@ class RoPE2D(nn.Module):
             side = math.isqrt(length - lead)
             if side * side == length - lead and side > 0:
                 return side, lead
-        raise ValueError(f"RoPE2D: a sequence of {length} tokens is not a square image (side², or side² + 1 "
-                         f"with a [CLS] vector); rope2d needs a 2-D task ({', '.join(RoPE2D.tasks)})")
+        raise ValueError(
+            f"RoPE2D: a sequence of {length} tokens is not a square image (side², or side² + 1 "
+            f"with a [CLS] vector); rope2d needs a 2-D task ({', '.join(RoPE2D.tasks)})"
+        )
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, code: object = None, offset: int = 0,
-                gate: object = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, code: object = None, offset: int = 0, gate: object = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         check_qk("RoPE2D", q, k, self.num_heads, self.head_dim)
         offset = check_offset("RoPE2D", offset)
         if code is not None or gate is not None:
@@ -59,7 +62,7 @@ class RoPE2D(nn.Module):
         side, lead = self.grid(offset + n)
         pixel = (torch.arange(offset, offset + n, device=q.device) - lead).clamp(min=0)
         rows, cols = (pixel // side).double(), (pixel % side).double()
-        rows[: max(lead - offset, 0)] = 0.0   # the [CLS] vector is not rotated
+        rows[: max(lead - offset, 0)] = 0.0  # the [CLS] vector is not rotated
         cols[: max(lead - offset, 0)] = 0.0
         half = self.head_dim // 2
         out = []

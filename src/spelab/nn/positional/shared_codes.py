@@ -35,8 +35,10 @@ def first_order_only(backward):
     @functools.wraps(backward)
     def wrapper(ctx, *grads):
         if torch.is_grad_enabled():
-            raise RuntimeError("spelab SPE: the backward of SineSPE/ConvSPE is first order only; a double "
-                               "backward (autograd.grad(..., create_graph=True) through SPE) is not supported")
+            raise RuntimeError(
+                "spelab SPE: the backward of SineSPE/ConvSPE is first order only; a double "
+                "backward (autograd.grad(..., create_graph=True) through SPE) is not supported"
+            )
         return backward(ctx, *grads)
 
     return wrapper
@@ -77,8 +79,7 @@ class SharedCodes:
             return None
         if len(mine) == 1:  # one layer: no concatenation (a full copy)
             return mine[0][0].to(dtype), mine[0][1].to(dtype)
-        return (torch.cat([x for x, _ in mine], dim=1).to(dtype),
-                torch.cat([g for _, g in mine], dim=1).to(dtype))
+        return (torch.cat([x for x, _ in mine], dim=1).to(dtype), torch.cat([g for _, g in mine], dim=1).to(dtype))
 
     def finish_backward(self) -> None:
         self._pending.clear()  # entries of other tasks are stale: their backward skipped the codes
@@ -148,8 +149,7 @@ class _Contract(torch.autograd.Function):
         return dx, d_token, None, None
 
 
-def contract_shared(x: torch.Tensor, shared: SharedCodes, token: torch.Tensor | None,
-                    side: int) -> torch.Tensor:
+def contract_shared(x: torch.Tensor, shared: SharedCodes, token: torch.Tensor | None, side: int) -> torch.Tensor:
     """x (B, N, H, D) -> (B, N, H, R) with the shared code of `side` (0: C_q, 1: C_k), in x's (or
     autocast's) dtype."""
     device_type = x.device.type

@@ -8,8 +8,9 @@ import math
 import torch
 
 
-def sine_features(freq: torch.Tensor, phase: torch.Tensor | None, start: int, n: int,
-                  dtype: torch.dtype, position_axis: int = 1) -> torch.Tensor:
+def sine_features(
+    freq: torch.Tensor, phase: torch.Tensor | None, start: int, n: int, dtype: torch.dtype, position_axis: int = 1
+) -> torch.Tensor:
     """Ω at positions start ... start+n-1: [cos a, sin a], a = 2π f t (+ θ), of shape (H, n, D, 2K)
     (position_axis=1) or (H, D, n, 2K) (position_axis=2).
 
@@ -19,13 +20,12 @@ def sine_features(freq: torch.Tensor, phase: torch.Tensor | None, start: int, n:
     calc = torch.promote_types(dtype, torch.float32)
     f = freq.detach()
     start_cycles = f.to(torch.float64) * start
-    base = (2 * math.pi * (start_cycles - torch.floor(start_cycles))).to(calc)            # (H, D, K)
+    base = (2 * math.pi * (start_cycles - torch.floor(start_cycles))).to(calc)  # (H, D, K)
     if phase is not None:
         base = base + phase.detach().to(calc)
     shape = [1, 1, 1, 1]
     shape[position_axis] = n
     steps = torch.arange(n, device=f.device, dtype=calc).view(shape)
-    angle = torch.addcmul(base.unsqueeze(position_axis), steps, f.to(calc).unsqueeze(position_axis),
-                          value=2 * math.pi)
+    angle = torch.addcmul(base.unsqueeze(position_axis), steps, f.to(calc).unsqueeze(position_axis), value=2 * math.pi)
     # cos and sin on contiguous tensors, then one concatenation: a strided `out=` is not vectorised on CPU
     return torch.cat((torch.cos(angle), torch.sin(angle)), dim=-1).to(dtype)

@@ -50,8 +50,9 @@ class CodeBuffers:
     def __reduce__(self):
         return (CodeBuffers, ())
 
-    def get(self, owner: SharedCodes, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
-            ) -> tuple[torch.Tensor, torch.Tensor]:
+    def get(
+        self, owner: SharedCodes, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if device.type != "cpu" or (self._owner is not None and self._owner() is not None):  # or still in use
             return _empty_pair(shape, dtype, device)
         held = self._buffers
@@ -62,8 +63,7 @@ class CodeBuffers:
         return held
 
 
-def _empty_pair(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def _empty_pair(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.empty(shape, dtype=dtype, device=device), torch.empty(shape, dtype=dtype, device=device)
 
 
@@ -75,8 +75,11 @@ class _BuildCodes(torch.autograd.Function):
         heads, dim, two_k, reals = weight_q.shape
         dtype = weight_q.dtype
         shape = (n * heads, dim, reals)
-        codes = buffers.get(shared, shape, dtype, freq.device) if buffers is not None else \
-            _empty_pair(shape, dtype, freq.device)
+        codes = (
+            buffers.get(shared, shape, dtype, freq.device)
+            if buffers is not None
+            else _empty_pair(shape, dtype, freq.device)
+        )
         with torch.autocast(freq.device.type, enabled=False):
             omega = sine_features(freq, None, start, n, dtype, position_axis=2).view(heads * dim, n, two_k)
             for w, c in zip((weight_q, weight_k), codes):
@@ -113,11 +116,11 @@ class _BuildCodes(torch.autograd.Function):
         for s in range(0, n if sides else 0, step):
             e = min(n, s + step)
             d_code_flat = buffer[: (e - s) * heads]
-            d_code = _by_feature(d_code_flat, heads, dim)                                 # (H·D, n_c, R)
+            d_code = _by_feature(d_code_flat, heads, dim)  # (H·D, n_c, R)
             omega_c = omega[:, s:e]
             if need_f:
                 t = torch.arange(ctx.start + s, ctx.start + e, device=omega.device, dtype=omega.dtype)
-                omega_c = torch.cat((omega_c, omega_c * t[:, None]), dim=-1)              # (H·D, n_c, 4K)
+                omega_c = torch.cat((omega_c, omega_c * t[:, None]), dim=-1)  # (H·D, n_c, 4K)
             for side, x, g, _, _ in sides:
                 rows = slice(s * heads, e * heads)
                 torch.bmm(x[rows].transpose(1, 2), g[rows], out=d_code_flat)
@@ -136,8 +139,14 @@ class _BuildCodes(torch.autograd.Function):
         return None, d_freq, grads[0], grads[1], None, None, None
 
 
-def build_shared_codes(freq: torch.Tensor, weight_q: torch.Tensor, weight_k: torch.Tensor, start: int,
-                       n: int, buffers: CodeBuffers | None = None) -> tuple[SharedCodes, torch.Tensor | None]:
+def build_shared_codes(
+    freq: torch.Tensor,
+    weight_q: torch.Tensor,
+    weight_k: torch.Tensor,
+    start: int,
+    n: int,
+    buffers: CodeBuffers | None = None,
+) -> tuple[SharedCodes, torch.Tensor | None]:
     """C_q = Ω W_q and C_k = Ω W_k at positions start ... start+n-1, Ω = [cos 2πft, sin 2πft]
     (freq (H, D, K), weights (H, D, 2K, R)), for `contract_shared` (shared_codes.py) by any number of layers.
 

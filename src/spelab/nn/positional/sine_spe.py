@@ -87,12 +87,12 @@ class _SineProjection(torch.autograd.Function):
         two_k, reals = weight.shape[-2], weight.shape[-1]
         step = _chunk(batch, heads, dim * two_k, n, chunk)
         with torch.autocast(x.device.type, enabled=False):
-            xh = x.permute(2, 0, 1, 3).contiguous()                                   # (H, B, N, D)
+            xh = x.permute(2, 0, 1, 3).contiguous()  # (H, B, N, D)
             w = weight.to(x.dtype).reshape(heads, dim * two_k, reals)
             out = x.new_empty(heads, batch, n, reals)
             for s in range(0, n, step):
                 e = min(n, s + step)
-                omega = sine_features(freq, phase, offset + s, e - s, x.dtype)        # (H, n, D, 2K)
+                omega = sine_features(freq, phase, offset + s, e - s, x.dtype)  # (H, n, D, 2K)
                 u = _features_times(xh[:, :, s:e], omega)
                 out[:, :, s:e] = torch.matmul(u, w).view(heads, batch, e - s, reals)
         ctx.save_for_backward(x, freq, phase, weight)
@@ -109,7 +109,7 @@ class _SineProjection(torch.autograd.Function):
         two_k, reals = weight.shape[-2], weight.shape[-1]
         k = two_k // 2
         xh = x.permute(2, 0, 1, 3).contiguous()
-        gh = grad.to(x.dtype).permute(2, 0, 1, 3).contiguous()                        # (H, B, N, R)
+        gh = grad.to(x.dtype).permute(2, 0, 1, 3).contiguous()  # (H, B, N, R)
         w = weight.to(x.dtype).reshape(heads, dim * two_k, reals)
         dx = torch.empty_like(xh) if need_x else None
         acc = torch.promote_types(x.dtype, torch.float32)  # parameter gradients sum over all positions
@@ -119,17 +119,17 @@ class _SineProjection(torch.autograd.Function):
         for s in range(0, n, ctx.step):
             e = min(n, s + ctx.step)
             rows = batch * (e - s)
-            omega = sine_features(freq, phase, ctx.offset + s, e - s, x.dtype)            # (H, n, D, 2K)
+            omega = sine_features(freq, phase, ctx.offset + s, e - s, x.dtype)  # (H, n, D, 2K)
             gc = gh[:, :, s:e].reshape(heads, rows, reals)
             if need_x or need_f or need_p:
                 g_feat = torch.matmul(gc, w.transpose(1, 2)).view(heads, batch, e - s, dim, two_k)
                 if need_x:
                     dx[:, :, s:e] = (g_feat * omega[:, None]).sum(-1)
                 if need_f or need_p:
-                    d_omega = (g_feat * xh[:, :, s:e, :, None]).sum(1)                    # (H, n, D, 2K)
+                    d_omega = (g_feat * xh[:, :, s:e, :, None]).sum(1)  # (H, n, D, 2K)
                     cos, sin = omega.split(k, dim=-1)
                     d_cos, d_sin = d_omega.split(k, dim=-1)
-                    d_angle = d_sin * cos - d_cos * sin                                     # (H, n, D, K)
+                    d_angle = d_sin * cos - d_cos * sin  # (H, n, D, K)
                     if need_p:
                         dphase += d_angle.sum(1)
                     if need_f:
@@ -137,11 +137,14 @@ class _SineProjection(torch.autograd.Function):
                         dfreq += (2 * math.pi) * torch.einsum("hndk,n->hdk", d_angle.to(acc), t)
             if need_w:
                 dw += torch.matmul(_features_times(xh[:, :, s:e], omega).transpose(1, 2), gc)
-        return (dx.permute(1, 2, 0, 3) if need_x else None,
-                dfreq.to(freq.dtype) if need_f else None,
-                dphase.to(phase.dtype) if need_p else None,
-                dw.view(weight.shape).to(weight.dtype) if need_w else None,
-                None, None)
+        return (
+            dx.permute(1, 2, 0, 3) if need_x else None,
+            dfreq.to(freq.dtype) if need_f else None,
+            dphase.to(phase.dtype) if need_p else None,
+            dw.view(weight.shape).to(weight.dtype) if need_w else None,
+            None,
+            None,
+        )
 
 
 class _SineCodeProjection(torch.autograd.Function):
@@ -158,13 +161,13 @@ class _SineCodeProjection(torch.autograd.Function):
         reals = weight.shape[-1]
         step = _chunk(1, heads, dim * reals, n, chunk)
         with torch.autocast(x.device.type, enabled=False):
-            xh = x.permute(2, 1, 0, 3).contiguous()                                   # (H, N, B, D)
+            xh = x.permute(2, 1, 0, 3).contiguous()  # (H, N, B, D)
             w = weight.to(x.dtype)
             out = x.new_empty(heads, n, batch, reals)
             for s in range(0, n, step):
                 e = min(n, s + step)
                 omega = sine_features(freq, phase, offset + s, e - s, x.dtype, position_axis=2)
-                code = torch.matmul(omega, w)                                             # (H, D, n, R)
+                code = torch.matmul(omega, w)  # (H, D, n, R)
                 for h in range(heads):
                     torch.bmm(xh[h, s:e], code[h].transpose(0, 1), out=out[h, s:e])
         ctx.save_for_backward(x, freq, phase, weight)
@@ -180,8 +183,8 @@ class _SineCodeProjection(torch.autograd.Function):
         need_code = need_f or need_p or need_w
         batch, n, heads, dim = x.shape
         k, reals = weight.shape[-2] // 2, weight.shape[-1]
-        xh = x.permute(2, 1, 0, 3).contiguous()                                       # (H, N, B, D)
-        gh = grad.to(x.dtype).permute(2, 1, 0, 3).contiguous()                        # (H, N, B, R)
+        xh = x.permute(2, 1, 0, 3).contiguous()  # (H, N, B, D)
+        gh = grad.to(x.dtype).permute(2, 1, 0, 3).contiguous()  # (H, N, B, R)
         w = weight.to(x.dtype)
         acc = torch.promote_types(x.dtype, torch.float32)
         dx = torch.empty_like(xh) if need_x else None
@@ -191,7 +194,7 @@ class _SineCodeProjection(torch.autograd.Function):
         for s in range(0, n, ctx.step):
             e = min(n, s + ctx.step)
             omega = sine_features(freq, phase, ctx.offset + s, e - s, x.dtype, position_axis=2)
-            code = torch.matmul(omega, w) if need_x else None                            # (H, D, n, R)
+            code = torch.matmul(omega, w) if need_x else None  # (H, D, n, R)
             d_code = x.new_empty(heads, dim, e - s, reals) if need_code else None
             for h in range(heads):
                 if need_x:
@@ -201,24 +204,34 @@ class _SineCodeProjection(torch.autograd.Function):
             if need_w:
                 dw += torch.matmul(omega.transpose(-1, -2), d_code)
             if need_f or need_p:
-                d_omega = torch.matmul(d_code, w.transpose(-1, -2))                       # (H, D, n, 2K)
+                d_omega = torch.matmul(d_code, w.transpose(-1, -2))  # (H, D, n, 2K)
                 cos, sin = omega.split(k, dim=-1)
                 d_cos, d_sin = d_omega.split(k, dim=-1)
-                d_angle = (d_sin * cos - d_cos * sin).to(acc)                            # (H, D, n, K)
+                d_angle = (d_sin * cos - d_cos * sin).to(acc)  # (H, D, n, K)
                 if need_p:
                     dphase += d_angle.sum(2)
                 if need_f:
                     t = torch.arange(ctx.offset + s, ctx.offset + e, device=x.device, dtype=acc)
                     dfreq += (2 * math.pi) * torch.einsum("hdnk,n->hdk", d_angle, t)
-        return (dx.permute(2, 1, 0, 3) if need_x else None,
-                dfreq.to(freq.dtype) if need_f else None,
-                dphase.to(phase.dtype) if need_p else None,
-                dw.to(weight.dtype) if need_w else None,
-                None, None)
+        return (
+            dx.permute(2, 1, 0, 3) if need_x else None,
+            dfreq.to(freq.dtype) if need_f else None,
+            dphase.to(phase.dtype) if need_p else None,
+            dw.to(weight.dtype) if need_w else None,
+            None,
+            None,
+        )
 
 
-def sine_project(x: torch.Tensor, freq: torch.Tensor, phase: torch.Tensor | None, weight: torch.Tensor,
-                 offset: int = 0, chunk: int | None = None, strategy: str = "auto") -> torch.Tensor:
+def sine_project(
+    x: torch.Tensor,
+    freq: torch.Tensor,
+    phase: torch.Tensor | None,
+    weight: torch.Tensor,
+    offset: int = 0,
+    chunk: int | None = None,
+    strategy: str = "auto",
+) -> torch.Tensor:
     """Fast q̂ (or k̂ with phase=None): x (B, N, H, D), freq/phase (H, D, K), weight (H, D, 2K, R).
 
     strategy: "features" (x ⊗ Ω then one matmul with W), "code" (a transient chunk of the code
@@ -236,6 +249,7 @@ def sine_project(x: torch.Tensor, freq: torch.Tensor, phase: torch.Tensor | None
         x = x.to(torch.get_autocast_dtype(device_type))
     if strategy == "auto" and use_triton(x):
         from spelab.nn.kernels.sine_triton import triton_sine_project  # triton is optional: import on use
+
         return triton_sine_project(x, freq, phase, weight, offset)
     if strategy == "auto":
         strategy = "code" if x.shape[0] * weight.shape[-2] > weight.shape[-1] else "features"
@@ -255,8 +269,9 @@ def rotate_phase(weight: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
 class SineSPE(StochasticPositionalEncoding):
     """Sinusoidal SPE. `SineSPE(num_heads, head_dim, num_realizations=64, num_sines=10, gated=True)`."""
 
-    def __init__(self, num_heads: int, head_dim: int, num_realizations: int = 64, num_sines: int = 10,
-                 gated: bool = True) -> None:
+    def __init__(
+        self, num_heads: int, head_dim: int, num_realizations: int = 64, num_sines: int = 10, gated: bool = True
+    ) -> None:
         super().__init__(num_heads, head_dim, num_realizations, gated)
         check_positive_int("SineSPE", num_sines=num_sines)
         self.num_sines = num_sines
@@ -281,8 +296,9 @@ class SineSPE(StochasticPositionalEncoding):
     def _draw(self, length: int, device: torch.device) -> SineCode:
         """A code for positions 0 ... length-1 (its noise does not depend on the length)."""
         two_k = 2 * self.num_sines
-        noise = torch.randn(self.num_heads, self.head_dim, two_k, self.num_realizations,
-                            device=device, dtype=self._reference().dtype) / math.sqrt(two_k)
+        noise = torch.randn(
+            self.num_heads, self.head_dim, two_k, self.num_realizations, device=device, dtype=self._reference().dtype
+        ) / math.sqrt(two_k)
         return SineCode(noise=noise, length=length)
 
     def mixing_weight(self, code: SineCode, keep: torch.Tensor | None = None) -> torch.Tensor:
@@ -296,8 +312,10 @@ class SineSPE(StochasticPositionalEncoding):
     def _code_length(self, code: SineCode) -> int:
         expected = (self.num_heads, self.head_dim, 2 * self.num_sines, self.num_realizations)
         if not isinstance(code, SineCode) or tuple(code.noise.shape) != expected:
-            raise ValueError(f"SineSPE: code must be a SineCode from this module's draw() with noise of "
-                             f"shape {expected}, got {code!r:.200}")
+            raise ValueError(
+                f"SineSPE: code must be a SineCode from this module's draw() with noise of "
+                f"shape {expected}, got {code!r:.200}"
+            )
         return code.length
 
     def _project(self, q, k, code, offset, keep):
@@ -305,9 +323,12 @@ class SineSPE(StochasticPositionalEncoding):
         if strategy not in MODULE_STRATEGIES:
             raise ValueError(f"SineSPE: strategy must be one of {MODULE_STRATEGIES}, got {strategy!r}")
         n = q.shape[1]
-        if strategy == "shared" or (strategy == "auto" and self.chunk is None and not use_triton(q)
-                                    and n * self.num_heads * self.head_dim * self.num_realizations
-                                    <= SHARED_CODE_ELEMENTS):
+        if strategy == "shared" or (
+            strategy == "auto"
+            and self.chunk is None
+            and not use_triton(q)
+            and n * self.num_heads * self.head_dim * self.num_realizations <= SHARED_CODE_ELEMENTS
+        ):
             return self._project_shared(q, k, code, offset, keep)
         weight = self.mixing_weight(code, keep)
         freq = self.frequencies()
@@ -320,13 +341,14 @@ class SineSPE(StochasticPositionalEncoding):
 
     def _build_shared(self, code: SineCode, offset: int, n: int) -> tuple[SharedCodes, torch.Tensor | None]:
         weight = self.mixing_weight(code).to(self._reference().device)
-        return build_shared_codes(self.frequencies(), rotate_phase(weight, self.offsets), weight, offset, n,
-                                  self._code_buffers)
+        return build_shared_codes(
+            self.frequencies(), rotate_phase(weight, self.offsets), weight, offset, n, self._code_buffers
+        )
 
     def _raw_kernel(self, lags: torch.Tensor) -> torch.Tensor:
         freq, lam = self.frequencies(), self.amplitudes()
         tau = lags.to(freq.dtype)
-        angle = 2 * math.pi * freq[..., None] * tau + self.offsets[..., None]          # (H, D, K, L)
+        angle = 2 * math.pi * freq[..., None] * tau + self.offsets[..., None]  # (H, D, K, L)
         return (lam[..., None] ** 2 * torch.cos(angle)).sum(-2) / (2 * self.num_sines)
 
     def extra_repr(self) -> str:

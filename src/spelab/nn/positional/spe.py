@@ -50,8 +50,9 @@ class StochasticPositionalEncoding(nn.Module):
 
     def __init__(self, num_heads: int, head_dim: int, num_realizations: int, gated: bool) -> None:
         super().__init__()
-        check_positive_int(type(self).__name__, num_heads=num_heads, head_dim=head_dim,
-                           num_realizations=num_realizations)
+        check_positive_int(
+            type(self).__name__, num_heads=num_heads, head_dim=head_dim, num_realizations=num_realizations
+        )
         if not isinstance(gated, bool):
             raise ValueError(f"{type(self).__name__}: gated must be True or False, got {gated!r}")
         self.num_heads, self.head_dim, self.num_realizations, self.gated = num_heads, head_dim, num_realizations, gated
@@ -87,12 +88,14 @@ class StochasticPositionalEncoding(nn.Module):
     def draw_gate_noise(self, device: torch.device | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
         """ε, (H, D, R) ~ N(0, 1) / (D·R)^(1/4)."""
         ref = self._reference()
-        eps = torch.randn(self.num_heads, self.head_dim, self.num_realizations,
-                          device=device or ref.device, dtype=dtype or ref.dtype)
+        eps = torch.randn(
+            self.num_heads, self.head_dim, self.num_realizations, device=device or ref.device, dtype=dtype or ref.dtype
+        )
         return eps * self.code_scale
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, code: Any = None, offset: int = 0,
-                gate: SPEGate | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, code: Any = None, offset: int = 0, gate: SPEGate | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, N, H, D) queries and keys -> (B, N, H, R) q̂, k̂ at positions offset ... offset+N-1.
 
         code: from `draw` (default: a fresh draw of length offset+N); it may be longer than the input.
@@ -105,9 +108,15 @@ class StochasticPositionalEncoding(nn.Module):
             code = self.draw(offset + q.shape[1], device=q.device)
         return self.filter(q, k, code, offset=offset, gate=self._resolve_gate(gate))
 
-    def filter(self, q: torch.Tensor, k: torch.Tensor, code: Any, offset: int = 0,
-               gate: SPEGate | None = None, gate_noise: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def filter(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        code: Any,
+        offset: int = 0,
+        gate: SPEGate | None = None,
+        gate_noise: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Deterministic part of forward: everything random comes in the code (gate_noise overrides ε)."""
         name = type(self).__name__
         self._check_code(code, offset, q.shape[1])
@@ -115,9 +124,11 @@ class StochasticPositionalEncoding(nn.Module):
         if gate is not None:
             gate_noise = gate_noise if gate_noise is not None else getattr(code, "gate_noise", None)
             if gate_noise is None or gate_noise.shape != (self.num_heads, self.head_dim, self.num_realizations):
-                raise ValueError(f"{name}: a gated filter needs a code drawn by a gated module (gate noise of shape "
-                                 f"{(self.num_heads, self.head_dim, self.num_realizations)}), got "
-                                 f"{None if gate_noise is None else tuple(gate_noise.shape)}")
+                raise ValueError(
+                    f"{name}: a gated filter needs a code drawn by a gated module (gate noise of shape "
+                    f"{(self.num_heads, self.head_dim, self.num_realizations)}), got "
+                    f"{None if gate_noise is None else tuple(gate_noise.shape)}"
+                )
             delta = gate.delta()
             keep = torch.sqrt(1.0 - delta)
         qhat, khat = self._project(q, k, code, offset, keep)
@@ -143,10 +154,11 @@ class StochasticPositionalEncoding(nn.Module):
     # ----------------------------------------------------------------------------- helpers
     def _resolve_gate(self, gate: SPEGate | None) -> SPEGate | None:
         gate = self.gate if gate is None else gate
-        if gate is not None and (not isinstance(gate, SPEGate)
-                                 or gate.gate.shape != (self.num_heads, self.head_dim)):
-            raise ValueError(f"{type(self).__name__}: gate must be an SPEGate for (heads={self.num_heads}, "
-                             f"head_dim={self.head_dim}) from make_gate(), got {gate!r}")
+        if gate is not None and (not isinstance(gate, SPEGate) or gate.gate.shape != (self.num_heads, self.head_dim)):
+            raise ValueError(
+                f"{type(self).__name__}: gate must be an SPEGate for (heads={self.num_heads}, "
+                f"head_dim={self.head_dim}) from make_gate(), got {gate!r}"
+            )
         return gate
 
     def _reference(self) -> torch.Tensor:
@@ -157,22 +169,26 @@ class StochasticPositionalEncoding(nn.Module):
         name = type(self).__name__
         code_length = self._code_length(code)
         if offset + length > code_length:
-            raise ValueError(f"{name}: the code covers {code_length} positions but positions "
-                             f"{offset}..{offset + length - 1} were asked for; draw a longer code")
+            raise ValueError(
+                f"{name}: the code covers {code_length} positions but positions "
+                f"{offset}..{offset + length - 1} were asked for; draw a longer code"
+            )
 
     def _code_length(self, code: Any) -> int:
         raise NotImplementedError
 
-    def _project(self, q: torch.Tensor, k: torch.Tensor, code: Any, offset: int,
-                 keep: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _project(
+        self, q: torch.Tensor, k: torch.Tensor, code: Any, offset: int, keep: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
     def _raw_kernel(self, lags: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     # ----------------------------------------------------------------------------- shared codes
-    def _project_shared(self, q: torch.Tensor, k: torch.Tensor, code: Any, offset: int,
-                        keep: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _project_shared(
+        self, q: torch.Tensor, k: torch.Tensor, code: Any, offset: int, keep: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """q̂, k̂ through ungated codes shared by every layer (shared_codes.py): the gate sqrt(1-δ)
         scales each (head, feature) of the code, so it scales q and k instead."""
         shared, token = self._shared_codes(code, offset, q.shape[1], q.device)
@@ -181,8 +197,9 @@ class StochasticPositionalEncoding(nn.Module):
             q, k = q * keep, k * keep
         return contract_shared(q, shared, token, 0), contract_shared(k, shared, token, 1)
 
-    def _shared_codes(self, code: Any, offset: int, n: int, device: torch.device
-                      ) -> tuple[SharedCodes, torch.Tensor | None]:
+    def _shared_codes(
+        self, code: Any, offset: int, n: int, device: torch.device
+    ) -> tuple[SharedCodes, torch.Tensor | None]:
         """(shared codes, token) built by `_build_shared` once and reused while the same code,
         positions, parameter values and grad mode are asked for (the layers of one forward).
 
@@ -192,8 +209,17 @@ class StochasticPositionalEncoding(nn.Module):
         """
         noise = self._code_tensor(code)
         params = [p for name, p in self.named_parameters() if not name.startswith("gate.")]
-        key = (id(self), offset, n, device, self._reference().dtype, torch.is_grad_enabled(), id(noise),
-               noise._version, *((id(p), p._version) for p in params))
+        key = (
+            id(self),
+            offset,
+            n,
+            device,
+            self._reference().dtype,
+            torch.is_grad_enabled(),
+            id(noise),
+            noise._version,
+            *((id(p), p._version) for p in params),
+        )
         if code.cache is not None and code.cache[0] == key and not code.cache[1][0].spent:
             return code.cache[1]
         with torch.autocast(device.type, enabled=False):
@@ -209,5 +235,7 @@ class StochasticPositionalEncoding(nn.Module):
         raise NotImplementedError
 
     def extra_repr(self) -> str:
-        return (f"num_heads={self.num_heads}, head_dim={self.head_dim}, "
-                f"num_realizations={self.num_realizations}, gated={self.gated}")
+        return (
+            f"num_heads={self.num_heads}, head_dim={self.head_dim}, "
+            f"num_realizations={self.num_realizations}, gated={self.gated}"
+        )
