@@ -145,7 +145,22 @@ def _no_autocast(device_type: str):
 
 class ScanAttention(nn.Module):
     """The call shared by the scan backends (GLA, DeltaNet): half inputs are computed in float32 (the
-    cumulative log decays lose too much in 16 bits); subclasses implement `_forward`."""
+    cumulative log decays lose too much in 16 bits), and the zero recurrent state S (B, H, Dk, Dv);
+    subclasses set `head_dim` and implement `_forward` and `step`."""
+
+    def init_state(
+        self,
+        batch_size: int,
+        num_heads: int,
+        value_dim: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
+        """Zero state S (B, H, Dk, Dv)."""
+        check_state_args(batch_size, num_heads, value_dim)
+        return torch.zeros(
+            batch_size, num_heads, self.head_dim, value_dim, device=device, dtype=dtype or torch.get_default_dtype()
+        )
 
     def forward(
         self,

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_padding_mask, check_positive_int, check_qkv, check_state_args, check_step
+from ._checks import check_padding_mask, check_positive_int, check_qkv, check_step
 from ._kernel_base import ScanAttention, fla_op
 from .decayed_linear import head_decay
 from .gated_scan import DEFAULT_CHUNK
@@ -132,20 +132,6 @@ class DeltaNetAttention(ScanAttention):
         flip = lambda x: None if x is None else x.flip(1)  # noqa: E731
         back, _ = chunk_delta_rule(flip(q), flip(k), flip(v), flip(beta), flip(log_a), self.chunk_size)
         return 0.5 * (o + back.flip(1))
-
-    def init_state(
-        self,
-        batch_size: int,
-        num_heads: int,
-        value_dim: int,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> torch.Tensor:
-        """Zero state S (B, H, Dk, Dv)."""
-        check_state_args(batch_size, num_heads, value_dim)
-        return torch.zeros(
-            batch_size, num_heads, self.head_dim, value_dim, device=device, dtype=dtype or torch.get_default_dtype()
-        )
 
     def step(
         self, q_t: torch.Tensor, k_t: torch.Tensor, v_t: torch.Tensor, state: torch.Tensor, bias: Any = None
