@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 PYTEST := $(PY) -m pytest
 
-.PHONY: help install install-gpu-extra lint format run test test-slow test-all bench gpu-check smoke sync-wandb clean clean-logs audio-deps
+.PHONY: help install install-gpu-extra lint format run test test-slow test-all bench gpu-check smoke cpu-grid sync-wandb clean clean-logs audio-deps
 
 help:
 	@echo "make run        set up .venv and run the main job (ListOps, offline, a few CPU minutes)"
@@ -20,6 +20,7 @@ help:
 	@echo "make test-slow  the slow tests (full grids, SLURM, fault injection); CI runs both"
 	@echo "make bench      CPU benchmarks with their targets -> bench/results/"
 	@echo "make gpu-check  GPU tests and benchmarks in one call (on a CUDA machine)"
+	@echo "make cpu-grid   the committed CPU grid, re-run on the one-node SLURM cluster (~2 h on 2 cores)"
 	@echo "make sync-wandb upload offline W&B runs"
 	@echo "make audio-deps FluidSynth + a General MIDI soundfont (Debian), for spelab.generate audio=true"
 
@@ -82,6 +83,17 @@ gpu-check:
 
 smoke: install
 	$(PY) run.py -m +sweep=smoke
+
+# The CPU grid committed in experiments/cpu_grid/ (its README): both sweeps on the one-node SLURM cluster
+# of scripts/slurm/ (root), then their results.json + configs copied there and the report rebuilt.
+GRID_OUT := experiments/cpu_grid
+cpu-grid: install
+	bash scripts/slurm/start.sh
+	$(PY) run.py -m +sweep=cpu_grid hydra/launcher=slurm_cpu
+	$(PY) run.py -m +sweep=cpu_grid_modern hydra/launcher=slurm_cpu
+	$(PY) scripts/collect_sweep.py logs/sweeps/cpu_grid_v1 $(GRID_OUT)/cpu_grid_v1
+	$(PY) scripts/collect_sweep.py logs/sweeps/cpu_grid_modern_v1 $(GRID_OUT)/cpu_grid_modern_v1
+	$(PY) -m spelab.report $(GRID_OUT)/cpu_grid_v1 $(GRID_OUT)/cpu_grid_modern_v1 --out $(GRID_OUT)/report
 
 # Optional: audio rendering of generated music (spelab.generate audio=true). Debian packages, no Python one.
 audio-deps:

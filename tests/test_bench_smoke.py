@@ -82,3 +82,12 @@ def test_modern_benchmark_runs(monkeypatch, tmp_results):
     tiny = bench_modern.Sizes(length=32, batch=1, repeats=1, warmup=0, max_seconds=0.5)
     monkeypatch.setattr(bench_modern, "CPU", tiny)
     _check(bench_modern.main("cpu"), "modern", tmp_results)
+
+
+@pytest.mark.slow
+def test_grid_cell_benchmark_runs(monkeypatch, tmp_results):
+    import bench.bench_grid_cell as bench_grid_cell
+
+    monkeypatch.setattr(bench_grid_cell, "CELLS", (("listops", "softmax-none"),))
+    monkeypatch.setattr(bench_grid_cell, "EXTRA_OVERRIDES", ("trainer.max_steps=3", "debug=smoke"))
+    _check(bench_grid_cell.main("cpu"), "grid_cell", tmp_results)
