@@ -12,7 +12,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from spelab.reliability.resume_state import ResumableDataLoader
+from spelab.data.resumable import ResumableDataLoader
 
 SPLITS = ("train", "val", "test")
 
