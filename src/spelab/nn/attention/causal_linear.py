@@ -230,7 +230,7 @@ def causal_linear_chunked(
     + Q_c z_{<c} + eps], where S_{<c}, z_{<c} are exclusive prefix sums of the per-chunk states.
     Memory O(N (C + M E / C)) in forward; backward saves only inputs, output and normaliser.
     """
-    check_positive_int("chunk_size", chunk_size)
+    check_positive_int("chunked causal linear attention", chunk_size=chunk_size)
     if phi_q.shape[1] == 0:
         return v.new_zeros(v.shape)
     return _ChunkedCausalLinear.apply(phi_q, phi_k, v, chunk_size, eps)

@@ -69,7 +69,8 @@ class SoftmaxAttention(nn.Module):
 
     def __init__(self, head_dim: int, dropout: float = 0.0) -> None:
         super().__init__()
-        self.head_dim = check_positive_int("head_dim", head_dim)
+        check_positive_int(type(self).__name__, head_dim=head_dim)
+        self.head_dim = head_dim
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
         self.dropout = float(dropout)
