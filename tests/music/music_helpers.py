@@ -59,3 +59,14 @@ def train_run(run_dir: Path, overrides: list[str]) -> Path:
     assert results["status"] == "done", results
     ckpts = run_dir / "checkpoints"
     return ckpts / "best.ckpt" if (ckpts / "best.ckpt").is_file() else ckpts / "last.ckpt"
+
+
+def why_audio_unavailable(soundfont: str | None = None) -> str | None:
+    """None when spelab.music.audio can render, else the reason (for test skips)."""
+    from spelab.music.audio import AudioUnavailable, check
+
+    try:
+        check(soundfont)
+    except AudioUnavailable as err:
+        return str(err)
+    return None

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from music_helpers import smoke_overrides, train_run
+from music_helpers import smoke_overrides, train_run, why_audio_unavailable
 from spelab import evaluate as ev
 from spelab import generate as gen
 
@@ -123,7 +123,7 @@ def test_generate_from_a_barely_trained_model_gives_notes_in_time_order(ckpt, tm
         assert [m for t in midi.tracks for m in t if m.type == "note_on" and m.velocity > 0]
 
 
-AUDIO_REASON = __import__("spelab.music.audio", fromlist=["why_unavailable"]).why_unavailable()
+AUDIO_REASON = why_audio_unavailable()
 
 
 @pytest.mark.skipif(

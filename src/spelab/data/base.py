@@ -40,7 +40,6 @@ def pad_collate(items: Sequence[dict], pad_id: int = 0) -> dict[str, torch.Tenso
 class SequenceDataModule(pl.LightningDataModule):
     """Base DataModule: subclasses set the attributes below in __init__ and implement build_split."""
 
-    kind: str = "classification"  # or "lm"
     vocab_size: int
     num_classes: int = 0
     pad_id: int = 0
