@@ -1,4 +1,4 @@
-"""The music task and experiment configs compose and pin the paper's settings (research/spe.md §3.3-3.4)."""
+"""The music task and experiment configs compose and pin the paper's settings (docs/spe.md, "The paper's experiments")."""
 
 from __future__ import annotations
 

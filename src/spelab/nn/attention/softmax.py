@@ -1,6 +1,6 @@
 """SoftmaxAttention: exact attention through torch.nn.functional.scaled_dot_product_attention.
 
-Kernel selection matters (research/perf.md §1.4): an explicit mask rules out the flash kernel and
+Kernel selection matters: an explicit mask rules out the flash kernel and
 the math fallback is O(N^2) memory. So masks are only built when needed:
 - no padding (mask None or all False)  -> no mask (flash / cuDNN / efficient);
 - causal with right padding only        -> is_causal=True, no mask: a real query t only sees keys
