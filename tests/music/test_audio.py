@@ -1,22 +1,16 @@
 """Audio rendering with FluidSynth (spelab.music.audio). Skipped, with the reason, where FluidSynth or a
-soundfont is missing, except when SPELAB_REQUIRE_AUDIO=1 (CI installs them: then they must run)."""
+soundfont is missing, except with CI=true (CI installs them: then they must run)."""
 
 from __future__ import annotations
 
-import os
 import wave
 
 import numpy as np
 import pytest
 import symusic
 
-from music_helpers import why_audio_unavailable
+from music_helpers import needs_audio, why_audio_unavailable
 from spelab.music import audio
-
-REASON = why_audio_unavailable()
-needs_audio = pytest.mark.skipif(
-    REASON is not None and os.environ.get("SPELAB_REQUIRE_AUDIO") != "1", reason=f"FluidSynth unavailable: {REASON}"
-)
 
 
 def two_notes(path):
