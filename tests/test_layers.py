@@ -34,13 +34,14 @@ def _module_name(path: Path) -> str:
 
 
 def imports(path: Path) -> list[tuple[int, str, list[str]]]:
-    """(line, absolute module, imported names) for every import statement of a file."""
+    """(line, absolute module, names it binds) for every import statement of a file."""
     name = _module_name(path)
     package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
     found = []
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
-            found += [(node.lineno, alias.name, []) for alias in node.names]
+            # `import a.b as c` binds c; `import a.b` binds a (no names)
+            found += [(node.lineno, alias.name, [alias.asname] if alias.asname else []) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:  # relative: resolve against the importing package
                 base = package[: len(package) - (node.level - 1)]
@@ -69,16 +70,37 @@ def test_layer_imports_only_what_it_may(layer):
     assert not bad, f"spelab.{layer} may import only {sorted(ALLOWED[layer]) or 'itself'} of spelab:\n" + "\n".join(bad)
 
 
+def private_uses(path: Path) -> list[tuple[int, str]]:
+    """(line, what) for each private name this file takes from another spelab module: imported by name
+    (`from spelab.x import _y`) or reached through an imported name (`mod._y`, `Class._y`)."""
+    name = _module_name(path)
+    bound, found = set(), []
+    for line, module, names in imports(path):
+        if not module.startswith(("spelab", "hydra_plugins")) or module == name:
+            continue
+        if not names:  # `import spelab.x [as y]`: the top name or the alias
+            bound.add(module.split(".")[0])
+        for imported in names:
+            bound.add(imported)
+            if imported.startswith("_"):
+                found.append((line, f"{module}.{imported}"))
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            base = node.value
+            while isinstance(base, ast.Attribute):
+                base = base.value
+            if isinstance(base, ast.Name) and base.id in bound:
+                found.append((node.lineno, f"{ast.unparse(node.value)}.{node.attr}"))
+    return found
+
+
 def test_no_private_names_across_modules():
     bad = []
     for path in sorted(SRC.rglob("*.py")):
         name = _module_name(path)
-        for line, module, names in imports(path):
-            if not module.startswith(("spelab", "hydra_plugins")) or module == name:
-                continue
-            for imported in names:
-                if imported.startswith("_") and (name, imported) not in KNOWN_PRIVATE:
-                    bad.append(f"{path.relative_to(SRC)}:{line} takes {module}.{imported}")
+        for line, what in private_uses(path):
+            if (name, what.rsplit(".", 1)[1]) not in KNOWN_PRIVATE:
+                bad.append(f"{path.relative_to(SRC)}:{line} takes {what}")
     assert not bad, "make the name public where it belongs, or move it:\n" + "\n".join(bad)
 
 
@@ -98,7 +120,12 @@ def test_the_checks_see_a_forbidden_import(tmp_path, monkeypatch):
         assert layer_violations(layer), line
     root = tmp_path / "private" / "src"
     (root / "spelab").mkdir(parents=True)
-    (root / "spelab" / "a.py").write_text("from spelab.validation import _resolve_leaves\n")
     monkeypatch.setitem(globals(), "SRC", root)
-    with pytest.raises(AssertionError, match="_resolve_leaves"):
-        test_no_private_names_across_modules()
+    for line, taken in (
+        ("from spelab.validation import _resolve_leaves\n", "_resolve_leaves"),
+        ("from spelab.nn.positional.rope import RotaryEmbedding\nRotaryEmbedding._rotate\n", "_rotate"),
+        ("import spelab.validation as v\nv._walk\n", "_walk"),
+    ):
+        (root / "spelab" / "a.py").write_text(line)
+        with pytest.raises(AssertionError, match=taken):
+            test_no_private_names_across_modules()
