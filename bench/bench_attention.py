@@ -1,4 +1,4 @@
-"""Attention-backend benchmarks, each figure printed beside its target (research/perf.md §5.2).
+"""Attention-backend benchmarks, each figure printed beside its target (README "Benchmarks").
 
 - causal linear attention, ours (chunked) vs the naive prefix sum: time, saved bytes (CPU) / peak
   memory (GPU)                                                                     [G3, G4]

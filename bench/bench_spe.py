@@ -2,7 +2,7 @@
 
 Attention op only, fwd+bwd (gradients for q, k, v and every SPE parameter), gated SPE with a fresh
 code per call (training), non-causal Performer with 256 features; H=8, D=64, R=64, K=10, P=128.
-Ratios are measured in this one process (research/perf.md §5.2-5.3):
+Ratios are measured in this one process (README "Benchmarks" lists each target):
 
 - time (Performer + sineSPE) / Performer: CPU N=1024, B=4 <= 2.0x; GPU N=16384, B=2 <= 1.5x   [G7]
 - peak memory (Performer + sineSPE) / Performer, GPU N=16384, B=2 <= 1.25x                   [G9]

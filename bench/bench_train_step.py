@@ -1,6 +1,6 @@
 """Whole training steps: SPE's overhead in a real model, and Lightning's overhead over a plain loop.
 
-G10 (research/perf.md §5.2): a 6-layer model (d_model 512, 8 heads, Performer, codes shared), one
+G10 (README "Benchmarks"): a 6-layer model (d_model 512, 8 heads, Performer, codes shared), one
 training step with sineSPE over the same model without positional encoding: target <= 1.15x. The same
 ratio for convSPE (P=128) is reported beside it, without a target.
 G13: Lightning's training step over a plain PyTorch loop on the same model, data and optimizer:

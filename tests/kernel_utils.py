@@ -3,15 +3,16 @@
 Triton decides at import time (`@triton.jit`) whether a kernel is compiled or interpreted, for its own
 helpers (triton.language) too: conftest.py sets TRITON_INTERPRET=1 before anything imports triton on
 a machine without CUDA, and the kernel module is (re)imported with it. Without triton the tests
-skip, except under SPELAB_REQUIRE_TRITON=1 (set by .ci/run, which installs the `gpu` extra): they fail.
+skip, except with CI=true (tests/ci_components.py; .ci/run installs the `gpu` extra): they fail.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 
 import pytest
+
+from ci_components import in_ci
 
 
 def interpreted_kernels(monkeypatch, module: str = "spelab.nn.kernels.sine_triton"):
@@ -20,8 +21,8 @@ def interpreted_kernels(monkeypatch, module: str = "spelab.nn.kernels.sine_trito
         import triton  # noqa: F401
         from triton.language import standard
     except ImportError:
-        if os.environ.get("SPELAB_REQUIRE_TRITON") == "1":
-            pytest.fail("SPELAB_REQUIRE_TRITON=1 but triton is not installed (make install-gpu-extra)")
+        if in_ci():
+            pytest.fail("CI=true requires triton, but it is not installed (make install-gpu-extra)")
         pytest.skip("triton is not installed (optional: pip install '.[gpu]'; CI installs it)")
     if type(standard.zeros).__name__ != "InterpretedFunction":
         pytest.skip(

@@ -124,17 +124,6 @@ def sample(
 
 
 @torch.no_grad()
-def step_logits(task, ids: torch.Tensor, code: Any = None) -> torch.Tensor:
-    """(B, N) ids -> (B, N, V) next-token logits computed one token at a time (for tests)."""
-    model = task.model
-    state = model.init_state(ids.shape[0], device=ids.device)
-    outs = []
-    for t in range(ids.shape[1]):
-        hidden, state = model.step(ids[:, t], state, code=code)
-        outs.append(task.head(hidden))
-    return torch.stack(outs, dim=1)
-
-
 def start_tokens(dm) -> list[int]:
     """Unconditional start: the most common first token of the training pieces (Bar for REMI)."""
     firsts = [int(ids[0]) for ids in dm.split_ids("train") if len(ids)]

@@ -2,8 +2,8 @@
 
     python -m spelab.report SWEEP_DIR [SWEEP_DIR ...] [--out DIR] [--metric test/acc] [--no-plots]
 
-Reads every ``results.json`` under the given directories (the contract of design.md §2.2; never logger
-internals) and writes, into ``--out`` (default: the first SWEEP_DIR):
+Reads every ``results.json`` under the given directories (the contract in docs/architecture.md,
+"results.json"; never logger internals) and writes, into ``--out`` (default: the first SWEEP_DIR):
 
 - ``runs.csv``: one row per run (status, seed, metrics, error);
 - ``summary.csv``: one row per cell (sweep, task, attention, pos_enc): mean and sample standard
@@ -52,7 +52,7 @@ POS_ENC_ORDER = (
     "fire",
     "decay",
 )
-# What a results.json of spelab always holds (design.md), and why one is listed as unusable.
+# What a results.json of spelab always holds (docs/architecture.md), and why one is listed as unusable.
 CONTRACT_KEYS = ("status", "task", "attention", "pos_enc", "seed", "metrics")
 KNOWN_STATUSES = ("done", "failed", "interrupted", "unsupported")
 UNUSABLE = (

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 from spelab.errors import ConfigError
+from spelab.plain_config import to_plain
 
 # ---------------------------------------------------------------- value rules (by key name)
 
@@ -149,42 +150,6 @@ def _rule_for(name: str) -> Rule | None:
 # ---------------------------------------------------------------- reading the config
 
 
-def _to_plain(cfg: Any) -> Any:
-    """A plain dict/list copy; interpolations that cannot be resolved here become None (skipped)."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        return cfg
-    if isinstance(cfg, (DictConfig, ListConfig)):
-        try:
-            return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-        except Exception:  # e.g. ${hydra:...} outside a Hydra run: resolve leaf by leaf
-            return _resolve_leaves(cfg)
-    return cfg
-
-
-def _resolve_leaves(node: Any) -> Any:
-    from omegaconf import DictConfig, ListConfig
-
-    if isinstance(node, DictConfig):
-        out = {}
-        for key in node.keys():
-            try:
-                out[key] = _resolve_leaves(node[key]) if not node._get_node(key)._is_missing() else None
-            except Exception:
-                out[key] = None
-        return out
-    if isinstance(node, ListConfig):
-        out_list = []
-        for i in range(len(node)):
-            try:
-                out_list.append(_resolve_leaves(node[i]))
-            except Exception:
-                out_list.append(None)
-        return out_list
-    return node
-
-
 def _walk(node: Any, prefix: str = "") -> Iterator[tuple[str, str, Any]]:
     """Yield (dotted key, leaf name, value) for every mapping entry, depth first."""
     if isinstance(node, Mapping):
@@ -296,7 +261,7 @@ def _combinations(cfg: Mapping) -> Iterator[ConfigError]:
 
 def find_problems(cfg: Any) -> list[ConfigError]:
     """All problems found in `cfg` (a DictConfig or a plain mapping), in config order."""
-    plain = _to_plain(cfg)
+    plain = to_plain(cfg)
     if not isinstance(plain, Mapping):
         return [ConfigError("<root>", type(plain).__name__, "a mapping of config groups")]
     problems: list[ConfigError] = []

@@ -93,7 +93,7 @@ def test_configs_compose_with_paper_experiment(make_cfg, task):
     cfg = make_cfg([f"experiment=lra/{task}"])
     assert cfg.task.name == task and cfg.task.datamodule.source == "official"
     assert cfg.model.max_len == cfg.task.datamodule.max_length
-    if task in ("text", "retrieval", "image"):  # the SPE paper's settings (research/spe.md §3.1)
+    if task in ("text", "retrieval", "image"):  # the SPE paper's settings (docs/spe.md)
         expected = {
             "text": (4, 4, 256, 1024, 8, 30000),
             "retrieval": (4, 4, 128, 512, 8, 15000),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 SMOKE_PIECES = 8  # chorales in the smoke subset (6 train / 1 val / 1 test)
 
@@ -59,3 +61,22 @@ def train_run(run_dir: Path, overrides: list[str]) -> Path:
     assert results["status"] == "done", results
     ckpts = run_dir / "checkpoints"
     return ckpts / "best.ckpt" if (ckpts / "best.ckpt").is_file() else ckpts / "last.ckpt"
+
+
+def why_audio_unavailable(soundfont: str | None = None) -> str | None:
+    """None when spelab.music.audio can render, else the reason (for test skips)."""
+    from spelab.music.audio import AudioUnavailable, check
+
+    try:
+        check(soundfont)
+    except AudioUnavailable as err:
+        return str(err)
+    return None
+
+
+def needs_audio(test):
+    """Skip without FluidSynth and a soundfont, saying why; with CI=true that skip is a failure
+    (the `needs` marker, tests/ci_components.py; CI installs them with `make audio-deps`)."""
+    reason = why_audio_unavailable()
+    skip = pytest.mark.skipif(reason is not None, reason=f"FluidSynth unavailable: {reason}")
+    return pytest.mark.needs("FluidSynth")(skip(test))

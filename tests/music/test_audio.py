@@ -1,21 +1,16 @@
 """Audio rendering with FluidSynth (spelab.music.audio). Skipped, with the reason, where FluidSynth or a
-soundfont is missing, except when SPELAB_REQUIRE_AUDIO=1 (CI installs them: then they must run)."""
+soundfont is missing, except with CI=true (CI installs them: then they must run)."""
 
 from __future__ import annotations
 
-import os
 import wave
 
 import numpy as np
 import pytest
 import symusic
 
+from music_helpers import needs_audio, why_audio_unavailable
 from spelab.music import audio
-
-REASON = audio.why_unavailable()
-needs_audio = pytest.mark.skipif(
-    REASON is not None and os.environ.get("SPELAB_REQUIRE_AUDIO") != "1", reason=f"FluidSynth unavailable: {REASON}"
-)
 
 
 def two_notes(path):
@@ -48,7 +43,7 @@ def test_missing_fluidsynth_or_soundfont_fails_with_the_install_command(tmp_path
     monkeypatch.setattr(audio.shutil, "which", lambda name: None)
     with pytest.raises(audio.AudioUnavailable, match="fluidsynth program"):
         audio.render(tmp_path / "a.mid", tmp_path / "a.wav")
-    assert "fluidsynth" in audio.why_unavailable()
+    assert "fluidsynth" in why_audio_unavailable()
 
 
 @needs_audio

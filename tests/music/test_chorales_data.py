@@ -19,7 +19,7 @@ def dm(music_cache):
 
 def test_contract_attributes_before_setup(music_cache):
     fresh = ChoralesDataModule(max_pieces=SMOKE_PIECES, data_dir=str(music_cache))
-    assert fresh.kind == "lm" and fresh.num_classes == 0 and fresh.pad_id == 0
+    assert fresh.num_classes == 0 and fresh.pad_id == 0
     assert fresh.vocab[0].startswith("PAD") and fresh.vocab_size == len(fresh.tokenizer)
 
 

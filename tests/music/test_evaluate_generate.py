@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from music_helpers import smoke_overrides, train_run
+from music_helpers import needs_audio, smoke_overrides, train_run
 from spelab import evaluate as ev
 from spelab import generate as gen
 
@@ -123,13 +123,7 @@ def test_generate_from_a_barely_trained_model_gives_notes_in_time_order(ckpt, tm
         assert [m for t in midi.tracks for m in t if m.type == "note_on" and m.velocity > 0]
 
 
-AUDIO_REASON = __import__("spelab.music.audio", fromlist=["why_unavailable"]).why_unavailable()
-
-
-@pytest.mark.skipif(
-    AUDIO_REASON is not None and __import__("os").environ.get("SPELAB_REQUIRE_AUDIO") != "1",
-    reason=f"FluidSynth unavailable: {AUDIO_REASON}",
-)
+@needs_audio
 @pytest.mark.slow  # W&B's offline start takes ~15 s
 def test_generate_audio_writes_flac_and_a_piano_roll_beside_each_midi(ckpt, tmp_path):
     out = tmp_path / "gen"

@@ -1,4 +1,4 @@
-"""The music task and experiment configs compose and pin the paper's settings (research/spe.md §3.3-3.4)."""
+"""The music task and experiment configs compose and pin the paper's settings (docs/spe.md, "The paper's experiments")."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_task_datamodules_instantiate_without_data(task, vocab, tmp_path):
         else [f"task={task}", f"paths.data_dir={tmp_path}"]
     )
     dm = instantiate(cfg.task.datamodule)  # lazy: no data read yet
-    assert dm.kind == "lm" and dm.num_classes == 0 and dm.pad_id == 0
+    assert dm.num_classes == 0 and dm.pad_id == 0
     assert dm.max_length == cfg.task.datamodule.max_length == cfg.model.max_len
     if vocab:
         assert dm.vocab_size == vocab

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spelab.generate import filter_logits, sample, step_logits
+from spelab.generate import filter_logits, sample
 from spelab.tasks.language_model import LanguageModelTask
 
 ATTENTION = {
@@ -38,6 +38,17 @@ def make_task(attention: str, pos_enc: str, vocab: int = 13) -> LanguageModelTas
     }
     torch.manual_seed(0)
     return LanguageModelTask(model, vocab_size=vocab).double().eval()
+
+
+def step_logits(task, ids: torch.Tensor, code=None) -> torch.Tensor:
+    """(B, N) ids -> (B, N, V) next-token logits computed one token at a time."""
+    model = task.model
+    state = model.init_state(ids.shape[0], device=ids.device)
+    outs = []
+    for t in range(ids.shape[1]):
+        hidden, state = model.step(ids[:, t], state, code=code)
+        outs.append(task.head(hidden))
+    return torch.stack(outs, dim=1)
 
 
 @pytest.mark.parametrize("attention", sorted(ATTENTION))

@@ -2,7 +2,7 @@
 
     averaged over draws, (q̂_m · k̂_n) / sqrt(R)  ->  Σ_d q_md k_nd P̃_d(m - n) / sqrt(D)
 
-(design.md §2.3), for sine and conv, gated and not, at offset 0 and at a shifted offset.
+(docs/spe.md, "The idea"), for sine and conv, gated and not, at offset 0 and at a shifted offset.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Naive float64 references for SPE (written from research/spe.md §1, independently of the fast paths),
+"""Naive float64 references for SPE (written from docs/spe.md, independently of the fast paths),
 and the tests that the fast paths equal them for the same random draw.
 
 They build the full (N, H, D, R) codes, broadcast to (B, N, H, D, R) and convolve directly: exactly

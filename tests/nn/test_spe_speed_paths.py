@@ -1,6 +1,6 @@
 """sineSPE shared path: codes built once per code and reused by every layer (sine_spe.py docstring).
 
-Checked against a float64 re-derivation written here from the definition (research/spe.md §1.3, §1.5),
+Checked against a float64 re-derivation written here from the definition (docs/spe.md, "sineSPE" and "Gate"),
 against the chunked "features" path, and by finite differences; plus the cache's invalidation rules.
 """
 

@@ -9,7 +9,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
 from .rel_helpers import CrashAt, NoisyModule, SimulatedCrash, shuffled_loader
-from spelab.reliability.resume_state import ResumableDataLoader, RngStateCallback
+from spelab.data.resumable import ResumableDataLoader
+from spelab.reliability.resume_state import RngStateCallback
 
 MAX_STEPS = 22  # 16 batches per epoch: crosses an epoch boundary
 

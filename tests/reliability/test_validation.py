@@ -13,7 +13,7 @@ from spelab.validation import find_problems, validate_config
 
 
 def base_cfg() -> dict:
-    """A valid config shaped like the platform's (docs/architecture.md, Configs)."""
+    """A valid config shaped like the platform's (docs/layout.md, Configs)."""
     return {
         "seed": 0,
         "task": {

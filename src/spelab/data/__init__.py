@@ -1,1 +1,1 @@
-"""LightningDataModules for the LRA and music tasks (batch contract: docs/architecture.md)."""
+"""LightningDataModules for the LRA and music tasks (batch contract: docs/layout.md)."""

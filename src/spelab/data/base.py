@@ -12,7 +12,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from spelab.reliability.resume_state import ResumableDataLoader
+from spelab.data.resumable import ResumableDataLoader
 
 SPLITS = ("train", "val", "test")
 
@@ -40,7 +40,6 @@ def pad_collate(items: Sequence[dict], pad_id: int = 0) -> dict[str, torch.Tenso
 class SequenceDataModule(pl.LightningDataModule):
     """Base DataModule: subclasses set the attributes below in __init__ and implement build_split."""
 
-    kind: str = "classification"  # or "lm"
     vocab_size: int
     num_classes: int = 0
     pad_id: int = 0

@@ -49,15 +49,6 @@ def check(soundfont: str | None = None) -> tuple[str, Path]:
     return exe, sf
 
 
-def why_unavailable(soundfont: str | None = None) -> str | None:
-    """None when audio can be rendered, else the reason (for test skips)."""
-    try:
-        check(soundfont)
-    except AudioUnavailable as err:
-        return str(err)
-    return None
-
-
 def render(
     midi: str | Path,
     out: str | Path,

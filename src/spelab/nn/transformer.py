@@ -13,15 +13,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from spelab.nn._checks import check_positive_int
 from spelab.nn.positional import NoPositionalEncoding, build_positional
 
 Factory = Callable[..., nn.Module]
-
-
-def _check_positive(**values: int) -> None:
-    for key, value in values.items():
-        if not isinstance(value, int) or value <= 0:
-            raise ValueError(f"Transformer: {key} must be a positive integer, got {value!r}")
 
 
 def _bias(relative: nn.Module | None, gate: nn.Module | None) -> dict[str, Any]:
@@ -135,7 +130,8 @@ class Transformer(nn.Module):
         ff_dim = 4 * d_model if ff_dim is None else ff_dim
         width = "d_model" if qkv_dim is None else "qkv_dim"  # the key named in errors
         qkv_dim = d_model if qkv_dim is None else qkv_dim
-        _check_positive(
+        check_positive_int(
+            "Transformer",
             vocab_size=vocab_size,
             d_model=d_model,
             num_layers=num_layers,

@@ -29,6 +29,7 @@ from typing import Any, Iterable, Mapping
 import lightning.pytorch as pl
 
 from spelab.errors import CheckpointMismatchError, DataError
+from spelab.plain_config import to_plain
 
 CONFIG_KEY = "spelab_config"
 IGNORED_KEYS: tuple[str, ...] = (
@@ -112,16 +113,8 @@ def config_differences(
 
 
 def _plain(cfg: Any) -> dict:
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(cfg, DictConfig):
-        try:
-            return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
-        except Exception:  # ${hydra:...} outside a Hydra app: compare what resolves
-            from spelab.validation import _resolve_leaves
-
-            return _resolve_leaves(cfg)
-    return dict(cfg)
+    # ${hydra:...} outside a Hydra app: compare what resolves
+    return dict(to_plain(cfg))
 
 
 def load_saved_config(ckpt_path: str | os.PathLike) -> dict | None:

@@ -1,7 +1,7 @@
 """Port of the official LRA ListOps generator (google-research/long-range-arena,
 `lra_benchmarks/data/listops.py`), with an explicit seeded RNG and a deterministic split order.
 
-Algorithm (research/data.md §2.1): a tree is a leaf (a digit) with probability 0.75, or, below
+Algorithm (docs/data.md, "ListOps"): a tree is a leaf (a digit) with probability 0.75, or, below
 `max_depth`, an operator node with 2..max_args children; the operator is drawn after the children.
 A tree's `length` is its token count after the fixed preprocessing (value = 1, node = 2 + children).
 Trees with `min_length < length < max_length` (strict) are kept, deduplicated, and split in order.

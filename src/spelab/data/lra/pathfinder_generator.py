@@ -1,7 +1,7 @@
 """A numpy port of the Pathfinder generator (Linsley et al. 2018; LRA's Pathfinder and Path-X).
 
 An image shows dashed curves ("snakes" of short "paddles" separated by gaps) and two circular markers;
-the label is 1 when both markers sit on the ends of the same snake. Per image (research/data.md §2.2):
+the label is 1 when both markers sit on the ends of the same snake. Per image (docs/data.md, "Pathfinder"):
 two target snakes of `contour_length` paddles start `seed_distance` apart and grow alternately; each
 new paddle turns by an angle drawn with weight cos(min(|turn| * continuity, pi/2))^2; then
 `num_distractor_snakes` snakes of `distractor_length` paddles fill the image; finally the markers go

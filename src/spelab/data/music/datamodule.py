@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 
 class MusicDataModule(SequenceDataModule):
-    kind = "lm"
     num_classes = 0
     pad_id = 0
 

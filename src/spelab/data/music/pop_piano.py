@@ -5,7 +5,7 @@ holding `(bar_pos: list[int], events: list[{'name', 'value'}])`. The split lists
 `{train,val,test}_pieces.pkl` (1572 / 87 / 88 pieces; lists of file names or ids), looked for in
 `split_dir` (default: data_dir); without them the pieces are split by a fixed seed.
 
-The vocabulary is rebuilt from the published spec (research/data.md §4.1): Bar, EOS, Beat_0..15,
+The vocabulary is rebuilt from the published spec (docs/data.md, "Pop piano"): Bar, EOS, Beat_0..15,
 133 chords, Note_Pitch_22..107, Note_Velocity_40..86 (step 2), Note_Duration_0..1920 (step 120) and
 Tempo_32..224 (step 3). The paper's vocabulary keeps only the 54 tempo values present in the data
 (332 events); the rebuilt one holds all 65 (343 events), a superset. `vocab_file=` reads the paper's

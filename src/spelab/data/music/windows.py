@@ -1,7 +1,7 @@
 """Datasets over tokenised pieces: random training windows, fixed evaluation windows, piece prefixes.
 
 A window holds `length + 1` tokens: the language model reads the first `length` and predicts the
-last `length` (docs/architecture.md: the module predicts token t+1 from tokens <= t).
+last `length` (docs/layout.md: the module predicts token t+1 from tokens <= t).
 """
 
 from __future__ import annotations

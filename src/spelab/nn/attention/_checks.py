@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from spelab.nn._checks import check_positive_int
+
 
 def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, head_dim: int) -> None:
     """q, k (B,N,H,Dk) with Dk == head_dim; v (B,N,H,Dv) with the same B, N, H."""
@@ -52,13 +54,6 @@ def check_padding_mask(mask: torch.Tensor | None, q: torch.Tensor) -> torch.Tens
     return mask.to(q.device)
 
 
-def check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
 def check_state_args(batch_size: object, num_heads: object, value_dim: object) -> None:
     """The sizes `init_state` takes, each a positive int."""
-    for name, value in (("batch_size", batch_size), ("num_heads", num_heads), ("value_dim", value_dim)):
-        check_positive_int(name, value)
+    check_positive_int("init_state", batch_size=batch_size, num_heads=num_heads, value_dim=value_dim)

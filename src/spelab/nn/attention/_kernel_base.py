@@ -33,8 +33,8 @@ class KernelAttention(nn.Module):
 
     def __init__(self, head_dim: int, eps: float = 1e-6, chunk_size: int = DEFAULT_CHUNK) -> None:
         super().__init__()
-        self.head_dim = check_positive_int("head_dim", head_dim)
-        self.chunk_size = check_positive_int("chunk_size", chunk_size)
+        check_positive_int(type(self).__name__, head_dim=head_dim, chunk_size=chunk_size)
+        self.head_dim, self.chunk_size = head_dim, chunk_size
         if not eps > 0:
             raise ValueError(f"eps must be > 0 (it keeps the normaliser away from zero), got {eps!r}")
         self.eps = float(eps)

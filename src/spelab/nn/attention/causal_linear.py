@@ -4,7 +4,7 @@ All functions take phi_q, phi_k (B,N,H,M) (non-negative features) and v (B,N,H,E
 (B,N,H,E): out_t = sum_s a_ts v_s / (sum_s a_ts + eps), a_ts = phi_q[t] . phi_k[s], over s <= t when
 causal. A row with no weight at all (every key padded) gives 0, never NaN.
 
-Causal forms (research/perf.md §2.1):
+Causal forms:
 - `causal_linear_chunked`: the production path. Split N into chunks of C: inside a chunk a masked
   C x C product; across chunks the states S = sum phi_k v^T only at chunk boundaries, so memory is
   O(N (C + M E / C)) instead of the O(N M E) of a prefix sum.
@@ -230,7 +230,7 @@ def causal_linear_chunked(
     + Q_c z_{<c} + eps], where S_{<c}, z_{<c} are exclusive prefix sums of the per-chunk states.
     Memory O(N (C + M E / C)) in forward; backward saves only inputs, output and normaliser.
     """
-    check_positive_int("chunk_size", chunk_size)
+    check_positive_int("chunked causal linear attention", chunk_size=chunk_size)
     if phi_q.shape[1] == 0:
         return v.new_zeros(v.shape)
     return _ChunkedCausalLinear.apply(phi_q, phi_k, v, chunk_size, eps)

@@ -97,8 +97,8 @@ class DeltaNetAttention(ScanAttention):
 
     def __init__(self, head_dim: int, chunk_size: int = DEFAULT_CHUNK) -> None:
         super().__init__()
-        self.head_dim = check_positive_int("head_dim", head_dim)
-        self.chunk_size = check_positive_int("chunk_size", chunk_size)
+        check_positive_int(type(self).__name__, head_dim=head_dim, chunk_size=chunk_size)
+        self.head_dim, self.chunk_size = head_dim, chunk_size
         self.beta = nn.Linear(head_dim, 1)
 
     def _inputs(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 FEATURE_MAPS = ("elu", "relu")
-RELU_OFFSET = 1e-3  # LRA's "Linear Transformer-ReLU": relu(x) + 0.001 (research/spe.md §1.7)
+RELU_OFFSET = 1e-3  # LRA's "Linear Transformer-ReLU": relu(x) + 0.001 (docs/spe.md, "The paper's experiments")
 
 
 def elu_feature_map(x: torch.Tensor) -> torch.Tensor:

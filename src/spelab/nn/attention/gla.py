@@ -29,8 +29,8 @@ class GatedLinearAttention(ScanAttention):
 
     def __init__(self, head_dim: int, gate_temperature: float = 16.0, chunk_size: int = DEFAULT_CHUNK) -> None:
         super().__init__()
-        self.head_dim = check_positive_int("head_dim", head_dim)
-        self.chunk_size = check_positive_int("chunk_size", chunk_size)
+        check_positive_int(type(self).__name__, head_dim=head_dim, chunk_size=chunk_size)
+        self.head_dim, self.chunk_size = head_dim, chunk_size
         if not gate_temperature > 0:
             raise ValueError(f"gate_temperature must be > 0, got {gate_temperature!r}")
         self.gate_temperature = float(gate_temperature)

@@ -51,7 +51,8 @@ class PerformerAttention(KernelAttention):
         redraw_eval: bool = False,
     ) -> None:
         super().__init__(head_dim, eps=eps, chunk_size=chunk_size)
-        self.num_features = check_positive_int("num_features", num_features)
+        check_positive_int(type(self).__name__, num_features=num_features)
+        self.num_features = num_features
         self.redraw = _check_redraw(redraw)
         self.redraw_eval = bool(redraw_eval)
         self.register_buffer("projection", orthogonal_gaussian_matrix(num_features, head_dim))

@@ -1,6 +1,6 @@
 """SoftmaxAttention: exact attention through torch.nn.functional.scaled_dot_product_attention.
 
-Kernel selection matters (research/perf.md §1.4): an explicit mask rules out the flash kernel and
+Kernel selection matters: an explicit mask rules out the flash kernel and
 the math fallback is O(N^2) memory. So masks are only built when needed:
 - no padding (mask None or all False)  -> no mask (flash / cuDNN / efficient);
 - causal with right padding only        -> is_causal=True, no mask: a real query t only sees keys
@@ -69,7 +69,8 @@ class SoftmaxAttention(nn.Module):
 
     def __init__(self, head_dim: int, dropout: float = 0.0) -> None:
         super().__init__()
-        self.head_dim = check_positive_int("head_dim", head_dim)
+        check_positive_int(type(self).__name__, head_dim=head_dim)
+        self.head_dim = head_dim
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
         self.dropout = float(dropout)

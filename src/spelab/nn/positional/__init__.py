@@ -3,7 +3,7 @@ xpos, rope2d) and logit biases (alibi, kerple, fire, decay; see bias.py).
 
 Absolute schemes are added to the embeddings: `forward(x, offset=0)`. Relative schemes transform the
 queries and keys of every layer: `forward(q, k, code=None, offset=0, gate=None) -> (q̂, k̂)`.
-See docs/architecture.md ("nn: positional schemes").
+See docs/layout.md ("nn: positional schemes").
 """
 
 from spelab.nn.positional.absolute import (

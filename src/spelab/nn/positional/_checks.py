@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from spelab.nn._checks import check_positive_int
 
-def check_positive_int(owner: str, **values: object) -> None:
-    """Raise ValueError unless every value is an int > 0 (bools are refused)."""
-    for key, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{owner}: {key} must be a positive integer, got {value!r}")
+__all__ = ["check_offset", "check_positive_int", "check_qk"]
 
 
 def check_offset(owner: str, offset: object) -> int:

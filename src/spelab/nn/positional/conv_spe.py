@@ -2,7 +2,7 @@
 
 Q̄[m] = Σ_j φQ[j] z[m + j] and K̄[n] = Σ_j φK[j] z[n + j] (cross-correlation, as PyTorch's conv), with
 one white noise z shared by both, so E[Q̄[m] K̄[n]] = P(m - n) = Σ_j φQ[j] φK[j + m - n]: the
-cross-correlation of the filters, exactly zero for |m - n| >= P (research/spe.md §1.4).
+cross-correlation of the filters, exactly zero for |m - n| >= P (docs/spe.md, "convSPE").
 
 Fast path: the noise is drawn directly in the frequency domain (its real FFT, Hermitian by
 construction) over n_fft >= length + P - 1 samples, so no wrap-around reaches the kept positions,

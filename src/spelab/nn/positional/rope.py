@@ -51,9 +51,9 @@ class RotaryEmbedding(nn.Module):
         angle = positions[:, None] * self.inv_freq.to(q.device)[None]  # (N, D/2), fp64 for large offsets
         cos = torch.cos(angle).to(q.dtype)[None, :, None, :]
         sin = torch.sin(angle).to(q.dtype)[None, :, None, :]
-        return self._rotate(q, cos, sin), self._rotate(k, cos, sin)
+        return self.rotate(q, cos, sin), self.rotate(k, cos, sin)
 
     @staticmethod
-    def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         x1, x2 = x.chunk(2, dim=-1)
         return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)

@@ -75,4 +75,4 @@ class RoPE2D(nn.Module):
         angle = positions[:, None] * self.axis.inv_freq.to(x.device)[None]
         cos = torch.cos(angle).to(x.dtype)[None, :, None, :]
         sin = torch.sin(angle).to(x.dtype)[None, :, None, :]
-        return RotaryEmbedding._rotate(x, cos, sin)
+        return RotaryEmbedding.rotate(x, cos, sin)

@@ -3,7 +3,7 @@
 With f = sigmoid(freqs)/2 (cycles per position), θ = offsets, λ = softplus(gains) (all (H, D, K)):
   Ω_q[m] = [cos(2π f m + θ), sin(2π f m + θ)],  Ω_k[n] = [cos(2π f n), sin(2π f n)]   (2K features)
   Q̄[m] = Ω_q[m] diag(λ̃) Z,  K̄[n] = Ω_k[n] diag(λ̃) Z,  Z ~ N(0, 1/(2K)) of shape (H, D, 2K, R)
-so that E[Q̄[m] K̄[n]] = P(m - n) = (1/2K) Σ_k λ_k² cos(2π f_k (m - n) + θ_k) (research/spe.md §1.3).
+so that E[Q̄[m] K̄[n]] = P(m - n) = (1/2K) Σ_k λ_k² cos(2π f_k (m - n) + θ_k) (docs/spe.md, "sineSPE").
 Features are laid out [cos_1..cos_K, sin_1..sin_K] (the official code interleaves them; Z is i.i.d.,
 so the distribution is the same).
 

@@ -4,9 +4,9 @@ A code generator draws R realizations of two correlated Gaussian processes Q̄_d
 feature d), with cross-covariance E[Q̄_d[m] K̄_d[n]] = P_d(m - n). The filter maps queries and keys
 (B, N, H, D) to q̂_m = Σ_d q_md Q̄_d[m] and k̂_n = Σ_d k_nd K̄_d[n], (B, N, H, R), so that on average
 q̂_m·k̂_n / sqrt(R) = Σ_d q_md k_nd P̃_d(m - n) / sqrt(D). Codes carry the factor (R·D)^(-1/4) on each
-side (research/spe.md §1.2); the attention then uses the temperature of an R-dimensional key.
+side (docs/spe.md, "Normalisation"); the attention then uses the temperature of an R-dimensional key.
 
-Gate (§1.5): δ = sigmoid(g) per (head, feature); Q̄' = sqrt(1-δ) Q̄ + sqrt(δ) ε and the same for K̄,
+Gate (docs/spe.md, "Gate"): δ = sigmoid(g) per (head, feature); Q̄' = sqrt(1-δ) Q̄ + sqrt(δ) ε and the same for K̄,
 ε ~ N(0, 1)/(D·R)^(1/4) of shape (H, D, R), shared by q and k. The effective kernel is
 P̃ = (1-δ) P + δ. ε is part of the code (drawn with it): a call without a code draws both afresh
 (the official behaviour in training), and a code reused across layers or decoding steps keeps one
