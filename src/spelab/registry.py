@@ -10,8 +10,8 @@ the header and ignores keys it does not know, so they never reach `instantiate`)
     # @absolute_table true    pos_enc: a table of model.max_len positions, the task's length must fit
 
 The conf dirs are Hydra's file search path when a config has been composed in this process (a run,
-`compose`, preflight), so options added through `hydra.searchpath` count too; else the repository's
-`conf/`. Hydra is imported only when it is already in use.
+`compose`, preflight), so options added through `hydra.searchpath` or `--config-dir` count too; else
+the repository's `conf/`. Hydra is imported only when it is already in use.
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 _HEADER = re.compile(r"^\s*#\s*@(\w+)\s+(\S+)\s*$")
@@ -60,6 +58,8 @@ class Option:
 
 def read_header(text: str) -> dict[str, Any]:
     """The `# @key value` lines at the top of a YAML file (Hydra's header rule), values as YAML scalars."""
+    import yaml  # PyYAML, with omegaconf; imported here so that importing this module needs nothing
+
     meta: dict[str, Any] = {}
     for line in text.splitlines():
         if not line.strip():
@@ -74,6 +74,8 @@ def read_header(text: str) -> dict[str, Any]:
 
 
 def _read_option(group: str, path: Path) -> Option:
+    import yaml
+
     text = path.read_text()
     try:
         body = yaml.safe_load(text)
