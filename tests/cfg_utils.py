@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from spelab import registry
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
-ATTENTIONS = ("softmax", "performer", "linear")
-POS_ENCS = ("none", "sinusoidal", "learned", "sinespe", "convspe", "rope")
-# issue 14's additions, kept apart so the paper's 18-cell tests stay the paper's (tests/test_modern_grid.py)
-MODERN_ATTENTIONS = ("gla", "deltanet")
-MODERN_POS_ENCS = ("alibi", "kerple", "fire", "decay", "xpos", "rope2d", "cape")
+# The options of conf/attention and conf/pos_enc (spelab.registry): the paper's (`# @paper true`, its
+# 18-cell grid) and the others, kept apart so the paper's tests stay the paper's (tests/test_modern_grid.py)
+ATTENTIONS = registry.names("attention", paper=True, dirs=(CONF,))
+POS_ENCS = registry.names("pos_enc", paper=True, dirs=(CONF,))
+MODERN_ATTENTIONS = registry.names("attention", paper=False, dirs=(CONF,))
+MODERN_POS_ENCS = registry.names("pos_enc", paper=False, dirs=(CONF,))
 
 
 def compose_config(overrides: list[str] | None = None, output_dir: Path | None = None, data_dir: Path | None = None):

@@ -23,9 +23,7 @@ ALLOWED = {
 }
 FRAMEWORKS_ALLOWED = {"nn": set(), "data": {"lightning"}}
 # (importing module, name): private names still taken across modules, each with the issue that ends it
-KNOWN_PRIVATE = {
-    ("spelab.report_plots", "_ordered"),  # issue 12: the report.py <-> report_plots.py cycle
-}
+KNOWN_PRIVATE: set[tuple[str, str]] = set()  # (module, private name) pairs still allowed: none
 
 
 def _module_name(path: Path) -> str:

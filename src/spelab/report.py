@@ -28,30 +28,13 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
+from spelab.report_common import CURVE_FILE, load_curve, lower_is_better, ordered  # noqa: F401 (public here too)
+
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
-CURVE_FILE = "nll_vs_position.json"
 # The test metric of a task, first match wins: accuracy for classification, NLL for language models.
 METRIC_PRIORITY = ("test/acc", "test/nll", "test/loss")
-LOWER_IS_BETTER = ("nll", "loss", "ppl", "bpc")
-# Display orders (the paper's); unknown names follow alphabetically.
-ATTENTION_ORDER = ("softmax", "performer", "linear", "gla", "deltanet")
-POS_ENC_ORDER = (
-    "none",
-    "sinusoidal",
-    "learned",
-    "cape",
-    "rope",
-    "xpos",
-    "rope2d",
-    "sinespe",
-    "convspe",
-    "alibi",
-    "kerple",
-    "fire",
-    "decay",
-)
 # What a results.json of spelab always holds (docs/architecture.md), and why one is listed as unusable.
 CONTRACT_KEYS = ("status", "task", "attention", "pos_enc", "seed", "metrics")
 KNOWN_STATUSES = ("done", "failed", "interrupted", "unsupported")
@@ -60,7 +43,6 @@ UNUSABLE = (
     "foreign results.json (not written by spelab)",
     "partial results.json",
 )
-TASK_ORDER = ("listops", "text", "retrieval", "image", "pathfinder", "pathx", "music", "pop_piano", "groove")
 
 
 # ----------------------------------------------------------------------------------------- loading
@@ -215,16 +197,6 @@ def task_metric(runs: pd.DataFrame, task: str, metric: str | None = None) -> str
     return None
 
 
-def lower_is_better(metric: str) -> bool:
-    return any(word in metric.rsplit("/", 1)[-1] for word in LOWER_IS_BETTER)
-
-
-def _ordered(values: Iterable[Any], order: Sequence[str]) -> list:
-    vals = [v for v in dict.fromkeys(values) if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    rank = {name: i for i, name in enumerate(order)}
-    return sorted(vals, key=lambda v: (rank.get(v, len(order)), str(v)))
-
-
 def summarize(runs: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     """One row per (sweep, task, attention, pos_enc): mean and sample std (ddof=1) of the task's test
     metric over finished runs, and counts (runs, done, failed, other)."""
@@ -275,9 +247,9 @@ def summarize(runs: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
         )
     out = pd.DataFrame(rows)
     order = {
-        "task": {t: i for i, t in enumerate(_ordered(out["task"], TASK_ORDER))},
-        "attention": {a: i for i, a in enumerate(_ordered(out["attention"], ATTENTION_ORDER))},
-        "pos_enc": {p: i for i, p in enumerate(_ordered(out["pos_enc"], POS_ENC_ORDER))},
+        "task": {t: i for i, t in enumerate(ordered(out["task"], "task"))},
+        "attention": {a: i for i, a in enumerate(ordered(out["attention"], "attention"))},
+        "pos_enc": {p: i for i, p in enumerate(ordered(out["pos_enc"], "pos_enc"))},
     }
     sort_key = out.apply(lambda r: (str(r["sweep"]), *(order[c].get(r[c], 99) for c in order)), axis=1)
     return out.loc[sort_key.sort_values().index].reset_index(drop=True)
@@ -325,8 +297,8 @@ def to_markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
         if tab["substitute"].any():
             desc = "; ".join(sorted({d for d in trows["description"].dropna() if d}))
             parts += [f"*Substitute data (not the benchmark's own){': ' + desc if desc else ''}.*", ""]
-        atts = _ordered(tab["attention"], ATTENTION_ORDER)
-        poss = _ordered(tab["pos_enc"], POS_ENC_ORDER)
+        atts = ordered(tab["attention"], "attention")
+        poss = ordered(tab["pos_enc"], "pos_enc")
         cells = {(r.attention, r.pos_enc): r for r in tab.itertuples()}
         body = []
         for att in atts:
@@ -369,28 +341,6 @@ def to_markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
         ]
         parts.append(_md_table(["task", "attention", "pos_enc", "seed", "error"], body))
     return "\n".join(parts) + "\n"
-
-
-# ------------------------------------------------------------------------------------------ curves
-def load_curve(run_dir: str | Path) -> dict[str, list[float]] | None:
-    """The run's NLL-versus-position curve ({"positions": [...], "nll": [...]}) or None when absent or
-    malformed (warned): the music evaluation writes it, other runs have none."""
-    run_dir = Path(run_dir)
-    path = run_dir / CURVE_FILE
-    if not path.is_file():
-        found = sorted(run_dir.rglob(CURVE_FILE))
-        if not found:
-            return None
-        path = found[0]
-    try:
-        data = json.loads(path.read_text())
-        pos, nll = [float(x) for x in data["positions"]], [float(x) for x in data["nll"]]
-        if len(pos) != len(nll) or not pos:
-            raise ValueError(f"positions ({len(pos)}) and nll ({len(nll)}) differ in length or are empty")
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        log.warning("skipping %s: %s", path, err)
-        return None
-    return {"positions": pos, "nll": nll}
 
 
 # -------------------------------------------------------------------------------------------- main

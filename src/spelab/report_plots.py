@@ -11,13 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from spelab.report import (  # noqa: E402
-    ATTENTION_ORDER,
-    POS_ENC_ORDER,
-    _ordered,
-    load_curve,
-    lower_is_better,
-)
+from spelab.report_common import load_curve, lower_is_better, ordered  # noqa: E402
 
 
 def _safe(name: str) -> str:
@@ -26,8 +20,8 @@ def _safe(name: str) -> str:
 
 def bar_chart(tab: pd.DataFrame, title: str) -> plt.Figure:
     """Bars of mean ± std: groups = pos_enc, one bar per attention; failed-only cells are marked."""
-    atts = _ordered(tab["attention"], ATTENTION_ORDER)
-    poss = _ordered(tab["pos_enc"], POS_ENC_ORDER)
+    atts = ordered(tab["attention"], "attention")
+    poss = ordered(tab["pos_enc"], "pos_enc")
     cells = {(r.attention, r.pos_enc): r for r in tab.itertuples()}
     x = np.arange(len(poss))
     width = 0.8 / max(len(atts), 1)

@@ -178,21 +178,11 @@ def _find(cfg: Mapping, subtree: str, name: str) -> list[tuple[str, Any]]:
     return [(f"{subtree}.{p}", v) for p, n, v in _walk(root) if n == name and v is not None] if root else []
 
 
-def pos_enc_kind(cfg: Mapping) -> str | None:
-    """The positional scheme's kind from `model.pos_enc._target_` (learned, sinusoidal, rope, sinespe, ...)."""
-    target = str(_get(cfg, "model.pos_enc._target_") or "").rsplit(".", 1)[-1].lower()
-    for kind, needle in (
-        ("learned", "learned"),
-        ("sinusoidal", "sinusoidal"),
-        ("rope", "rotary"),
-        ("rope", "rope"),
-        ("sinespe", "sinespe"),
-        ("convspe", "convspe"),
-        ("none", "nopos"),
-    ):
-        if needle in target:
-            return kind
-    return None
+def _pos_enc_option(cfg: Mapping):
+    """The conf/pos_enc option that `model.pos_enc._target_` builds (spelab.registry), or None."""
+    from spelab import registry
+
+    return registry.by_target("pos_enc", _get(cfg, "model.pos_enc._target_"))
 
 
 # ---------------------------------------------------------------- combination rules
@@ -211,23 +201,21 @@ def _combinations(cfg: Mapping) -> Iterator[ConfigError]:
     from spelab.compat import pair_problems  # attention x pos_enc x task pairs that cannot work
 
     yield from pair_problems(cfg)
-    kind = pos_enc_kind(cfg)
-    if kind == "rope" and head_dim is not None and head_dim % 2:
+    # per-scheme facts: the `# @...` header lines of conf/pos_enc/<name>.yaml
+    option = _pos_enc_option(cfg)
+    meta, name = (option.meta, option.name) if option is not None else ({}, None)
+    multiple = meta.get("head_dim_multiple")
+    if _is_int(multiple) and multiple > 1 and head_dim is not None and head_dim % multiple:
+        what = "an even head_dim" if multiple == 2 else f"head_dim divisible by {multiple}"
         yield ConfigError(
             "model.num_heads",
             num_heads,
-            f"a value giving an even head_dim = d_model/num_heads with pos_enc=rope "
-            f"(rope rotates pairs of channels); now head_dim = {d_model}/{num_heads} = {head_dim}",
-        )
-    if str(_get(cfg, "model.pos_enc._target_") or "").endswith("RoPE2D") and head_dim is not None and head_dim % 4:
-        yield ConfigError(
-            "model.num_heads",
-            num_heads,
-            f"a value giving head_dim = d_model/num_heads divisible by 4 with pos_enc=rope2d (pairs "
-            f"of channels on two axes); now head_dim = {d_model}/{num_heads} = {head_dim}",
+            f"a value giving {what} = d_model/num_heads with pos_enc={name} (it rotates pairs of "
+            f"channels: '# @head_dim_multiple {multiple}' in conf/pos_enc/{name}.yaml); "
+            f"now head_dim = {d_model}/{num_heads} = {head_dim}",
         )
     max_len = model.get("max_len")
-    if kind in ("learned", "sinusoidal") and _is_int(max_len) and max_len > 0:
+    if meta.get("absolute_table") is True and _is_int(max_len) and max_len > 0:
         # absolute tables have max_len rows: longer task sequences would index past them
         # the length fed to the model (a generator's own max_length may be longer: inputs are truncated)
         for key in ("task.max_length", "task.datamodule.max_length"):
@@ -236,7 +224,7 @@ def _combinations(cfg: Mapping) -> Iterator[ConfigError]:
                 yield ConfigError(
                     "model.max_len",
                     max_len,
-                    f">= {key}={length} with pos_enc={kind} (an absolute table of max_len positions)",
+                    f">= {key}={length} with pos_enc={name} (an absolute table of max_len positions)",
                 )
     # any node with both bounds: the lower one cannot exceed the upper one
     for path, _, node in [("", "", cfg), *_walk(cfg)]:

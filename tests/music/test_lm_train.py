@@ -9,11 +9,9 @@ import math
 import pytest
 import torch
 
+from cfg_utils import ATTENTIONS, POS_ENCS
 from music_helpers import smoke_overrides, train_run
 from spelab.tasks.language_model import LanguageModelTask
-
-ATTENTIONS = ("softmax", "performer", "linear")
-POS_ENCS = ("none", "sinusoidal", "learned", "sinespe", "convspe", "rope")
 
 
 def tiny_task(vocab: int = 11) -> LanguageModelTask:

@@ -228,16 +228,14 @@ def test_generator_length_beyond_model_table_is_fine():
 # ------------------------------------------------------------------ the real configs must all pass
 from pathlib import Path  # noqa: E402
 
+from cfg_utils import ATTENTIONS, POS_ENCS  # noqa: E402
+
 CONF = Path(__file__).resolve().parents[2] / "conf"
 TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
 EXPERIMENTS = sorted(
     str(p.relative_to(CONF / "experiment").with_suffix("")) for p in (CONF / "experiment").rglob("*.yaml")
 )
-CELLS = [
-    (a, p)
-    for a in ("softmax", "performer", "linear")
-    for p in ("none", "sinusoidal", "learned", "sinespe", "convspe", "rope")
-]
+CELLS = [(a, p) for a in ATTENTIONS for p in POS_ENCS]
 
 
 @pytest.mark.parametrize("task", TASKS)
