@@ -67,10 +67,10 @@ def test_delta_rule_is_a_delta_rule():
 
 
 BACKENDS = {
-    "gla": lambda: GatedLinearAttention(head_dim=D, chunk_size=4),
-    "deltanet": lambda: DeltaNetAttention(head_dim=D, chunk_size=4),
-    "linear": lambda: LinearAttention(head_dim=D, chunk_size=4),
-    "performer": lambda: PerformerAttention(head_dim=D, num_features=16, redraw="never", chunk_size=4),
+    "gla": lambda: GatedLinearAttention(key_dim=D, chunk_size=4),
+    "deltanet": lambda: DeltaNetAttention(key_dim=D, chunk_size=4),
+    "linear": lambda: LinearAttention(key_dim=D, chunk_size=4),
+    "performer": lambda: PerformerAttention(key_dim=D, num_features=16, redraw="never", chunk_size=4),
 }
 BIASES = {"none": lambda: None, "decay": lambda: ExponentialDecay(H, D, min_exponent=1.0).double()}
 CASES = [(a, b) for a in BACKENDS for b in BIASES if not (b == "none" and a in ("linear", "performer"))]
@@ -174,7 +174,7 @@ def test_a_logit_bias_is_refused_naming_the_backends_that_take_it(name):
 
 
 def test_softmax_with_decay_bias_matches_explicit_logits():
-    att, decay = SoftmaxAttention(head_dim=D).double(), BIASES["decay"]()
+    att, decay = SoftmaxAttention(key_dim=D).double(), BIASES["decay"]()
     q, k, v = _qkv()
     n = q.shape[1]
     dist = (torch.arange(n)[:, None] - torch.arange(n)[None]).abs().double()
