@@ -11,12 +11,14 @@ import torch.nn.functional as F
 
 from spelab.nn.attention import (
     DeltaNetAttention,
+    bidirectional_gated_scan,
     GatedLinearAttention,
     LinearAttention,
     PerformerAttention,
     SoftmaxAttention,
     chunk_delta_rule,
     chunk_gated_scan,
+    naive_bidirectional_gated_scan,
     naive_delta_rule,
     naive_gated_scan,
 )
@@ -42,6 +44,15 @@ def test_chunk_gated_scan_matches_naive(n, chunk, per_channel):
     out, state = chunk_gated_scan(q, k, v, log_g, chunk_size=chunk, state=state0)
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(state, ref_state, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("n, chunk", [(1, 4), (13, 4), (16, 8), (13, 64)])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_bidirectional_gated_scan_matches_naive(n, chunk, per_channel):
+    q, k, v = _qkv(n=n)
+    log_g = -torch.rand(2, n, H, D if per_channel else 1, dtype=torch.float64) * 2
+    out = bidirectional_gated_scan(q, k, v, log_g, chunk_size=chunk)
+    torch.testing.assert_close(out, naive_bidirectional_gated_scan(q, k, v, log_g), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("n, chunk", [(1, 4), (13, 4), (16, 8), (13, 64)])
