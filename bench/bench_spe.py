@@ -75,7 +75,7 @@ class Case:
         else:
             self.spe = None
         key_dim = REALIZATIONS if self.spe is not None else DIM
-        self.attn = PerformerAttention(head_dim=key_dim, num_features=FEATURES).to(device).train()
+        self.attn = PerformerAttention(key_dim=key_dim, num_features=FEATURES).to(device).train()
         self.leaves = [self.q, self.k, self.v] + (list(self.spe.parameters()) if self.spe is not None else [])
 
     def forward(self) -> torch.Tensor:

@@ -31,9 +31,9 @@ class ScratchAttention(nn.Module):
 
     name = "scratchatt"  # its conf/attention option (spelab.compat)
 
-    def __init__(self, head_dim: int, scale: float = 1.0) -> None:
+    def __init__(self, key_dim: int, scale: float = 1.0) -> None:
         super().__init__()
-        self.head_dim, self.scale = head_dim, scale
+        self.key_dim, self.scale = key_dim, scale
 
     def forward(self, q, k, v, causal=False, key_padding_mask=None):
         n = q.shape[1]
@@ -49,7 +49,7 @@ class ScratchAttention(nn.Module):
 class ScratchPosition(nn.Module):
     """A learned table of max_len positions added to the embeddings."""
 
-    relative = False
+    is_relative = False
 
     def __init__(self, d_model: int, max_len: int = 2048, init_std: float = 0.02) -> None:
         super().__init__()

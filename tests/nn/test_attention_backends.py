@@ -15,10 +15,10 @@ from spelab.nn.attention.feature_maps import favor_plus_features
 
 D = 8
 BACKENDS = {
-    "softmax": lambda: SoftmaxAttention(head_dim=D),
-    "performer": lambda: PerformerAttention(head_dim=D, num_features=32, redraw="never"),
-    "linear_elu": lambda: LinearAttention(head_dim=D, feature_map="elu", chunk_size=4),
-    "linear_relu": lambda: LinearAttention(head_dim=D, feature_map="relu", chunk_size=4),
+    "softmax": lambda: SoftmaxAttention(key_dim=D),
+    "performer": lambda: PerformerAttention(key_dim=D, num_features=32, redraw="never"),
+    "linear_elu": lambda: LinearAttention(key_dim=D, feature_map="elu", chunk_size=4),
+    "linear_relu": lambda: LinearAttention(key_dim=D, feature_map="relu", chunk_size=4),
 }
 
 
@@ -204,7 +204,7 @@ def test_half_inputs_keep_dtype(name: str) -> None:
 def test_bad_arguments_raise(name: str) -> None:
     att = _make(name)
     q, k, v = _qkv()
-    with pytest.raises(ValueError, match="head_dim"):
+    with pytest.raises(ValueError, match="key_dim"):
         att(q[..., :4], k[..., :4], v)
     with pytest.raises(ValueError, match="4-D"):
         att(q[0], k, v)
@@ -224,24 +224,24 @@ def test_bad_arguments_raise(name: str) -> None:
 
 
 def test_constructor_arguments_are_checked() -> None:
-    with pytest.raises(ValueError, match="head_dim"):
-        SoftmaxAttention(head_dim=0)
+    with pytest.raises(ValueError, match="key_dim"):
+        SoftmaxAttention(key_dim=0)
     with pytest.raises(ValueError, match="dropout"):
-        SoftmaxAttention(head_dim=8, dropout=1.5)
+        SoftmaxAttention(key_dim=8, dropout=1.5)
     with pytest.raises(ValueError, match="feature_map.*'elu'"):
-        LinearAttention(head_dim=8, feature_map="softplus")
+        LinearAttention(key_dim=8, feature_map="softplus")
     with pytest.raises(ValueError, match="redraw"):
-        PerformerAttention(head_dim=8, redraw="epoch")
+        PerformerAttention(key_dim=8, redraw="epoch")
     with pytest.raises(ValueError, match="redraw"):
-        PerformerAttention(head_dim=8, redraw=0)
+        PerformerAttention(key_dim=8, redraw=0)
     with pytest.raises(ValueError, match="num_features"):
-        PerformerAttention(head_dim=8, num_features=0)
+        PerformerAttention(key_dim=8, num_features=0)
     with pytest.raises(ValueError, match="eps"):
-        LinearAttention(head_dim=8, eps=0.0)
+        LinearAttention(key_dim=8, eps=0.0)
 
 
 def test_softmax_dropout_only_in_training() -> None:
-    att = SoftmaxAttention(head_dim=D, dropout=0.5).double()
+    att = SoftmaxAttention(key_dim=D, dropout=0.5).double()
     q, k, v = _qkv()
     att.eval()
     torch.testing.assert_close(att(q, k, v), att(q, k, v))

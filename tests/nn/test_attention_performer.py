@@ -36,7 +36,7 @@ def test_error_to_softmax_falls_with_num_features(causal: bool) -> None:
 
 
 def test_temperature_follows_the_received_dimension() -> None:
-    """Features for head_dim=R use R**-0.25 per side: the kernel estimate is exp(q.k / sqrt(R))."""
+    """Features for key_dim=R use R**-0.25 per side: the kernel estimate is exp(q.k / sqrt(R))."""
     r = 16
     g = torch.Generator().manual_seed(3)
     x = 0.5 * torch.randn(200, 1, 1, r, generator=g, dtype=torch.float64)

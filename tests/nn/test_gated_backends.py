@@ -11,12 +11,14 @@ import torch.nn.functional as F
 
 from spelab.nn.attention import (
     DeltaNetAttention,
+    bidirectional_gated_scan,
     GatedLinearAttention,
     LinearAttention,
     PerformerAttention,
     SoftmaxAttention,
     chunk_delta_rule,
     chunk_gated_scan,
+    naive_bidirectional_gated_scan,
     naive_delta_rule,
     naive_gated_scan,
 )
@@ -45,6 +47,15 @@ def test_chunk_gated_scan_matches_naive(n, chunk, per_channel):
 
 
 @pytest.mark.parametrize("n, chunk", [(1, 4), (13, 4), (16, 8), (13, 64)])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_bidirectional_gated_scan_matches_naive(n, chunk, per_channel):
+    q, k, v = _qkv(n=n)
+    log_g = -torch.rand(2, n, H, D if per_channel else 1, dtype=torch.float64) * 2
+    out = bidirectional_gated_scan(q, k, v, log_g, chunk_size=chunk)
+    torch.testing.assert_close(out, naive_bidirectional_gated_scan(q, k, v, log_g), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("n, chunk", [(1, 4), (13, 4), (16, 8), (13, 64)])
 @pytest.mark.parametrize("decay", [False, True])
 def test_chunk_delta_rule_matches_naive(n, chunk, decay):
     q, k, v = _qkv(n=n)
@@ -67,10 +78,10 @@ def test_delta_rule_is_a_delta_rule():
 
 
 BACKENDS = {
-    "gla": lambda: GatedLinearAttention(head_dim=D, chunk_size=4),
-    "deltanet": lambda: DeltaNetAttention(head_dim=D, chunk_size=4),
-    "linear": lambda: LinearAttention(head_dim=D, chunk_size=4),
-    "performer": lambda: PerformerAttention(head_dim=D, num_features=16, redraw="never", chunk_size=4),
+    "gla": lambda: GatedLinearAttention(key_dim=D, chunk_size=4),
+    "deltanet": lambda: DeltaNetAttention(key_dim=D, chunk_size=4),
+    "linear": lambda: LinearAttention(key_dim=D, chunk_size=4),
+    "performer": lambda: PerformerAttention(key_dim=D, num_features=16, redraw="never", chunk_size=4),
 }
 BIASES = {"none": lambda: None, "decay": lambda: ExponentialDecay(H, D, min_exponent=1.0).double()}
 CASES = [(a, b) for a in BACKENDS for b in BIASES if not (b == "none" and a in ("linear", "performer"))]
@@ -174,7 +185,7 @@ def test_a_logit_bias_is_refused_naming_the_backends_that_take_it(name):
 
 
 def test_softmax_with_decay_bias_matches_explicit_logits():
-    att, decay = SoftmaxAttention(head_dim=D).double(), BIASES["decay"]()
+    att, decay = SoftmaxAttention(key_dim=D).double(), BIASES["decay"]()
     q, k, v = _qkv()
     n = q.shape[1]
     dist = (torch.arange(n)[:, None] - torch.arange(n)[None]).abs().double()

@@ -146,7 +146,7 @@ def test_cape_is_sinusoidal_in_eval_and_augmented_in_training():
 
 
 def test_softmax_bias_matches_explicit_logits_causal_and_padded():
-    att = SoftmaxAttention(head_dim=D).double()
+    att = SoftmaxAttention(key_dim=D).double()
     alibi = ALiBi(H, D).double()
     q, k = _qk(n=9)
     v = torch.randn(2, 9, H, 5, dtype=torch.float64)
@@ -167,7 +167,7 @@ def test_softmax_bias_matches_explicit_logits_causal_and_padded():
 
 def test_the_bias_path_is_logged_once(caplog):
     biased_softmax._LOGGED.clear()
-    att, alibi = SoftmaxAttention(head_dim=D), ALiBi(H, D)
+    att, alibi = SoftmaxAttention(key_dim=D), ALiBi(H, D)
     q, k = (torch.randn(1, 5, H, D) for _ in range(2))
     with caplog.at_level(logging.INFO, logger="spelab.nn.attention.biased_softmax"):
         att(q, k, q, bias=alibi)
@@ -179,7 +179,7 @@ def test_the_bias_path_is_logged_once(caplog):
 # ------------------------------------------------------------------ the Transformer with each scheme
 ATTENTION = {
     "softmax": SoftmaxAttention,
-    "performer": lambda head_dim: PerformerAttention(head_dim, 16, redraw="never"),
+    "performer": lambda key_dim: PerformerAttention(key_dim, 16, redraw="never"),
     "linear": LinearAttention,
     "gla": GatedLinearAttention,
     "deltanet": DeltaNetAttention,

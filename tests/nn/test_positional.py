@@ -34,7 +34,7 @@ def _sinusoid_reference(positions, d_model):
 def test_none_returns_input():
     x = torch.randn(2, 5, 6)
     assert NoPositionalEncoding(6, 8)(x, offset=3) is x
-    assert NoPositionalEncoding.relative is False
+    assert NoPositionalEncoding.is_relative is False
 
 
 @pytest.mark.parametrize("d_model", [6, 7])
@@ -114,7 +114,7 @@ def test_rope_preserves_norms_and_steps_match_full():
 
 def test_rope_interface():
     rope = RotaryEmbedding(2, 4)
-    assert rope.relative is True and rope.out_dim == 4
+    assert rope.is_relative is True and rope.key_dim == 4
     assert rope.draw(10) is None and rope.make_gate() is None
     with pytest.raises(ValueError, match="even"):
         RotaryEmbedding(2, 5)
@@ -140,7 +140,7 @@ def test_build_positional_passes_the_arguments_of_each_kind(factory, cls, kind):
     if kind == "relative":
         q = torch.randn(2, 5, 3, 8)
         qh, kh = module(q, q.clone())
-        assert qh.shape == (2, 5, 3, module.out_dim)
+        assert qh.shape == (2, 5, 3, module.key_dim)
     else:
         assert module(torch.randn(2, 5, 24)).shape == (2, 5, 24)
         assert module.max_len == 50

@@ -25,8 +25,8 @@ def _qk(n: int, batch: int = 2, dtype=torch.float64):
 @pytest.mark.parametrize("kind", KINDS)
 def test_shapes_and_attributes(kind):
     spe = KINDS[kind]()
-    assert spe.relative is True and type(spe).relative is True
-    assert spe.out_dim == 8
+    assert spe.is_relative is True and type(spe).is_relative is True
+    assert spe.key_dim == 8
     q, k = _qk(10, dtype=torch.float32)
     qhat, khat = spe(q, k)
     assert qhat.shape == khat.shape == (2, 10, 2, 8)

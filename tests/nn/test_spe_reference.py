@@ -1,107 +1,18 @@
-"""Naive float64 references for SPE (written from docs/spe.md, independently of the fast paths),
-and the tests that the fast paths equal them for the same random draw.
-
-They build the full (N, H, D, R) codes, broadcast to (B, N, H, D, R) and convolve directly: exactly
-what the fast paths avoid.
+"""SPE's fast paths against the naive float64 references (nn/positional/naive.py) for the same
+random draw: the references build the full (N, H, D, R) codes, broadcast to (B, N, H, D, R) and
+convolve directly, exactly what the fast paths avoid.
 """
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
+import pytest
 import torch
-import torch.nn.functional as F
 
-
-def sine_codes(spe, code, offset: int, n: int, gate_noise=None, gate=None):
-    """Q̄', K̄' (N, H, D, R) at positions offset..offset+n-1, gated if gate is given."""
-    f = torch.sigmoid(spe.freqs) / 2
-    lam = F.softplus(spe.gains)
-    t = torch.arange(offset, offset + n, dtype=torch.float64)[:, None, None, None]
-    a_q = 2 * math.pi * f[None] * t + spe.offsets[None]
-    a_k = 2 * math.pi * f[None] * t
-    om_q = torch.cat((torch.cos(a_q), torch.sin(a_q)), -1)  # (N, H, D, 2K)
-    om_k = torch.cat((torch.cos(a_k), torch.sin(a_k)), -1)
-    z = code.noise * torch.cat((lam, lam), -1)[..., None]  # (H, D, 2K, R)
-    scale = (spe.num_realizations * spe.head_dim) ** -0.25
-    qbar = torch.einsum("nhdj,hdjr->nhdr", om_q, z) * scale
-    kbar = torch.einsum("nhdj,hdjr->nhdr", om_k, z) * scale
-    return _gated(qbar, kbar, gate, gate_noise)
-
-
-def conv_codes(spe, code, offset: int, n: int, gate_noise=None, gate=None):
-    """Direct depthwise cross-correlation of the time-domain noise with the two filters."""
-    z = torch.fft.irfft(code.spectrum, n=code.n_fft, dim=0, norm="ortho")  # (n_fft, H, D, R) white noise
-    _, h, d, r = z.shape
-    p = spe.kernel_size
-    seg = z[offset : offset + n + p - 1].permute(3, 1, 2, 0).reshape(r, h * d, n + p - 1)
-    out = []
-    for phi in (spe.filter_q, spe.filter_k):
-        y = F.conv1d(seg, phi.reshape(h * d, 1, p), groups=h * d)  # (R, H*D, n)
-        out.append(y.reshape(r, h, d, n).permute(3, 1, 2, 0) * (r * d) ** -0.25)
-    return _gated(out[0], out[1], gate, gate_noise)
-
-
-def _gated(qbar, kbar, gate, gate_noise):
-    if gate is None:
-        return qbar, kbar
-    delta = torch.sigmoid(gate.gate)[..., None]  # (H, D, 1)
-    return (
-        torch.sqrt(1 - delta) * qbar + torch.sqrt(delta) * gate_noise,
-        torch.sqrt(1 - delta) * kbar + torch.sqrt(delta) * gate_noise,
-    )
-
-
-def apply_codes(q, k, qbar, kbar):
-    """The official broadcast filter: (B, N, H, D, 1) * (1, N, H, D, R), summed over D."""
-    return (q[..., None] * qbar[None]).sum(-2), (k[..., None] * kbar[None]).sum(-2)
-
-
-def sine_kernel_closed_form(spe, lags) -> np.ndarray:
-    """(1/2K) Σ_k softplus(g)² cos(2π sigmoid(w)/2 τ + θ), with explicit loops in numpy."""
-    fr = spe.freqs.detach().double().numpy()
-    th = spe.offsets.detach().double().numpy()
-    g = spe.gains.detach().double().numpy()
-    h_, d_, k_ = fr.shape
-    out = np.zeros((h_, d_, len(lags)))
-    for h in range(h_):
-        for d in range(d_):
-            for i, tau in enumerate(lags):
-                acc = 0.0
-                for k in range(k_):
-                    f = 1.0 / (1.0 + math.exp(-fr[h, d, k])) / 2
-                    lam = math.log1p(math.exp(g[h, d, k]))
-                    acc += lam**2 * math.cos(2 * math.pi * f * tau + th[h, d, k])
-                out[h, d, i] = acc / (2 * k_)
-    return out
-
-
-def conv_kernel_direct(spe, lags) -> np.ndarray:
-    """Σ_j φQ[j] φK[j + τ] over the j with both indices inside [0, P)."""
-    fq = spe.filter_q.detach().double().numpy()
-    fk = spe.filter_k.detach().double().numpy()
-    h_, d_, p = fq.shape
-    out = np.zeros((h_, d_, len(lags)))
-    for i, tau in enumerate(lags):
-        for j in range(p):
-            if 0 <= j + tau < p:
-                out[:, :, i] += fq[:, :, j] * fk[:, :, j + tau]
-    return out
-
-
-def gate_mix(kernel: np.ndarray, gate) -> np.ndarray:
-    delta = 1.0 / (1.0 + np.exp(-gate.gate.detach().double().numpy()))[..., None]
-    return (1 - delta) * kernel + delta
-
+from spelab.nn.positional import ConvSPE, SineSPE
+from spelab.nn.positional.naive import apply_codes, spe_codes
+from spelab.nn.positional.sine_spe import sine_project
 
 # ---------------------------------------------------------------------------- fast path == naive
-import pytest  # noqa: E402
-
-from spelab.nn.positional import ConvSPE, SineSPE  # noqa: E402
-from spelab.nn.positional.sine_spe import sine_project  # noqa: E402
-
-NAIVE = {"sine": sine_codes, "conv": conv_codes}
 
 
 def make_spe(kind: str, gated: bool, kernel_size: int = 4):
@@ -131,7 +42,7 @@ def test_fast_path_equals_naive_for_the_same_draw(kind, strategy, gated, n, offs
     code = spe.draw(length)
     noise = spe.draw_gate_noise() if gated else None
     qhat, khat = spe.filter(q, k, code, offset=offset, gate=spe.gate, gate_noise=noise)
-    qbar, kbar = NAIVE[kind](spe, code, offset, n, gate_noise=noise, gate=spe.gate)
+    qbar, kbar = spe_codes(spe, code, offset, n, gate=spe.gate, gate_noise=noise)
     ref_q, ref_k = apply_codes(q, k, qbar, kbar)
     torch.testing.assert_close(qhat, ref_q, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(khat, ref_k, rtol=1e-10, atol=1e-12)
@@ -181,7 +92,7 @@ def test_float32_matches_float64_reference(kind, strategy, device):
     q = torch.randn(2, 300, 4, 16, dtype=torch.float64, requires_grad=True)
     k = torch.randn(2, 300, 4, 16, dtype=torch.float64, requires_grad=True)
     code = spe.draw(320)
-    qbar, kbar = NAIVE[kind](spe, code, 7, 300, gate_noise=code.gate_noise, gate=spe.gate)
+    qbar, kbar = spe_codes(spe, code, 7, 300, gate=spe.gate)
     ref_q, ref_k = apply_codes(q, k, qbar, kbar)
     weight = torch.randn_like(ref_q)
     ref_grads = torch.autograd.grad(((ref_q + ref_k) * weight).sum(), [q, *spe.parameters()])

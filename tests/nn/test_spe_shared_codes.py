@@ -1,7 +1,7 @@
 """Codes shared by the layers of one forward (shared_codes.py), for convSPE and sineSPE.
 
 Each layer's backward hands its (x, g) to the node that made the codes, which forms dC for all layers
-at once. Checked against the per-layer reference (gated codes built for each layer, einsum
+at once. Checked against the per-layer naive reference (gated codes built for each layer, broadcast
 contraction, autograd) in float64, plus the bookkeeping: one build per forward, nothing stale after
 a backward that skips the codes, a rebuild after the backward.
 """
@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from spelab.nn.positional import ConvSPE, SineSPE
+from spelab.nn.positional.naive import naive_spe
 
 H, D, R = 2, 3, 5
 
@@ -31,26 +32,8 @@ def make(kind: str):
 
 
 def per_layer_reference(spe, q, k, code, offset, gate):
-    """One layer the plain way: its own gated codes (N, H, D, R), einsum contraction, autograd."""
-    keep, delta = torch.sqrt(1 - gate.delta()), gate.delta()
-    if isinstance(spe, ConvSPE):
-        qbar, kbar = spe.codes(code, offset, q.shape[1], keep)
-    else:
-        import math
-
-        f = spe.frequencies()
-        t = torch.arange(offset, offset + q.shape[1], dtype=torch.float64)
-        a = 2 * math.pi * f[..., None, :] * t[:, None]  # (H, D, N, K)
-        w = spe.mixing_weight(code, keep)
-        qbar, kbar = (
-            (torch.cat((torch.cos(x), torch.sin(x)), -1) @ w).permute(2, 0, 1, 3)
-            for x in (a + spe.offsets[..., None, :], a)
-        )
-    mix = torch.sqrt(delta)[..., None] * code.gate_noise
-    return (
-        torch.einsum("bnhd,nhdr->bnhr", q, qbar) + torch.einsum("bnhd,hdr->bnhr", q, mix),
-        torch.einsum("bnhd,nhdr->bnhr", k, kbar) + torch.einsum("bnhd,hdr->bnhr", k, mix),
-    )
+    """One layer the plain way: its own gated codes (N, H, D, R), broadcast contraction, autograd."""
+    return naive_spe(spe, q, k, code, offset, gate)
 
 
 def loss_of(layer, q, k, gates):

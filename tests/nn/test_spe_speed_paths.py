@@ -1,18 +1,18 @@
 """sineSPE shared path: codes built once per code and reused by every layer (sine_spe.py docstring).
 
-Checked against a float64 re-derivation written here from the definition (docs/spe.md, "sineSPE" and "Gate"),
-against the chunked "features" path, and by finite differences; plus the cache's invalidation rules.
+Checked against the float64 naive reference (nn/positional/naive.py), against the chunked
+"features" path, and by finite differences; plus the cache's invalidation rules.
 """
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
 
 from spelab.nn.positional import SineSPE
 from spelab.nn.positional import sine_shared, sine_spe
+from spelab.nn.positional.naive import naive_spe
 from spelab.nn.positional.shared_codes import contract_shared
 from spelab.nn.positional.sine_shared import build_shared_codes
 from spelab.nn.positional.sine_spe import rotate_phase
@@ -24,23 +24,6 @@ def make_spe(gated: bool = True) -> SineSPE:
     with torch.no_grad():
         spe.freqs.add_(3.0)  # frequencies high enough that a wrong phase or position shows
     return spe
-
-
-def naive(spe: SineSPE, code, q, k, offset: int, gate=None):
-    """q̂, k̂ from the full gated codes Q̄', K̄' (H, D, N, R), built the slow way."""
-    f = torch.sigmoid(spe.freqs) / 2
-    lam = torch.nn.functional.softplus(spe.gains)
-    t = torch.arange(offset, offset + q.shape[1], dtype=torch.float64)
-    a = 2 * math.pi * f[..., None, :] * t[:, None]  # (H, D, N, K)
-    w = code.noise * torch.cat((lam, lam), -1)[..., None] * spe.code_scale  # (H, D, 2K, R)
-    bars = []
-    for angle in (a + spe.offsets[..., None, :], a):
-        bar = torch.cat((torch.cos(angle), torch.sin(angle)), -1) @ w  # (H, D, N, R)
-        if gate is not None:
-            delta = gate.delta()[..., None, None]
-            bar = torch.sqrt(1 - delta) * bar + torch.sqrt(delta) * code.gate_noise[:, :, None]
-        bars.append(bar)
-    return tuple(torch.einsum("bnhd,hdnr->bnhr", x, bar) for x, bar in zip((q, k), bars))
 
 
 def qk(n: int, batch: int = 2, requires_grad: bool = False):
@@ -58,7 +41,7 @@ def test_shared_path_equals_naive(gated, n, offset, length):
     q, k = qk(n)
     code = spe.draw(length)
     got = spe(q, k, code=code, offset=offset)
-    ref = naive(spe, code, q, k, offset, spe.gate)
+    ref = naive_spe(spe, q, k, code, offset, spe.gate)
     for a, b in zip(got, ref):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
@@ -73,7 +56,7 @@ def test_auto_uses_shared_path_for_small_codes_and_chunks_large_ones(monkeypatch
     big = spe.draw(7)
     got = spe(q, k, code=big)
     assert big.cache is None  # over the budget: chunked path
-    for a, b in zip(got, naive(spe, big, q, k, 0, spe.gate)):
+    for a, b in zip(got, naive_spe(spe, q, k, big, 0, spe.gate)):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
@@ -146,7 +129,7 @@ def test_code_reused_for_several_steps_follows_parameter_updates():
         opt.zero_grad()
         with torch.no_grad():
             got = spe(q, k, code=code)
-            ref = naive(spe, code, q, k, 0, spe.gate)
+            ref = naive_spe(spe, q, k, code, 0, spe.gate)
         for x, y in zip(got, ref):
             torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
 
@@ -159,7 +142,7 @@ def test_offset_and_grad_mode_key_the_cache():
     with torch.no_grad():
         spe(q, k, code=code, offset=0)
         got = spe(q, k, code=code, offset=6)
-    for x, y in zip(got, naive(spe, code, q, k, 6, spe.gate)):
+    for x, y in zip(got, naive_spe(spe, q, k, code, 6, spe.gate)):
         torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
     a, _ = spe(q, k, code=code, offset=6)
     assert a.requires_grad  # not the no-grad entry
@@ -220,7 +203,7 @@ def test_three_layers_gradients_match_float64_reference(monkeypatch, positions_p
     def reference_loss():
         loss = 0
         for i, gate in enumerate(gates):
-            a, b = naive(spe, code, q, k, 2, gate)
+            a, b = naive_spe(spe, q, k, code, 2, gate)
             loss = loss + (a * (i + 1)).sin().sum() + (b**2).sum() * (i + 1)
         return loss
 

@@ -1,50 +1,68 @@
 """spelab.nn: attention backends, positional schemes and Transformer blocks, in pure PyTorch.
 
-Importable on its own (no Lightning, Hydra or data code). Names resolve lazily so that importing one
-part does not pay for the others.
+Importable on its own (no Lightning, Hydra or data code). `plot_kernels` is the one name loaded on
+first use: it needs matplotlib, whose import costs several times all of `spelab.nn` after torch.
 """
 
 from __future__ import annotations
 
-import importlib
+from spelab.nn.attention import (
+    DeltaNetAttention,
+    GatedLinearAttention,
+    LinearAttention,
+    PerformerAttention,
+    SoftmaxAttention,
+)
+from spelab.nn.heads import ClassificationHead, DualClassificationHead, LMHead
+from spelab.nn.positional import (
+    ALiBi,
+    CAPE,
+    FIRE,
+    KERPLE,
+    ConvSPE,
+    ExponentialDecay,
+    LearnedPositionalEncoding,
+    NoPositionalEncoding,
+    RoPE2D,
+    RotaryEmbedding,
+    SineSPE,
+    SinusoidalPositionalEncoding,
+    XPos,
+    build_positional,
+)
+from spelab.nn.transformer import Transformer
 
-_EXPORTS = {
-    "SoftmaxAttention": "spelab.nn.attention",
-    "PerformerAttention": "spelab.nn.attention",
-    "LinearAttention": "spelab.nn.attention",
-    "GatedLinearAttention": "spelab.nn.attention",
-    "DeltaNetAttention": "spelab.nn.attention",
-    "NoPositionalEncoding": "spelab.nn.positional",
-    "SinusoidalPositionalEncoding": "spelab.nn.positional",
-    "LearnedPositionalEncoding": "spelab.nn.positional",
-    "SineSPE": "spelab.nn.positional",
-    "ConvSPE": "spelab.nn.positional",
-    "RotaryEmbedding": "spelab.nn.positional",
-    "ALiBi": "spelab.nn.positional",
-    "KERPLE": "spelab.nn.positional",
-    "FIRE": "spelab.nn.positional",
-    "ExponentialDecay": "spelab.nn.positional",
-    "XPos": "spelab.nn.positional",
-    "RoPE2D": "spelab.nn.positional",
-    "CAPE": "spelab.nn.positional",
-    "build_positional": "spelab.nn.positional",
-    "plot_kernels": "spelab.nn.positional.plot",
-    "Transformer": "spelab.nn.transformer",
-    "ClassificationHead": "spelab.nn.heads",
-    "DualClassificationHead": "spelab.nn.heads",
-    "LMHead": "spelab.nn.heads",
-}
-
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ALiBi",
+    "CAPE",
+    "ClassificationHead",
+    "ConvSPE",
+    "DeltaNetAttention",
+    "DualClassificationHead",
+    "ExponentialDecay",
+    "FIRE",
+    "GatedLinearAttention",
+    "KERPLE",
+    "LMHead",
+    "LearnedPositionalEncoding",
+    "LinearAttention",
+    "NoPositionalEncoding",
+    "PerformerAttention",
+    "RoPE2D",
+    "RotaryEmbedding",
+    "SineSPE",
+    "SinusoidalPositionalEncoding",
+    "SoftmaxAttention",
+    "Transformer",
+    "XPos",
+    "build_positional",
+    "plot_kernels",
+]
 
 
 def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'spelab.nn' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+    if name == "plot_kernels":
+        from spelab.nn.positional.plot import plot_kernels
 
-
-def __dir__() -> list[str]:
-    return __all__
+        return plot_kernels
+    raise AttributeError(f"module 'spelab.nn' has no attribute {name!r}")

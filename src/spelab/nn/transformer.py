@@ -47,7 +47,7 @@ class TransformerBlock(nn.Module):
         self.head_dim = qkv_dim // num_heads
         self.norm1 = nn.LayerNorm(d_model)
         self.qkv = nn.Linear(d_model, 3 * qkv_dim)
-        self.attn = attention(head_dim=key_dim)
+        self.attn = attention(key_dim=key_dim)
         self.out = nn.Linear(qkv_dim, d_model)
         self.norm2 = nn.LayerNorm(d_model)
         self.ff = nn.Sequential(nn.Linear(d_model, ff_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_dim, d_model))
@@ -96,7 +96,7 @@ class Transformer(nn.Module):
 
     Args:
         vocab_size: number of token ids (0 is the padding id by the data contract).
-        attention: factory called as ``attention(head_dim=...)`` for each layer (a Hydra
+        attention: factory called as ``attention(key_dim=...)`` for each layer (a Hydra
             ``_partial_`` of SoftmaxAttention, PerformerAttention or LinearAttention).
         pos_enc: factory or class of a positional scheme (absolute or relative); None means none.
         causal: decoder (each position sees itself and the past) instead of encoder.
@@ -170,12 +170,12 @@ class Transformer(nn.Module):
         self.embed = nn.Embedding(vocab_size, d_model)
         self.cls = nn.Parameter(torch.randn(d_model) * 0.02) if prepend_cls else None
         pos = make_pos()
-        self.absolute = None if pos.relative else pos
-        self.relative = pos if pos.relative and share_code else None
-        key_dim = pos.out_dim if pos.relative else head_dim
+        self.absolute = None if pos.is_relative else pos
+        self.relative = pos if pos.is_relative and share_code else None
+        key_dim = pos.key_dim if pos.is_relative else head_dim
         blocks = []
         for _ in range(num_layers):
-            own = (pos if not blocks else make_pos()) if pos.relative and not share_code else None
+            own = (pos if not blocks else make_pos()) if pos.is_relative and not share_code else None
             # the shared scheme's own gate serves layer 0 (gate=None); every other layer gets its own
             gate = pos.make_gate() if self.relative is not None and blocks else None
             blocks.append(

@@ -15,7 +15,7 @@ from .causal_linear import (
 )
 from .deltanet import DeltaNetAttention, chunk_delta_rule, naive_delta_rule
 from .feature_maps import elu_feature_map, favor_plus_features, orthogonal_gaussian_matrix, relu_feature_map
-from .gated_scan import chunk_gated_scan, naive_gated_scan
+from .gated_scan import bidirectional_gated_scan, chunk_gated_scan, naive_bidirectional_gated_scan, naive_gated_scan
 from .gla import GatedLinearAttention
 from .linear import LinearAttention
 from .performer import PerformerAttention
@@ -29,6 +29,8 @@ __all__ = [
     "DeltaNetAttention",
     "chunk_gated_scan",
     "naive_gated_scan",
+    "bidirectional_gated_scan",
+    "naive_bidirectional_gated_scan",
     "chunk_delta_rule",
     "naive_delta_rule",
     "KVCache",

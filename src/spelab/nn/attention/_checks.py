@@ -7,8 +7,8 @@ import torch
 from spelab.nn._checks import check_positive_int
 
 
-def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, head_dim: int) -> None:
-    """q, k (B,N,H,Dk) with Dk == head_dim; v (B,N,H,Dv) with the same B, N, H."""
+def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_dim: int) -> None:
+    """q, k (B,N,H,Dk) with Dk == key_dim; v (B,N,H,Dv) with the same B, N, H."""
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor) or t.dim() != 4:
             shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
@@ -17,14 +17,14 @@ def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, head_dim: int) 
         raise ValueError(
             f"q, k, v must share (batch, length, heads): got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
         )
-    if q.shape[-1] != head_dim or k.shape[-1] != head_dim:
+    if q.shape[-1] != key_dim or k.shape[-1] != key_dim:
         raise ValueError(
-            f"the last dim of q and k must equal head_dim={head_dim} (the key dimension the backend "
+            f"the last dim of q and k must equal key_dim={key_dim} (the key dimension the backend "
             f"receives, R after SPE), got q {q.shape[-1]}, k {k.shape[-1]}"
         )
 
 
-def check_step(q_t: torch.Tensor, k_t: torch.Tensor, v_t: torch.Tensor, head_dim: int) -> None:
+def check_step(q_t: torch.Tensor, k_t: torch.Tensor, v_t: torch.Tensor, key_dim: int) -> None:
     """q_t, k_t (B,H,Dk); v_t (B,H,Dv)."""
     for name, t in (("q_t", q_t), ("k_t", k_t), ("v_t", v_t)):
         if not isinstance(t, torch.Tensor) or t.dim() != 3:
@@ -34,9 +34,9 @@ def check_step(q_t: torch.Tensor, k_t: torch.Tensor, v_t: torch.Tensor, head_dim
         raise ValueError(
             f"q_t, k_t, v_t must share (batch, heads): got {tuple(q_t.shape)}, {tuple(k_t.shape)}, {tuple(v_t.shape)}"
         )
-    if q_t.shape[-1] != head_dim or k_t.shape[-1] != head_dim:
+    if q_t.shape[-1] != key_dim or k_t.shape[-1] != key_dim:
         raise ValueError(
-            f"the last dim of q_t and k_t must equal head_dim={head_dim}, got {q_t.shape[-1]}, {k_t.shape[-1]}"
+            f"the last dim of q_t and k_t must equal key_dim={key_dim}, got {q_t.shape[-1]}, {k_t.shape[-1]}"
         )
 
 

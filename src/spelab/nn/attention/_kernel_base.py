@@ -31,10 +31,10 @@ class KernelAttention(nn.Module):
 
     num_features: int
 
-    def __init__(self, head_dim: int, eps: float = 1e-6, chunk_size: int = DEFAULT_CHUNK) -> None:
+    def __init__(self, key_dim: int, eps: float = 1e-6, chunk_size: int = DEFAULT_CHUNK) -> None:
         super().__init__()
-        check_positive_int(type(self).__name__, head_dim=head_dim, chunk_size=chunk_size)
-        self.head_dim, self.chunk_size = head_dim, chunk_size
+        check_positive_int(type(self).__name__, key_dim=key_dim, chunk_size=chunk_size)
+        self.key_dim, self.chunk_size = key_dim, chunk_size
         if not eps > 0:
             raise ValueError(f"eps must be > 0 (it keeps the normaliser away from zero), got {eps!r}")
         self.eps = float(eps)
@@ -64,7 +64,7 @@ class KernelAttention(nn.Module):
     ) -> torch.Tensor:
         """q, k (B,N,H,Dk); v (B,N,H,Dv) -> (B,N,H,Dv). key_padding_mask bool (B,N), True = padding.
         bias: only a decay (pos_enc=decay), applied as a decayed state; a logit bias is refused."""
-        check_qkv(q, k, v, self.head_dim)
+        check_qkv(q, k, v, self.key_dim)
         mask = check_padding_mask(key_padding_mask, q)
         log_decay = head_decay(bias, type(self).__name__)
         self._prepare()
@@ -107,7 +107,7 @@ class KernelAttention(nn.Module):
         self, q_t: torch.Tensor, k_t: torch.Tensor, v_t: torch.Tensor, state: LinearState, bias: Any = None
     ) -> tuple[torch.Tensor, LinearState]:
         """One token: q_t, k_t (B,H,Dk), v_t (B,H,Dv) -> (B,H,Dv), new state. Equals the causal forward."""
-        check_step(q_t, k_t, v_t, self.head_dim)
+        check_step(q_t, k_t, v_t, self.key_dim)
         if not isinstance(state, LinearState):
             raise ValueError(f"state must be the LinearState returned by init_state/step, got {type(state).__name__}")
         out_dtype = v_t.dtype
@@ -144,9 +144,10 @@ def _no_autocast(device_type: str):
 
 
 class ScanAttention(nn.Module):
-    """The call shared by the scan backends (GLA, DeltaNet): half inputs are computed in float32 (the
-    cumulative log decays lose too much in 16 bits), and the zero recurrent state S (B, H, Dk, Dv);
-    subclasses set `head_dim` and implement `_forward` and `step`."""
+    """The call shared by the scan backends (GLA, DeltaNet): the argument checks, half inputs computed
+    in float32 (the cumulative log decays lose too much in 16 bits), and the zero recurrent state
+    S (B, H, Dk, Dv); subclasses set `key_dim` and implement `_forward` (given the checked padding
+    mask) and `step`."""
 
     def init_state(
         self,
@@ -159,7 +160,7 @@ class ScanAttention(nn.Module):
         """Zero state S (B, H, Dk, Dv)."""
         check_state_args(batch_size, num_heads, value_dim)
         return torch.zeros(
-            batch_size, num_heads, self.head_dim, value_dim, device=device, dtype=dtype or torch.get_default_dtype()
+            batch_size, num_heads, self.key_dim, value_dim, device=device, dtype=dtype or torch.get_default_dtype()
         )
 
     def forward(
@@ -171,10 +172,12 @@ class ScanAttention(nn.Module):
         key_padding_mask: torch.Tensor | None = None,
         bias: Any = None,
     ) -> torch.Tensor:
-        """q, k (B,N,H,Dk); v (B,N,H,Dv) -> (B,N,H,Dv)."""
+        """q, k (B,N,H,Dk); v (B,N,H,Dv) -> (B,N,H,Dv). key_padding_mask bool (B,N), True = padding."""
+        check_qkv(q, k, v, self.key_dim)
+        mask = check_padding_mask(key_padding_mask, q)
         cdt = compute_dtype(v.dtype)
         with _no_autocast(q.device.type):
-            out = self._forward(q.to(cdt), k.to(cdt), v.to(cdt), causal, key_padding_mask, bias)
+            out = self._forward(q.to(cdt), k.to(cdt), v.to(cdt), causal, mask, bias)
         return out.to(v.dtype)
 
     def _forward(
@@ -183,9 +186,10 @@ class ScanAttention(nn.Module):
         k: torch.Tensor,
         v: torch.Tensor,
         causal: bool,
-        key_padding_mask: torch.Tensor | None,
+        mask: torch.Tensor | None,
         bias: Any,
     ) -> torch.Tensor:
+        """The backend's forward on checked inputs in the compute dtype; mask: bool (B,N) or None."""
         raise NotImplementedError
 
 

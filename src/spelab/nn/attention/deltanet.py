@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_padding_mask, check_positive_int, check_qkv, check_step
+from ._checks import check_positive_int, check_step
 from ._kernel_base import ScanAttention, fla_op
 from .decayed_linear import head_decay
 from .gated_scan import DEFAULT_CHUNK
@@ -91,15 +91,16 @@ def chunk_delta_rule(
 
 
 class DeltaNetAttention(ScanAttention):
-    """Args: head_dim (key dim), chunk_size of the chunked form."""
+    """Args: key_dim (the width of q and k per head: R after SPE, else head_dim),
+    chunk_size of the chunked form."""
 
     name = "deltanet"  # its option in conf/attention/ (pos_enc schemes list the options that take them)
 
-    def __init__(self, head_dim: int, chunk_size: int = DEFAULT_CHUNK) -> None:
+    def __init__(self, key_dim: int, chunk_size: int = DEFAULT_CHUNK) -> None:
         super().__init__()
-        check_positive_int(type(self).__name__, head_dim=head_dim, chunk_size=chunk_size)
-        self.head_dim, self.chunk_size = head_dim, chunk_size
-        self.beta = nn.Linear(head_dim, 1)
+        check_positive_int(type(self).__name__, key_dim=key_dim, chunk_size=chunk_size)
+        self.key_dim, self.chunk_size = key_dim, chunk_size
+        self.beta = nn.Linear(key_dim, 1)
 
     def _inputs(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         beta = torch.sigmoid(self.beta(k))[..., 0]
@@ -111,11 +112,9 @@ class DeltaNetAttention(ScanAttention):
         k: torch.Tensor,
         v: torch.Tensor,
         causal: bool,
-        key_padding_mask: torch.Tensor | None,
+        mask: torch.Tensor | None,
         bias: Any,
     ) -> torch.Tensor:
-        check_qkv(q, k, v, self.head_dim)
-        mask = check_padding_mask(key_padding_mask, q)
         log_decay = head_decay(bias, "DeltaNetAttention")
         q, k, beta = self._inputs(q, k)
         log_a = None if log_decay is None else log_decay.to(q.dtype).expand(*q.shape[:3])
@@ -137,7 +136,7 @@ class DeltaNetAttention(ScanAttention):
         self, q_t: torch.Tensor, k_t: torch.Tensor, v_t: torch.Tensor, state: torch.Tensor, bias: Any = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One token: (B,H,Dk), (B,H,Dk), (B,H,Dv) -> (B,H,Dv), new state; equals the causal forward."""
-        check_step(q_t, k_t, v_t, self.head_dim)
+        check_step(q_t, k_t, v_t, self.key_dim)
         log_decay = head_decay(bias, "DeltaNetAttention")
         q_t, k_t, beta = self._inputs(q_t, k_t)
         if log_decay is not None:
@@ -147,4 +146,4 @@ class DeltaNetAttention(ScanAttention):
         return torch.einsum("bhd,bhde->bhe", q_t, state), state
 
     def extra_repr(self) -> str:
-        return f"head_dim={self.head_dim}, chunk_size={self.chunk_size}"
+        return f"key_dim={self.key_dim}, chunk_size={self.chunk_size}"

@@ -1,7 +1,9 @@
 """Gated linear recurrence S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T, o_t = q_t S_t (all in (B, N, H, ·)).
 
 `chunk_gated_scan` is the chunked form (O(N) memory, a Python loop over N/C chunks only);
-`naive_gated_scan` is the token-by-token reference beside it. `log_g` (<= 0) broadcasts to
+`naive_gated_scan` is the token-by-token reference beside it; `bidirectional_gated_scan` (both
+directions, for the non-causal backends) has `naive_bidirectional_gated_scan`, the pairwise weights
+written out. `log_g` (<= 0) broadcasts to
 (B, N, H, Dk); a last dim of 1 (one decay per head and token) takes a cheaper path. GLA uses it with
 data-dependent gates, the linear backends with the fixed decay of pos_enc=decay.
 """
@@ -66,6 +68,23 @@ def chunk_gated_scan(
         s = last[:, :, i, :, None] * s + k_out[:, :, i].transpose(-1, -2) @ v[:, :, i]
     o = o + torch.stack(inter, dim=2)
     return o.permute(0, 2, 3, 1, 4).reshape(b, m * c, h, dv)[:, :n], s
+
+
+def naive_bidirectional_gated_scan(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_g: torch.Tensor
+) -> torch.Tensor:
+    """Reference of `bidirectional_gated_scan`: o_t = Σ_s Σ_d q_td k_sd v_s exp(Σ log_g over the gates
+    between t and s), gates s+1..t when s <= t and t..s-1 when s > t, from the (B, N, N, H, Dk)
+    weights written out. O(N²) memory."""
+    b, n, h, dk = q.shape
+    log_g = log_g.expand(b, n, h, log_g.shape[-1])
+    cum = log_g.cumsum(1)  # (B, N, H, ·): gates 1..t
+    before = cum - log_g  # gates 1..t-1
+    t, s = torch.arange(n, device=q.device)[:, None], torch.arange(n, device=q.device)[None]
+    past = (s <= t)[None, :, :, None, None]
+    exponent = torch.where(past, cum[:, :, None] - cum[:, None, :], before[:, None, :] - before[:, :, None])
+    weights = torch.einsum("bthd,bshd,btshd->bths", q, k, exponent.exp().expand(b, n, n, h, dk))
+    return torch.einsum("bths,bshe->bthe", weights, v)
 
 
 def bidirectional_gated_scan(

@@ -16,25 +16,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_padding_mask, check_positive_int, check_qkv, check_step
+from ._checks import check_positive_int, check_step
 from ._kernel_base import ScanAttention, fla_op
 from .decayed_linear import head_decay
 from .gated_scan import DEFAULT_CHUNK, bidirectional_gated_scan, chunk_gated_scan
 
 
 class GatedLinearAttention(ScanAttention):
-    """Args: head_dim (key dim), gate_temperature tau, chunk_size of the chunked form."""
+    """Args: key_dim (the width of q and k per head: R after SPE, else head_dim),
+    gate_temperature tau, chunk_size of the chunked form."""
 
     name = "gla"  # its option in conf/attention/ (pos_enc schemes list the options that take them)
 
-    def __init__(self, head_dim: int, gate_temperature: float = 16.0, chunk_size: int = DEFAULT_CHUNK) -> None:
+    def __init__(self, key_dim: int, gate_temperature: float = 16.0, chunk_size: int = DEFAULT_CHUNK) -> None:
         super().__init__()
-        check_positive_int(type(self).__name__, head_dim=head_dim, chunk_size=chunk_size)
-        self.head_dim, self.chunk_size = head_dim, chunk_size
+        check_positive_int(type(self).__name__, key_dim=key_dim, chunk_size=chunk_size)
+        self.key_dim, self.chunk_size = key_dim, chunk_size
         if not gate_temperature > 0:
             raise ValueError(f"gate_temperature must be > 0, got {gate_temperature!r}")
         self.gate_temperature = float(gate_temperature)
-        self.gate = nn.Linear(head_dim, head_dim)
+        self.gate = nn.Linear(key_dim, key_dim)
 
     def _log_gate(self, k: torch.Tensor, log_decay: torch.Tensor | None) -> torch.Tensor:
         log_g = F.logsigmoid(self.gate(k)) / self.gate_temperature
@@ -51,13 +52,11 @@ class GatedLinearAttention(ScanAttention):
         k: torch.Tensor,
         v: torch.Tensor,
         causal: bool,
-        key_padding_mask: torch.Tensor | None,
+        mask: torch.Tensor | None,
         bias: Any,
     ) -> torch.Tensor:
-        check_qkv(q, k, v, self.head_dim)
-        mask = check_padding_mask(key_padding_mask, q)
         log_g = self._log_gate(k, head_decay(bias, "GatedLinearAttention"))
-        q = q * self.head_dim**-0.5
+        q = q * self.key_dim**-0.5
         if mask is not None:  # a padded token writes nothing and decays nothing
             pad = mask[:, :, None, None]
             k, log_g = k.masked_fill(pad, 0.0), log_g.masked_fill(pad, 0.0)
@@ -74,14 +73,14 @@ class GatedLinearAttention(ScanAttention):
         self, q_t: torch.Tensor, k_t: torch.Tensor, v_t: torch.Tensor, state: torch.Tensor, bias: Any = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One token: (B,H,Dk), (B,H,Dk), (B,H,Dv) -> (B,H,Dv), new state; equals the causal forward."""
-        check_step(q_t, k_t, v_t, self.head_dim)
+        check_step(q_t, k_t, v_t, self.key_dim)
         log_decay = head_decay(bias, "GatedLinearAttention")
         log_g = F.logsigmoid(self.gate(k_t)) / self.gate_temperature
         if log_decay is not None:
             log_g = log_g + log_decay.to(log_g)[:, None]
         state = log_g.exp()[..., None] * state + k_t[..., :, None] * v_t[..., None, :]
-        o = torch.einsum("bhd,bhde->bhe", q_t * self.head_dim**-0.5, state)
+        o = torch.einsum("bhd,bhde->bhe", q_t * self.key_dim**-0.5, state)
         return self._finish(o), state
 
     def extra_repr(self) -> str:
-        return f"head_dim={self.head_dim}, gate_temperature={self.gate_temperature}, chunk_size={self.chunk_size}"
+        return f"key_dim={self.key_dim}, gate_temperature={self.gate_temperature}, chunk_size={self.chunk_size}"

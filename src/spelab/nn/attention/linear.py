@@ -13,7 +13,7 @@ class LinearAttention(KernelAttention):
     """out_t = sum_s phi(q_t).phi(k_s) v_s / (sum_s phi(q_t).phi(k_s) + eps), phi elementwise.
 
     Args:
-        head_dim: dimension of the queries/keys this backend receives (R after SPE).
+        key_dim: dimension of the queries/keys this backend receives (R after SPE).
         feature_map: "elu" (elu(x)+1) or "relu" (relu(x)+1e-3, the LRA variant).
         eps: added to the normaliser.
         chunk_size: chunk length of the causal chunked algorithm.
@@ -22,12 +22,16 @@ class LinearAttention(KernelAttention):
     name = "linear"  # its option in conf/attention/ (pos_enc schemes list the options that take them)
 
     def __init__(
-        self, head_dim: int, feature_map: str = "elu", eps: float = 1e-6, chunk_size: int = DEFAULT_CHUNK
+        self, key_dim: int, feature_map: str = "elu", eps: float = 1e-6, chunk_size: int = DEFAULT_CHUNK
     ) -> None:
-        super().__init__(head_dim, eps=eps, chunk_size=chunk_size)
+        super().__init__(key_dim, eps=eps, chunk_size=chunk_size)
         self._phi = get_feature_map(feature_map)
         self.feature_map = feature_map
-        self.num_features = head_dim
+
+    @property
+    def num_features(self) -> int:
+        """M, the width of phi(x): an elementwise feature map keeps the key width."""
+        return self.key_dim
 
     def features(
         self,
@@ -40,4 +44,4 @@ class LinearAttention(KernelAttention):
         return self._phi(x)
 
     def extra_repr(self) -> str:
-        return f"head_dim={self.head_dim}, feature_map={self.feature_map!r}, eps={self.eps}"
+        return f"key_dim={self.key_dim}, feature_map={self.feature_map!r}, eps={self.eps}"

@@ -21,12 +21,12 @@ def _check_redraw(redraw: object) -> str | int:
 
 
 class PerformerAttention(KernelAttention):
-    """Softmax attention approximated with FAVOR+ features: phi(q).phi(k) ~ exp(q.k / sqrt(head_dim)).
+    """Softmax attention approximated with FAVOR+ features: phi(q).phi(k) ~ exp(q.k / sqrt(key_dim)).
 
     Args:
-        head_dim: dimension of the queries/keys this backend receives (R after SPE); it sets the
-            temperature (x * head_dim**-0.25 on each side) and the projection's width.
-        num_features: number of random features M (orthogonal blocks of head_dim rows).
+        key_dim: dimension of the queries/keys this backend receives (R after SPE); it sets the
+            temperature (x * key_dim**-0.25 on each side) and the projection's width.
+        num_features: number of random features M (orthogonal blocks of key_dim rows).
         redraw: "step" (a fresh projection for every training forward call), an int n (every n
             training calls) or "never". The projection never changes in `step`, nor in eval()
             unless `redraw_eval`.
@@ -43,19 +43,19 @@ class PerformerAttention(KernelAttention):
 
     def __init__(
         self,
-        head_dim: int,
+        key_dim: int,
         num_features: int = 256,
         redraw: str | int = "step",
         eps: float = 1e-6,
         chunk_size: int = DEFAULT_CHUNK,
         redraw_eval: bool = False,
     ) -> None:
-        super().__init__(head_dim, eps=eps, chunk_size=chunk_size)
+        super().__init__(key_dim, eps=eps, chunk_size=chunk_size)
         check_positive_int(type(self).__name__, num_features=num_features)
         self.num_features = num_features
         self.redraw = _check_redraw(redraw)
         self.redraw_eval = bool(redraw_eval)
-        self.register_buffer("projection", orthogonal_gaussian_matrix(num_features, head_dim))
+        self.register_buffer("projection", orthogonal_gaussian_matrix(num_features, key_dim))
         self._train_calls = 0  # training forward calls seen (drives the redraw policy)
 
     @torch.no_grad()
@@ -66,7 +66,7 @@ class PerformerAttention(KernelAttention):
         not been backpropagated yet (gradient accumulation, a layer applied twice) keeps its features.
         """
         p = self.projection
-        self.projection = orthogonal_gaussian_matrix(self.num_features, self.head_dim, device=p.device, dtype=p.dtype)
+        self.projection = orthogonal_gaussian_matrix(self.num_features, self.key_dim, device=p.device, dtype=p.dtype)
 
     # The redraw counter travels in state_dict (as extra state, no device tensor and no host sync),
     # so a run resumed from a checkpoint redraws on the same steps as an uninterrupted one.
@@ -107,4 +107,4 @@ class PerformerAttention(KernelAttention):
         )
 
     def extra_repr(self) -> str:
-        return f"head_dim={self.head_dim}, num_features={self.num_features}, redraw={self.redraw!r}, eps={self.eps}"
+        return f"key_dim={self.key_dim}, num_features={self.num_features}, redraw={self.redraw!r}, eps={self.eps}"

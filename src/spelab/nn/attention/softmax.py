@@ -58,23 +58,23 @@ def _padding_layout(mask: torch.Tensor) -> tuple[bool, bool]:
 
 
 class SoftmaxAttention(nn.Module):
-    """softmax(q k^T / sqrt(head_dim)) v with dropout on the weights while training.
+    """softmax(q k^T / sqrt(key_dim)) v with dropout on the weights while training.
 
     Args:
-        head_dim: dimension of the queries/keys this backend receives (sets the temperature).
+        key_dim: dimension of the queries/keys this backend receives (sets the temperature).
         dropout: attention-weight dropout probability (training only).
     """
 
     name = "softmax"  # its option in conf/attention/ (pos_enc schemes list the options that take them)
 
-    def __init__(self, head_dim: int, dropout: float = 0.0) -> None:
+    def __init__(self, key_dim: int, dropout: float = 0.0) -> None:
         super().__init__()
-        check_positive_int(type(self).__name__, head_dim=head_dim)
-        self.head_dim = head_dim
+        check_positive_int(type(self).__name__, key_dim=key_dim)
+        self.key_dim = key_dim
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
         self.dropout = float(dropout)
-        self.scale = head_dim**-0.5
+        self.scale = key_dim**-0.5
 
     def forward(
         self,
@@ -87,7 +87,7 @@ class SoftmaxAttention(nn.Module):
     ) -> torch.Tensor:
         """q, k (B,N,H,Dk); v (B,N,H,Dv) -> (B,N,H,Dv). key_padding_mask bool (B,N), True = padding.
         bias: a logit-bias scheme's `attention_bias()` (ALiBi, KERPLE, FIRE, decay), added to the logits."""
-        check_qkv(q, k, v, self.head_dim)
+        check_qkv(q, k, v, self.key_dim)
         mask = check_padding_mask(key_padding_mask, q)
         p = self.dropout if self.training else 0.0
         qh, kh, vh = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B,H,N,D)
@@ -127,7 +127,7 @@ class SoftmaxAttention(nn.Module):
         check_state_args(batch_size, num_heads, value_dim)
         dtype = dtype or torch.get_default_dtype()
         return KVCache(
-            k=torch.empty(batch_size, num_heads, 0, self.head_dim, device=device, dtype=dtype),
+            k=torch.empty(batch_size, num_heads, 0, self.key_dim, device=device, dtype=dtype),
             v=torch.empty(batch_size, num_heads, 0, value_dim, device=device, dtype=dtype),
         )
 
@@ -135,7 +135,7 @@ class SoftmaxAttention(nn.Module):
         self, q_t: torch.Tensor, k_t: torch.Tensor, v_t: torch.Tensor, state: KVCache, bias: Any = None
     ) -> tuple[torch.Tensor, KVCache]:
         """One token: q_t, k_t (B,H,Dk), v_t (B,H,Dv) -> (B,H,Dv) attending to every cached position."""
-        check_step(q_t, k_t, v_t, self.head_dim)
+        check_step(q_t, k_t, v_t, self.key_dim)
         if not isinstance(state, KVCache):
             raise ValueError(f"state must be the KVCache returned by init_state/step, got {type(state).__name__}")
         kc = torch.cat([state.k, k_t.unsqueeze(2).to(state.k.dtype)], dim=2)
@@ -147,4 +147,4 @@ class SoftmaxAttention(nn.Module):
         return out.squeeze(2).to(v_t.dtype), KVCache(kc, vc)
 
     def extra_repr(self) -> str:
-        return f"head_dim={self.head_dim}, dropout={self.dropout}"
+        return f"key_dim={self.key_dim}, dropout={self.dropout}"

@@ -216,17 +216,17 @@ class TritonSineProjection(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, freq, phase, weight, offset):  # noqa: D401 (autograd signature)
         batch, n, heads, dim = x.shape
-        k, reals = freq.shape[-1], weight.shape[-1]
-        if k > MAX_K or reals > MAX_R:
+        k, num_realizations = freq.shape[-1], weight.shape[-1]
+        if k > MAX_K or num_realizations > MAX_R:
             raise ValueError(
                 f"triton sineSPE: num_sines ≤ {MAX_K} and num_realizations ≤ {MAX_R} "
-                f"(register tiles), got {k} and {reals}; use SPELAB_KERNELS=torch"
+                f"(register tiles), got {k} and {num_realizations}; use SPELAB_KERNELS=torch"
             )
         x_c = x.contiguous()
         f32 = freq.detach().to(torch.float32).contiguous()
         shift = _shift(freq, phase, offset)
         w = weight.detach().to(_dot_dtype(x.dtype)).contiguous()
-        out = x.new_empty(batch, n, heads, reals)
+        out = x.new_empty(batch, n, heads, num_realizations)
         grid = (triton.cdiv(n, BLOCK_N_FWD), batch * heads)
         _sine_fwd[grid](
             x_c,
@@ -238,12 +238,12 @@ class TritonSineProjection(torch.autograd.Function):
             heads,
             dim,
             k,
-            reals,
+            num_realizations,
             *x_c.stride()[:3],
             *out.stride()[:3],
             BLOCK_N=BLOCK_N_FWD,
             BLOCK_K=_block(k),
-            BLOCK_R=_block(reals),
+            BLOCK_R=_block(num_realizations),
             num_warps=4,
         )
         ctx.save_for_backward(x_c, freq, phase, weight)
@@ -256,7 +256,7 @@ class TritonSineProjection(torch.autograd.Function):
         x, freq, phase, weight = ctx.saved_tensors
         need_x, need_f, need_p, need_w = ctx.needs_input_grad[:4]
         batch, n, heads, dim = x.shape
-        k, reals = freq.shape[-1], weight.shape[-1]
+        k, num_realizations = freq.shape[-1], weight.shape[-1]
         g = grad.to(x.dtype).contiguous()
         f32 = freq.detach().to(torch.float32).contiguous()
         shift = _shift(freq, phase, ctx.offset)
@@ -266,7 +266,7 @@ class TritonSineProjection(torch.autograd.Function):
         per_segment = triton.cdiv(blocks, segments)
         segments = triton.cdiv(blocks, per_segment)
         dx = torch.empty_like(x)
-        dw = x.new_empty((segments, heads, dim, 2 * k, reals), dtype=torch.float32)
+        dw = x.new_empty((segments, heads, dim, 2 * k, num_realizations), dtype=torch.float32)
         dang = x.new_empty((segments, heads, dim, k), dtype=torch.float32)
         dang_n = torch.empty_like(dang)
         _sine_bwd[(dim, heads, segments)](
@@ -284,13 +284,13 @@ class TritonSineProjection(torch.autograd.Function):
             heads,
             dim,
             k,
-            reals,
+            num_realizations,
             per_segment,
             *x.stride()[:3],
             *g.stride()[:3],
             BLOCK_N=BLOCK_N_BWD,
             BLOCK_K=_block(k),
-            BLOCK_R=_block(reals),
+            BLOCK_R=_block(num_realizations),
             num_warps=4,
         )
         d_angle = dang.sum(0)

@@ -1,7 +1,7 @@
 """Absolute positional encodings, added to the token embeddings: none, fixed sinusoids, learned table.
 
 All share `__init__(d_model, max_len)` and `forward(x, offset=0)`: x (B, N, d_model) -> x + pe of the
-positions offset ... offset+N-1. Class attribute `relative = False`.
+positions offset ... offset+N-1. Class attribute `is_relative = False`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def sinusoidal_table(positions: torch.Tensor, d_model: int, base: float = 10000.
 class NoPositionalEncoding(nn.Module):
     """No positional information: forward returns x unchanged (the 'none' ablation)."""
 
-    relative = False
+    is_relative = False
 
     def __init__(self, d_model: int, max_len: int = 2048) -> None:
         super().__init__()
@@ -50,7 +50,7 @@ class NoPositionalEncoding(nn.Module):
 class SinusoidalPositionalEncoding(nn.Module):
     """Fixed sinusoids; a table up to max_len, computed on the fly beyond it (extrapolation)."""
 
-    relative = False
+    is_relative = False
 
     def __init__(self, d_model: int, max_len: int = 2048, base: float = 10000.0) -> None:
         super().__init__()
@@ -78,7 +78,7 @@ class SinusoidalPositionalEncoding(nn.Module):
 class LearnedPositionalEncoding(nn.Module):
     """A trainable (max_len, d_model) table; positions >= max_len have no entry and raise."""
 
-    relative = False
+    is_relative = False
 
     def __init__(self, d_model: int, max_len: int = 2048, init_std: float = 0.02) -> None:
         super().__init__()

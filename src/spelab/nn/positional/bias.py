@@ -1,7 +1,7 @@
 """Base of the logit-bias schemes (ALiBi, KERPLE, FIRE, decay): q and k pass through unchanged and the
 attention adds ``bias(h, i, j)`` to its logits.
 
-A scheme is a relative scheme (``relative = True``) whose ``attention_bias(gate)`` gives the object the
+A scheme is a relative scheme (``is_relative = True``) whose ``attention_bias(gate)`` gives the object the
 attention backend receives as ``bias=``: it computes ``bias_at(h, i, j)`` elementwise on broadcasting
 index tensors, so one formula serves the dense CPU path (an (H, Nq, Nk) float mask) and FlexAttention's
 ``score_mod`` on CUDA. ``backends`` names the attention options that take the scheme (validation reads it).
@@ -16,7 +16,7 @@ from spelab.nn.positional._checks import check_offset, check_positive_int, check
 
 
 class BiasScheme(nn.Module):
-    relative = True
+    is_relative = True
     backends: tuple[str, ...] | None = ("softmax",)  # attention options that take it (None: all)
     flex_ok = True  # bias_at is a plain elementwise formula (FlexAttention can trace it)
 
@@ -26,7 +26,8 @@ class BiasScheme(nn.Module):
         self.num_heads, self.head_dim = num_heads, head_dim
 
     @property
-    def out_dim(self) -> int:
+    def key_dim(self) -> int:
+        """The width attention sees per head: a bias leaves q and k as they are (head_dim)."""
         return self.head_dim
 
     def draw(self, length: int, device: torch.device | None = None) -> None:

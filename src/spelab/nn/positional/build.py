@@ -24,12 +24,12 @@ def build_positional(
     if factory is None:
         factory = NoPositionalEncoding
     cls = _scheme_class(factory)
-    relative = getattr(cls, "relative", None)
-    if not callable(factory) or not isinstance(relative, bool):
+    is_relative = getattr(cls, "is_relative", None)
+    if not callable(factory) or not isinstance(is_relative, bool):
         raise ValueError(
             f"build_positional: factory must be a positional scheme class (with a boolean "
-            f"class attribute 'relative') or a functools.partial of one, got {factory!r}"
+            f"class attribute 'is_relative') or a functools.partial of one, got {factory!r}"
         )
-    if relative:
+    if is_relative:
         return factory(num_heads=num_heads, head_dim=head_dim)
     return factory(d_model=d_model, max_len=max_len)

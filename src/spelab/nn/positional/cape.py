@@ -26,7 +26,7 @@ def sinusoids(positions: torch.Tensor, d_model: int, base: float = 10000.0) -> t
 
 
 class CAPE(nn.Module):
-    relative = False
+    is_relative = False
 
     def __init__(
         self,

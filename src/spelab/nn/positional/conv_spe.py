@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from spelab.nn.positional._checks import check_positive_int
 from spelab.nn.positional.shared_codes import SharedCodes, share_codes
-from spelab.nn.positional.spe import StochasticPositionalEncoding
+from spelab.nn.positional.spe import DEFAULT_NUM_REALIZATIONS, StochasticPositionalEncoding
 
 
 def fft_size(n: int) -> int:
@@ -66,10 +66,15 @@ class ConvCode:
 
 
 class ConvSPE(StochasticPositionalEncoding):
-    """Convolutional SPE. `ConvSPE(num_heads, head_dim, num_realizations=64, kernel_size=128, gated=True)`."""
+    """Convolutional SPE: R = num_realizations codes, white noise filtered by kernel_size-long filters."""
 
     def __init__(
-        self, num_heads: int, head_dim: int, num_realizations: int = 64, kernel_size: int = 128, gated: bool = True
+        self,
+        num_heads: int,
+        head_dim: int,
+        num_realizations: int = DEFAULT_NUM_REALIZATIONS,
+        kernel_size: int = 128,
+        gated: bool = True,
     ) -> None:
         super().__init__(num_heads, head_dim, num_realizations, gated)
         check_positive_int("ConvSPE", kernel_size=kernel_size)

@@ -15,7 +15,7 @@ class RotaryEmbedding(nn.Module):
     layout). `offset` shifts the positions, so one-token-at-a-time decoding matches the full pass.
     """
 
-    relative = True
+    is_relative = True
 
     def __init__(self, num_heads: int, head_dim: int, base: float = 10000.0) -> None:
         super().__init__()
@@ -29,7 +29,8 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
     @property
-    def out_dim(self) -> int:
+    def key_dim(self) -> int:
+        """The width attention sees per head: a rotation keeps head_dim."""
         return self.head_dim
 
     def draw(self, length: int, device: torch.device | None = None) -> None:

@@ -17,7 +17,7 @@ from spelab.nn.positional.rope import RotaryEmbedding
 
 
 class RoPE2D(nn.Module):
-    relative = True
+    is_relative = True
     tasks = ("image", "pathfinder", "pathx")  # tasks whose sequence is a square image (validation reads it)
 
     def __init__(self, num_heads: int, head_dim: int, base: float = 10000.0) -> None:
@@ -29,7 +29,8 @@ class RoPE2D(nn.Module):
         self.axis = RotaryEmbedding(num_heads, head_dim // 2, base)  # one rotary per axis, half the channels
 
     @property
-    def out_dim(self) -> int:
+    def key_dim(self) -> int:
+        """The width attention sees per head: a rotation keeps head_dim."""
         return self.head_dim
 
     def draw(self, length: int, device: torch.device | None = None) -> None:

@@ -91,8 +91,10 @@ class _Share(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, shared, code_q, code_k):  # noqa: D401 (autograd signature)
-        n, heads, dim, reals = code_q.shape
-        shared.codes = tuple(c.detach().reshape(n * heads, dim, reals).contiguous() for c in (code_q, code_k))
+        n, heads, dim, num_realizations = code_q.shape
+        shared.codes = tuple(
+            c.detach().reshape(n * heads, dim, num_realizations).contiguous() for c in (code_q, code_k)
+        )
         ctx.shared, ctx.shape = shared, code_q.shape
         return code_q.new_zeros(())
 
@@ -128,18 +130,18 @@ class _Contract(torch.autograd.Function):
     def forward(ctx, x, token, shared, side):  # noqa: D401 (autograd signature)
         batch, n, heads, dim = x.shape
         code = shared.code(side, x.dtype)
-        reals = code.shape[-1]
+        num_realizations = code.shape[-1]
         xt = x.permute(1, 2, 0, 3).reshape(n * heads, batch, dim).contiguous()
         ctx.save_for_backward(xt, code)
-        ctx.shared, ctx.side, ctx.shape = shared, side, (batch, n, heads, dim, reals)
-        return torch.bmm(xt, code).view(n, heads, batch, reals).permute(2, 0, 1, 3)
+        ctx.shared, ctx.side, ctx.shape = shared, side, (batch, n, heads, dim, num_realizations)
+        return torch.bmm(xt, code).view(n, heads, batch, num_realizations).permute(2, 0, 1, 3)
 
     @staticmethod
     @first_order_only
     def backward(ctx, grad):
         xt, code = ctx.saved_tensors
-        batch, n, heads, dim, reals = ctx.shape
-        gt = grad.permute(1, 2, 0, 3).reshape(n * heads, batch, reals).contiguous()
+        batch, n, heads, dim, num_realizations = ctx.shape
+        gt = grad.permute(1, 2, 0, 3).reshape(n * heads, batch, num_realizations).contiguous()
         dx = d_token = None
         if ctx.needs_input_grad[0]:
             dx = torch.bmm(gt, code.transpose(1, 2)).view(n, heads, batch, dim).permute(2, 0, 1, 3)

@@ -28,8 +28,8 @@ SHARED_BACKWARD_CHUNK = 2**21
 
 def _by_feature(code: torch.Tensor, heads: int, dim: int) -> torch.Tensor:
     """(N·H, D, R) code (or its gradient) seen as (H·D, N, R), a strided view (no copy)."""
-    n_heads, _, reals = code.shape
-    return code.view(n_heads // heads, heads * dim, reals).transpose(0, 1)
+    n_heads, _, num_realizations = code.shape
+    return code.view(n_heads // heads, heads * dim, num_realizations).transpose(0, 1)
 
 
 class CodeBuffers:
@@ -72,9 +72,9 @@ class _BuildCodes(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, shared, freq, weight_q, weight_k, start, n, buffers):  # noqa: D401 (autograd signature)
-        heads, dim, two_k, reals = weight_q.shape
+        heads, dim, two_k, num_realizations = weight_q.shape
         dtype = weight_q.dtype
-        shape = (n * heads, dim, reals)
+        shape = (n * heads, dim, num_realizations)
         codes = (
             buffers.get(shared, shape, dtype, freq.device)
             if buffers is not None
@@ -83,7 +83,7 @@ class _BuildCodes(torch.autograd.Function):
         with torch.autocast(freq.device.type, enabled=False):
             omega = sine_features(freq, None, start, n, dtype, position_axis=2).view(heads * dim, n, two_k)
             for w, c in zip((weight_q, weight_k), codes):
-                torch.bmm(omega, w.reshape(heads * dim, two_k, reals), out=_by_feature(c, heads, dim))
+                torch.bmm(omega, w.reshape(heads * dim, two_k, num_realizations), out=_by_feature(c, heads, dim))
         shared.codes = tuple(codes)
         ctx.shared, ctx.start = shared, start
         ctx.save_for_backward(omega, weight_q, weight_k)
@@ -94,7 +94,7 @@ class _BuildCodes(torch.autograd.Function):
     def backward(ctx, _):
         shared: SharedCodes = ctx.shared
         omega, weight_q, weight_k = ctx.saved_tensors
-        heads, dim, two_k, reals = weight_q.shape
+        heads, dim, two_k, num_realizations = weight_q.shape
         hd, n, k = heads * dim, omega.shape[1], two_k // 2
         acc = torch.promote_types(omega.dtype, torch.float32)
         need_f = ctx.needs_input_grad[1]
@@ -102,17 +102,19 @@ class _BuildCodes(torch.autograd.Function):
         for side, w in enumerate((weight_q, weight_k)):
             taken = shared.take(side, omega.dtype)
             if taken is not None:
-                sides.append((side, *taken, w.reshape(hd, two_k, reals), ctx.needs_input_grad[2 + side]))
+                sides.append((side, *taken, w.reshape(hd, two_k, num_realizations), ctx.needs_input_grad[2 + side]))
         shared.finish_backward()
         # dC in chunks of positions through one reused buffer: a fresh full-size dC per side costs
         # more in page faults than its matmul on a CPU, and a chunk stays in cache. Per chunk and side,
         # one matmul [Ω_c, t Ω_c]ᵀ dC_c (t: the positions) accumulates both dW = Σ_t Ω[t]ᵀ dC[t] and
         # T = Σ_t t Ω[t]ᵀ dC[t], from which dfreq_k = 2π Σ_r (W_sin[k,r] T_cos[k,r] - W_cos[k,r] T_sin[k,r]):
         # no dΩ and no per-angle pass.
-        step = max(1, min(n, SHARED_BACKWARD_CHUNK // (heads * dim * reals)))
-        buffer = omega.new_empty(step * heads, dim, reals) if sides else None
+        step = max(1, min(n, SHARED_BACKWARD_CHUNK // (heads * dim * num_realizations)))
+        buffer = omega.new_empty(step * heads, dim, num_realizations) if sides else None
         width = 2 * two_k if need_f else two_k
-        sums = {side: torch.zeros(hd, width, reals, dtype=omega.dtype, device=omega.device) for side, *_ in sides}
+        sums = {
+            side: torch.zeros(hd, width, num_realizations, dtype=omega.dtype, device=omega.device) for side, *_ in sides
+        }
         for s in range(0, n if sides else 0, step):
             e = min(n, s + step)
             d_code_flat = buffer[: (e - s) * heads]

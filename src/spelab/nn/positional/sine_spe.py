@@ -38,7 +38,7 @@ from spelab.nn.positional._checks import check_positive_int
 from spelab.nn.positional.shared_codes import SharedCodes, first_order_only
 from spelab.nn.positional.sine_features import sine_features
 from spelab.nn.positional.sine_shared import CodeBuffers, build_shared_codes
-from spelab.nn.positional.spe import StochasticPositionalEncoding
+from spelab.nn.positional.spe import DEFAULT_NUM_REALIZATIONS, StochasticPositionalEncoding
 
 # elements of the largest temporary per chunk of positions (2^25 fp32 = 128 MiB)
 CHUNK_ELEMENTS = 2**25
@@ -84,17 +84,17 @@ class _SineProjection(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, freq, phase, weight, offset, chunk):  # noqa: D401 (autograd signature)
         batch, n, heads, dim = x.shape
-        two_k, reals = weight.shape[-2], weight.shape[-1]
+        two_k, num_realizations = weight.shape[-2], weight.shape[-1]
         step = _chunk(batch, heads, dim * two_k, n, chunk)
         with torch.autocast(x.device.type, enabled=False):
             xh = x.permute(2, 0, 1, 3).contiguous()  # (H, B, N, D)
-            w = weight.to(x.dtype).reshape(heads, dim * two_k, reals)
-            out = x.new_empty(heads, batch, n, reals)
+            w = weight.to(x.dtype).reshape(heads, dim * two_k, num_realizations)
+            out = x.new_empty(heads, batch, n, num_realizations)
             for s in range(0, n, step):
                 e = min(n, s + step)
                 omega = sine_features(freq, phase, offset + s, e - s, x.dtype)  # (H, n, D, 2K)
                 u = _features_times(xh[:, :, s:e], omega)
-                out[:, :, s:e] = torch.matmul(u, w).view(heads, batch, e - s, reals)
+                out[:, :, s:e] = torch.matmul(u, w).view(heads, batch, e - s, num_realizations)
         ctx.save_for_backward(x, freq, phase, weight)
         ctx.offset, ctx.step = offset, step
         return out.permute(1, 2, 0, 3)
@@ -106,11 +106,11 @@ class _SineProjection(torch.autograd.Function):
         need_x, need_f, need_p, need_w = ctx.needs_input_grad[:4]
         need_p = need_p and phase is not None
         batch, n, heads, dim = x.shape
-        two_k, reals = weight.shape[-2], weight.shape[-1]
+        two_k, num_realizations = weight.shape[-2], weight.shape[-1]
         k = two_k // 2
         xh = x.permute(2, 0, 1, 3).contiguous()
         gh = grad.to(x.dtype).permute(2, 0, 1, 3).contiguous()  # (H, B, N, R)
-        w = weight.to(x.dtype).reshape(heads, dim * two_k, reals)
+        w = weight.to(x.dtype).reshape(heads, dim * two_k, num_realizations)
         dx = torch.empty_like(xh) if need_x else None
         acc = torch.promote_types(x.dtype, torch.float32)  # parameter gradients sum over all positions
         dw = torch.zeros(w.shape, dtype=acc, device=x.device) if need_w else None
@@ -120,7 +120,7 @@ class _SineProjection(torch.autograd.Function):
             e = min(n, s + ctx.step)
             rows = batch * (e - s)
             omega = sine_features(freq, phase, ctx.offset + s, e - s, x.dtype)  # (H, n, D, 2K)
-            gc = gh[:, :, s:e].reshape(heads, rows, reals)
+            gc = gh[:, :, s:e].reshape(heads, rows, num_realizations)
             if need_x or need_f or need_p:
                 g_feat = torch.matmul(gc, w.transpose(1, 2)).view(heads, batch, e - s, dim, two_k)
                 if need_x:
@@ -158,12 +158,12 @@ class _SineCodeProjection(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, freq, phase, weight, offset, chunk):  # noqa: D401 (autograd signature)
         batch, n, heads, dim = x.shape
-        reals = weight.shape[-1]
-        step = _chunk(1, heads, dim * reals, n, chunk)
+        num_realizations = weight.shape[-1]
+        step = _chunk(1, heads, dim * num_realizations, n, chunk)
         with torch.autocast(x.device.type, enabled=False):
             xh = x.permute(2, 1, 0, 3).contiguous()  # (H, N, B, D)
             w = weight.to(x.dtype)
-            out = x.new_empty(heads, n, batch, reals)
+            out = x.new_empty(heads, n, batch, num_realizations)
             for s in range(0, n, step):
                 e = min(n, s + step)
                 omega = sine_features(freq, phase, offset + s, e - s, x.dtype, position_axis=2)
@@ -182,7 +182,7 @@ class _SineCodeProjection(torch.autograd.Function):
         need_p = need_p and phase is not None
         need_code = need_f or need_p or need_w
         batch, n, heads, dim = x.shape
-        k, reals = weight.shape[-2] // 2, weight.shape[-1]
+        k, num_realizations = weight.shape[-2] // 2, weight.shape[-1]
         xh = x.permute(2, 1, 0, 3).contiguous()  # (H, N, B, D)
         gh = grad.to(x.dtype).permute(2, 1, 0, 3).contiguous()  # (H, N, B, R)
         w = weight.to(x.dtype)
@@ -195,7 +195,7 @@ class _SineCodeProjection(torch.autograd.Function):
             e = min(n, s + ctx.step)
             omega = sine_features(freq, phase, ctx.offset + s, e - s, x.dtype, position_axis=2)
             code = torch.matmul(omega, w) if need_x else None  # (H, D, n, R)
-            d_code = x.new_empty(heads, dim, e - s, reals) if need_code else None
+            d_code = x.new_empty(heads, dim, e - s, num_realizations) if need_code else None
             for h in range(heads):
                 if need_x:
                     torch.bmm(gh[h, s:e], code[h].permute(1, 2, 0), out=dx[h, s:e])
@@ -267,10 +267,15 @@ def rotate_phase(weight: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
 
 
 class SineSPE(StochasticPositionalEncoding):
-    """Sinusoidal SPE. `SineSPE(num_heads, head_dim, num_realizations=64, num_sines=10, gated=True)`."""
+    """Sinusoidal SPE: R = num_realizations codes from num_sines (K) sinusoids per (head, feature)."""
 
     def __init__(
-        self, num_heads: int, head_dim: int, num_realizations: int = 64, num_sines: int = 10, gated: bool = True
+        self,
+        num_heads: int,
+        head_dim: int,
+        num_realizations: int = DEFAULT_NUM_REALIZATIONS,
+        num_sines: int = 10,
+        gated: bool = True,
     ) -> None:
         super().__init__(num_heads, head_dim, num_realizations, gated)
         check_positive_int("SineSPE", num_sines=num_sines)

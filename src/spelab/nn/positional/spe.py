@@ -26,6 +26,10 @@ from spelab.nn.positional._checks import check_offset, check_positive_int, check
 from spelab.nn.positional.shared_codes import SharedCodes, contract_shared
 
 
+# R when a config or caller gives none (conf/pos_enc/{sinespe,convspe}.yaml set it for runs)
+DEFAULT_NUM_REALIZATIONS = 64
+
+
 class SPEGate(nn.Module):
     """Per-layer gate: one logit g per (head, feature), δ = sigmoid(g); init N(0, 1) as the official code."""
 
@@ -46,7 +50,7 @@ class StochasticPositionalEncoding(nn.Module):
     per-(head, feature) factor folded in) and `_raw_kernel` (P without the gate).
     """
 
-    relative = True
+    is_relative = True
 
     def __init__(self, num_heads: int, head_dim: int, num_realizations: int, gated: bool) -> None:
         super().__init__()
@@ -60,8 +64,8 @@ class StochasticPositionalEncoding(nn.Module):
 
     # ----------------------------------------------------------------------------- interface
     @property
-    def out_dim(self) -> int:
-        """Key dimension after the scheme: R."""
+    def key_dim(self) -> int:
+        """The width attention sees per head: R (num_realizations)."""
         return self.num_realizations
 
     @property
