@@ -1,0 +1,60 @@
+"""Reading the config of a checkpoint written before the config built the whole module.
+
+Such checkpoints (spelab before conf/module/*.yaml) stored a `task.module` of plain values only: no
+`_target_` for classification tasks (train.py chose the class by `task.kind`), no nested `model`,
+`optimizer` or `scheduler`, no values left to the classes' defaults, and no `model.prepend_cls` (derived
+from `pooling: cls`). `upgrade_legacy_config` fills them in as that code did, so that such a run still
+resumes, or is skipped when done, instead of being refused for keys that only moved.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Mapping
+
+_TARGETS = {
+    "classification": "spelab.tasks.classification.ClassificationTask",
+    "lm": "spelab.tasks.language_model.LanguageModelTask",
+}
+# what the classes used when the config left a value out (betas etc. were not in every task file)
+_DEFAULTS = {
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "weight_decay_all": False,
+    "betas": [0.9, 0.98],
+    "eps": 1e-9,
+    "warmup_steps": 0,
+    "schedule": "constant",
+    "min_lr_ratio": 0.0,
+}
+# pure references to values compared elsewhere (`model: ${model}`, the partials' `${..lr}` ...)
+_REFERENCES = ("model", "optimizer", "scheduler")
+
+
+def is_legacy(saved: Mapping[str, Any]) -> bool:
+    module = (saved.get("task") or {}).get("module") if isinstance(saved.get("task"), Mapping) else None
+    return isinstance(module, Mapping) and not any(key in module for key in _REFERENCES)
+
+
+def upgrade_legacy_config(saved: Mapping[str, Any], current: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`saved` in today's layout when it is a legacy config, else `saved` unchanged."""
+    if not is_legacy(saved):
+        return saved
+    out = copy.deepcopy(dict(saved))
+    kind = out["task"].get("kind")
+    module = out["task"]["module"]
+    if kind in _TARGETS:
+        module.setdefault("_target_", _TARGETS[kind])
+    for key, value in _DEFAULTS.items():
+        module.setdefault(key, value)
+    if kind == "classification":
+        module.setdefault("pooling", "mean")
+        if module["pooling"] == "cls" and isinstance(out.get("model"), dict):
+            out["model"].setdefault("prepend_cls", True)
+    current_module = (current.get("task") or {}).get("module") or {}
+    for key in _REFERENCES:
+        if key == "model" and isinstance(out.get("model"), dict):
+            module["model"] = copy.deepcopy(out["model"])
+        elif key in current_module:
+            module[key] = copy.deepcopy(current_module[key])
+    return out
