@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from cfg_utils import CONF, ROOT, compose_config
 from spelab.reliability.ckpt_compat import config_differences
-from spelab.reliability.legacy_config import upgrade_legacy_config
+from spelab.reliability.module_layout import upgrade_legacy_config
 from spelab.tasks.base import SequenceTask
 from spelab.train import build_module, check_config
 
@@ -73,6 +73,8 @@ def test_every_task_module_builds_from_its_config_with_one_instantiate(task):
     assert adamw.param_groups[0]["weight_decay"] == cfg.task.module.weight_decay
     assert adamw.defaults["eps"] == cfg.task.module.eps
     assert "lr_scheduler" in opt
+    # plain values in the hyper-parameters: a checkpoint loads with torch.load(weights_only=True)
+    assert not [k for k, v in module.hparams.items() if type(v).__module__.startswith("omegaconf")]
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -155,3 +157,31 @@ def test_module_files_are_the_only_module_bases():
         assert re.search(r"^  - /module@task\.module: (classification|lm)$", text, flags=re.M), task
         assert "_target_: spelab.tasks" not in text, task  # stated once, in conf/module/
     assert Path(CONF / "module" / "lm.yaml").read_text().count("LanguageModelTask") == 1
+
+
+def test_a_changed_value_is_reported_once_not_again_under_its_references():
+    from spelab.reliability.module_layout import drop_references
+
+    saved = OmegaConf.to_container(compose_config([]), resolve=True)
+    current = OmegaConf.to_container(compose_config(["model.d_model=32", "task.module.lr=0.5"]), resolve=True)
+    blocking = config_differences(saved, current)[0]
+    assert {"task.module.model.d_model", "task.module.optimizer.lr"} <= set(blocking)  # the references
+    assert set(drop_references(blocking)) == {"model.d_model", "task.module.lr"}
+
+
+def test_a_run_resumes_from_a_checkpoint_written_before_the_module_config(make_cfg, tmp_path):
+    """The checkpoint's stored config is rewritten to the old layout; the resume check accepts it."""
+    from spelab.reliability.checkpoint_io import atomic_torch_save
+    from spelab.reliability.ckpt_compat import CONFIG_KEY
+    from spelab.train import train
+
+    overrides = ["debug=smoke", "logger=csv", "trainer.max_steps=6"]
+    run_dir = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="fail_at_step"):
+        train(make_cfg([*overrides, "fail_at_step=4"], run_dir=run_dir))
+    last = run_dir / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    ckpt[CONFIG_KEY] = _legacy(ckpt[CONFIG_KEY])
+    atomic_torch_save(ckpt, last)  # with its checksum, as a real run writes it
+    res = train(make_cfg(overrides, run_dir=run_dir))
+    assert res["status"] == "done" and res["metrics"]["global_step"] == 6

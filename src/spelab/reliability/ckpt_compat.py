@@ -29,7 +29,7 @@ from typing import Any, Iterable, Mapping
 import lightning.pytorch as pl
 
 from spelab.errors import CheckpointMismatchError, DataError
-from spelab.reliability.legacy_config import upgrade_legacy_config
+from spelab.reliability.module_layout import drop_references, upgrade_legacy_config
 
 CONFIG_KEY = "spelab_config"
 IGNORED_KEYS: tuple[str, ...] = (
@@ -166,7 +166,7 @@ def check_checkpoint_compatible(
         return {}
     current = _plain(cfg)
     saved = upgrade_legacy_config(saved, current)  # a checkpoint from before conf/module/*.yaml
-    blocking, allowed = config_differences(saved, current, ignored)
+    blocking, allowed = (drop_references(d) for d in config_differences(saved, current, ignored))
     if blocking:
         raise CheckpointMismatchError(blocking, path=ckpt_path)
     return allowed

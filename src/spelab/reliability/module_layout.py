@@ -1,6 +1,10 @@
-"""Reading the config of a checkpoint written before the config built the whole module.
+"""The resume check and the module config (conf/module/*.yaml): old checkpoints, and keys that only
+repeat other keys.
 
-Such checkpoints (spelab before conf/module/*.yaml) stored a `task.module` of plain values only: no
+`task.module.model` is `${model}` and the optimizer/scheduler partials read `task.module.lr` etc., so one
+changed value shows up twice in a resolved config; `drop_references` keeps the key a user sets.
+
+Checkpoints written before the config built the whole module (spelab before conf/module/*.yaml) stored a `task.module` of plain values only: no
 `_target_` for classification tasks (train.py chose the class by `task.kind`), no nested `model`,
 `optimizer` or `scheduler`, no values left to the classes' defaults, and no `model.prepend_cls` (derived
 from `pooling: cls`). `upgrade_legacy_config` fills them in as that code did, so that such a run still
@@ -31,14 +35,34 @@ _DEFAULTS = {
 _REFERENCES = ("model", "optimizer", "scheduler")
 
 
+_MIRRORS = (
+    ("task.module.model.", "model."),
+    ("task.module.optimizer.", "task.module."),
+    ("task.module.scheduler.", "task.module."),
+)
+
+
+def drop_references(differences: dict[str, Any]) -> dict[str, Any]:
+    """The differences without those that only repeat another one (same key below the referenced node,
+    same pair of values)."""
+    out = {}
+    for key, pair in differences.items():
+        for prefix, source in _MIRRORS:
+            if key.startswith(prefix) and differences.get(source + key[len(prefix) :]) == pair:
+                break
+        else:
+            out[key] = pair
+    return out
+
+
 def is_legacy(saved: Mapping[str, Any]) -> bool:
     module = (saved.get("task") or {}).get("module") if isinstance(saved.get("task"), Mapping) else None
     return isinstance(module, Mapping) and not any(key in module for key in _REFERENCES)
 
 
 def upgrade_legacy_config(saved: Mapping[str, Any], current: Mapping[str, Any]) -> Mapping[str, Any]:
-    """`saved` in today's layout when it is a legacy config, else `saved` unchanged."""
-    if not is_legacy(saved):
+    """`saved` in today's layout when it is a legacy config and `current` is not, else `saved` unchanged."""
+    if not is_legacy(saved) or is_legacy(current):
         return saved
     out = copy.deepcopy(dict(saved))
     kind = out["task"].get("kind")
