@@ -171,7 +171,7 @@ def build_datamodule(cfg, data_dir: str | None = None, max_pieces: int | None = 
 def evaluate_checkpoint(ckpt: str | Path, ecfg: EvalConfig, device: torch.device, datamodules: dict) -> dict:
     from omegaconf import OmegaConf
 
-    from spelab.tasks.language_model import find_run_config, load_language_model
+    from spelab.run_loading import find_run_config, load_language_model
 
     ckpt = Path(ckpt)
     cfg, run_dir = find_run_config(ckpt)

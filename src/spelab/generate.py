@@ -132,7 +132,7 @@ def start_tokens(dm) -> list[int]:
 
 def generate(gcfg: GenerateConfig) -> list[Path]:
     from spelab.evaluate import build_datamodule
-    from spelab.tasks.language_model import find_run_config, load_language_model
+    from spelab.run_loading import find_run_config, load_language_model
 
     if not gcfg.ckpt:
         raise ValueError("generate: give ckpt=PATH (a checkpoint of a trained music run)")

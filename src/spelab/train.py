@@ -42,12 +42,6 @@ from spelab.progress import setup_progress
 
 log = logging.getLogger(__name__)
 
-KINDS = ("classification", "lm")
-TASK_CLASSES = {
-    "classification": "spelab.tasks.classification.ClassificationTask",
-    "lm": "spelab.tasks.language_model.LanguageModelTask",
-}
-
 
 class StopAtStep(pl.Callback):
     """Fault injection (`fail_at_step=N`): raise once N optimizer steps are done, after the checkpoint
@@ -92,9 +86,12 @@ def check_config(cfg: DictConfig) -> None:
 
     check_pair(cfg)  # first: an impossible pair is recorded as unsupported, not failed
     validate_config(cfg)
-    kind = cfg.task.get("kind")
-    if kind not in KINDS:
-        raise ValueError(f"task.kind={kind!r} is not one of {list(KINDS)}")
+    module = cfg.task.get("module")
+    if not OmegaConf.is_dict(module) or "_target_" not in module:
+        raise ValueError(
+            "task.module._target_ is missing: a task's YAML names its LightningModule class, most simply by "
+            "`defaults: [/module@task.module: classification, _self_]` (or lm; see conf/module/)"
+        )
     m = cfg.model
     for key in ("d_model", "num_layers", "num_heads"):
         if not isinstance(m.get(key), int) or m.get(key) <= 0:
@@ -116,16 +113,11 @@ def resolve_precision(cfg: DictConfig) -> str | int:
 
 
 def build_module(cfg: DictConfig, dm: Any) -> pl.LightningModule:
-    """The backbone from cfg.model (sizes, attention and pos_enc factories) inside the task's module."""
-    module_cfg = OmegaConf.to_container(cfg.task.module, resolve=True)
-    kind = cfg.task.kind
-    target = module_cfg.pop("_target_", TASK_CLASSES[kind])
-    extra = {"prepend_cls": True} if module_cfg.get("pooling") == "cls" else {}
-    model = instantiate(cfg.model, vocab_size=dm.vocab_size, causal=(kind == "lm"), **extra)
-    cls = hydra.utils.get_class(target)
-    if kind == "classification":
-        return cls(model=model, num_classes=dm.num_classes, d_model=cfg.model.d_model, dual=dm.dual, **module_cfg)
-    return cls(model=model, vocab_size=dm.vocab_size, d_model=cfg.model.d_model, pad_id=dm.pad_id, **module_cfg)
+    """The LightningModule as task.module states it (its backbone, optimizer and scheduler nested), with
+    the facts only the datamodule knows."""
+    node = OmegaConf.to_container(cfg.task.module, resolve=True)  # `model: ${model}` becomes the backbone's node
+    facts = {"vocab_size": dm.vocab_size, "num_classes": dm.num_classes, "dual": dm.dual, "pad_id": dm.pad_id}
+    return instantiate(node, model={"vocab_size": dm.vocab_size}, **facts)
 
 
 def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:

@@ -9,6 +9,7 @@ import mido
 import numpy as np
 import pytest
 import torch
+from hydra.utils import instantiate
 
 from music_helpers import needs_audio, smoke_overrides, train_run
 from spelab import evaluate as ev
@@ -59,7 +60,7 @@ def test_per_position_nll_matches_a_piece_by_piece_computation():
         "attention": {"_target_": "spelab.nn.LinearAttention", "_partial_": True},
     }
     torch.manual_seed(0)
-    task = LanguageModelTask(model, vocab_size=50).double().eval()
+    task = LanguageModelTask(instantiate(model, vocab_size=50, causal=True), vocab_size=50).double().eval()
     seqs = [torch.randint(1, 50, (n,)) for n in (20, 9, 14)]
     total, count = ev.per_position_nll(task, seqs, batch_size=2)
     ref_total, ref_count = np.zeros(19), np.zeros(19)

@@ -7,6 +7,7 @@ import mido
 import numpy as np
 import pytest
 import torch
+from hydra.utils import instantiate
 
 from spelab.data.music.grammar import MidiLikeGrammar, RemiGrammar, grammar_for, replay
 from spelab.generate import filter_logits, sample
@@ -168,7 +169,7 @@ def test_untrained_model_samples_valid_midi(attention, pos_enc, tmp_path):
         "pos_enc": POS_ENC[pos_enc],
     }
     torch.manual_seed(0)
-    task = LanguageModelTask(model, vocab_size=len(vocab)).eval()
+    task = LanguageModelTask(instantiate(model, vocab_size=len(vocab), causal=True), vocab_size=len(vocab)).eval()
     prompt = torch.full((3, 1), vocab.index("Bar_None"))
     gen = torch.Generator().manual_seed(0)
     ids = sample(task, prompt, 128, temperature=1.3, top_p=0.9, generator=gen, grammar=grammar_for(vocab))

@@ -11,20 +11,16 @@ import torch
 
 from cfg_utils import ATTENTIONS, POS_ENCS
 from music_helpers import smoke_overrides, train_run
+from spelab.nn import Transformer
 from spelab.tasks.language_model import LanguageModelTask
 
 
+def tiny_model(vocab: int = 11, causal: bool = True) -> Transformer:
+    return Transformer(vocab, d_model=8, num_layers=1, num_heads=2, ff_dim=16, dropout=0.0, max_len=16, causal=causal)
+
+
 def tiny_task(vocab: int = 11) -> LanguageModelTask:
-    model = {
-        "_target_": "spelab.nn.Transformer",
-        "d_model": 8,
-        "num_layers": 1,
-        "num_heads": 2,
-        "ff_dim": 16,
-        "dropout": 0.0,
-        "max_len": 16,
-    }
-    return LanguageModelTask(model, vocab_size=vocab).double().eval()
+    return LanguageModelTask(tiny_model(vocab), vocab_size=vocab).double().eval()
 
 
 @torch.no_grad()
@@ -52,11 +48,11 @@ def test_nll_matches_an_independent_float64_computation():
     assert float(nll[~valid].abs().sum()) == 0.0  # padded targets contribute nothing
 
 
-def test_rejects_classification_settings():
+def test_rejects_classification_settings_and_a_non_causal_backbone():
     with pytest.raises(ValueError, match="num_classes"):
-        LanguageModelTask(
-            {"_target_": "spelab.nn.Transformer", "d_model": 8, "num_heads": 2}, vocab_size=5, num_classes=3
-        )
+        LanguageModelTask(tiny_model(5), vocab_size=5, num_classes=3)
+    with pytest.raises(ValueError, match=r"model\.causal=true"):  # the config states causal; the task checks it
+        LanguageModelTask(tiny_model(5, causal=False), vocab_size=5)
 
 
 def _check_run(run_dir):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hydra.utils import instantiate
 
 from spelab.generate import filter_logits, sample
 from spelab.tasks.language_model import LanguageModelTask
@@ -37,7 +38,7 @@ def make_task(attention: str, pos_enc: str, vocab: int = 13) -> LanguageModelTas
         "pos_enc": POS_ENC[pos_enc],
     }
     torch.manual_seed(0)
-    return LanguageModelTask(model, vocab_size=vocab).double().eval()
+    return LanguageModelTask(instantiate(model, vocab_size=vocab, causal=True), vocab_size=vocab).double().eval()
 
 
 def step_logits(task, ids: torch.Tensor, code=None) -> torch.Tensor:

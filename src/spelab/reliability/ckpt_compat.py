@@ -30,6 +30,7 @@ import lightning.pytorch as pl
 
 from spelab.errors import CheckpointMismatchError, DataError
 from spelab.plain_config import to_plain
+from spelab.reliability.module_layout import drop_references, upgrade_legacy_config
 
 CONFIG_KEY = "spelab_config"
 IGNORED_KEYS: tuple[str, ...] = (
@@ -156,7 +157,9 @@ def check_checkpoint_compatible(
     saved = load_saved_config(ckpt_path)
     if saved is None:
         return {}
-    blocking, allowed = config_differences(saved, _plain(cfg), ignored)
+    current = _plain(cfg)
+    saved = upgrade_legacy_config(saved, current)  # a checkpoint from before conf/module/*.yaml
+    blocking, allowed = (drop_references(d) for d in config_differences(saved, current, ignored))
     if blocking:
         raise CheckpointMismatchError(blocking, path=ckpt_path)
     return allowed

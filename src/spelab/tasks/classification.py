@@ -8,7 +8,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from spelab.nn.heads import ClassificationHead, DualClassificationHead
+from spelab.nn.heads import POOLINGS, ClassificationHead, DualClassificationHead
 from spelab.tasks.base import SequenceTask
 
 
@@ -17,28 +17,41 @@ class ClassificationTask(SequenceTask):
 
     Args:
         model: backbone, (B, N) ids -> (B, N, d_model).
-        num_classes, d_model: head sizes; dual: batches hold two sequences (B, 2, N) (retrieval).
-        pooling: "mean" over real tokens, or "cls" (the backbone must prepend a [CLS] vector).
+        num_classes: head size; d_model: the backbone width (None: model.d_model); dual: batches hold
+            two sequences (B, 2, N) (retrieval). num_classes, dual, vocab_size and pad_id are the
+            datamodule's facts, passed by spelab.train.build_module (vocab_size, pad_id: unused here).
+        pooling: "mean" over real tokens, or "cls" (the backbone must prepend a [CLS] vector:
+            model.prepend_cls=true).
         head_dropout: dropout inside the head MLP; head_mlp_dim: its hidden width (None: d_model; LRA's
             classifiers use the model's mlp_dim); head_interaction, head_layers: the two-tower head's
-            (dual only). Other keyword arguments: SequenceTask (optimizer).
+            (dual only). Other keyword arguments: SequenceTask (optimizer, scheduler and their values).
     """
 
     def __init__(
         self,
         model: nn.Module,
         num_classes: int,
-        d_model: int,
+        d_model: int | None = None,
         dual: bool = False,
         pooling: str = "mean",
         head_dropout: float = 0.0,
         head_mlp_dim: int | None = None,
         head_interaction: str = "nli",
         head_layers: int = 1,
+        vocab_size: int | None = None,
+        pad_id: int | None = None,
         **optim,
     ) -> None:
+        if pooling not in POOLINGS:
+            raise ValueError(f"task.module.pooling={pooling!r} is not one of {list(POOLINGS)}")
+        if pooling == "cls" and getattr(model, "cls", False) is None:  # a spelab Transformer without one
+            raise ValueError(
+                "task.module.pooling=cls reads a [CLS] vector the backbone does not prepend: "
+                "set model.prepend_cls=true (or task.module.pooling=mean)"
+            )
         super().__init__(model, **optim)
-        self.save_hyperparameters(ignore=["model"], logger=False)
+        self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"], logger=False)
+        d_model = d_model or model.d_model
         self.dual = dual
         if dual:  # interaction and depth: see DualClassificationHead
             self.head = DualClassificationHead(

@@ -7,7 +7,6 @@ test/nll, test/ppl (perplexity = exp of the token-averaged NLL, via torchmetrics
 
 from __future__ import annotations
 
-import os
 from typing import Any, Mapping
 
 import torch
@@ -19,35 +18,22 @@ from spelab.nn.heads import LMHead
 from spelab.tasks.base import SequenceTask
 
 
-def build_model(model: Any, vocab_size: int) -> nn.Module:
-    """A Transformer from a module, or from its Hydra config (dict with `_target_`); forced causal."""
-    if isinstance(model, nn.Module):
-        if not getattr(model, "causal", False):
-            raise ValueError("LanguageModelTask: the Transformer must be causal (model.causal=true)")
-        return model
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    cfg = OmegaConf.create(model if not isinstance(model, Mapping) else dict(model))
-    cfg.causal = True
-    return instantiate(cfg, vocab_size=vocab_size, _convert_="partial")
-
-
 class LanguageModelTask(SequenceTask):
     """Causal LM over token ids.
 
     Args:
-        model: the causal backbone (spelab.nn.Transformer(causal=True)), or its config as a dict with
-            `_target_` (then it is built here and saved in the checkpoint's hyper-parameters).
+        model: the causal backbone (spelab.nn.Transformer(causal=True); the config states
+            model.causal=true, this class only checks it).
         vocab_size: size of the LM head (the DataModule's vocab_size); pad_id: ignored targets.
         d_model: the backbone width (defaults to model.d_model). tie_embeddings: share the head and
-            the token embedding. num_classes/dual: accepted for the shared construction in train.py,
-            must be 0/False. Other keyword arguments: SequenceTask (AdamW and schedule).
+            the token embedding. num_classes/dual: the datamodule's facts, passed to every task by
+            spelab.train.build_module; must be 0/False. Other keyword arguments: SequenceTask
+            (optimizer, scheduler and their values).
     """
 
     def __init__(
         self,
-        model: Any,
+        model: nn.Module,
         vocab_size: int,
         d_model: int | None = None,
         pad_id: int = 0,
@@ -61,19 +47,16 @@ class LanguageModelTask(SequenceTask):
         if num_classes or dual:
             raise ValueError(
                 f"LanguageModelTask: a language model has num_classes=0 and dual=False, got "
-                f"num_classes={num_classes}, dual={dual} (is task.kind=lm with an LM datamodule?)"
+                f"num_classes={num_classes}, dual={dual} (a classification datamodule under a language-model task?)"
             )
-        model_cfg = None
         if not isinstance(model, nn.Module):
-            from omegaconf import DictConfig, OmegaConf
-
-            model_cfg = OmegaConf.to_container(model, resolve=True) if isinstance(model, DictConfig) else dict(model)
-        backbone = build_model(model if model_cfg is None else model_cfg, vocab_size)
-        super().__init__(backbone, **optim)
-        # the model config (when given) travels in the checkpoint, so load_language_model can rebuild it
-        self.save_hyperparameters(ignore=["model"], logger=False)
-        if model_cfg is not None:
-            self.hparams["model"] = model_cfg
+            raise TypeError(
+                f"LanguageModelTask: model must be a built backbone (nn.Module), got {type(model).__name__}"
+            )
+        if not getattr(model, "causal", False):
+            raise ValueError("LanguageModelTask: the Transformer must be causal (model.causal=true)")
+        super().__init__(model, **optim)
+        self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"], logger=False)
         d_model = d_model or self.model.d_model
         self.head = LMHead(d_model, vocab_size, tie_to=self.model.embed if tie_embeddings else None)
         self.pad_id = pad_id
@@ -143,46 +126,3 @@ class LanguageModelTask(SequenceTask):
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
-
-
-# -- loading a trained run (evaluate.py, generate.py) ------------------------------------------------
-
-
-def find_run_config(ckpt: str | os.PathLike):
-    """The composed config of the run that wrote `ckpt` (`<run>/.hydra/config.yaml`), or None."""
-    from pathlib import Path
-    from omegaconf import OmegaConf
-
-    for parent in Path(ckpt).resolve().parents:
-        candidate = parent / ".hydra" / "config.yaml"
-        if candidate.is_file():
-            return OmegaConf.load(candidate), parent
-    return None, None
-
-
-def load_language_model(ckpt: str, map_location: str | torch.device = "cpu") -> "LanguageModelTask":
-    """A LanguageModelTask from a Lightning checkpoint (the model config travels in its hparams)."""
-    from pathlib import Path
-    from spelab.errors import MissingDataError
-
-    if not Path(ckpt).is_file():
-        raise MissingDataError(
-            ckpt,
-            "checkpoint not found",
-            hint="pass ckpt=<run dir>/checkpoints/best.ckpt (or last.ckpt) of a trained run",
-        )
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    hparams = dict(state.get("hyper_parameters", {}))
-    if "model" not in hparams:  # a module built from a live nn.Module: rebuild it from the run's config
-        cfg, _ = find_run_config(ckpt)
-        if cfg is None:
-            raise ValueError(
-                f"{ckpt}: the checkpoint has no model config and no .hydra/config.yaml was found "
-                f"above it; cannot rebuild the model"
-            )
-        from omegaconf import OmegaConf
-
-        hparams["model"] = OmegaConf.to_container(cfg.model, resolve=True)
-    task = LanguageModelTask(**hparams)
-    task.load_state_dict(state["state_dict"])
-    return task.to(map_location).eval()

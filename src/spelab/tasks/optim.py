@@ -1,4 +1,5 @@
-"""AdamW with linear warmup and the LRA schedules, stepped once per optimizer step.
+"""Parameter groups for AdamW, and linear warmup + the LRA schedules, stepped once per optimizer step.
+The optimizer and the scheduler themselves are partials in the config (task.module.optimizer/scheduler).
 
 Every schedule is a multiplier of `lr` that peaks at 1 at the end of warmup:
 - constant: 1 after warmup;
@@ -11,8 +12,6 @@ Every schedule is a multiplier of `lr` that peaks at 1 at the end of warmup:
 from __future__ import annotations
 
 import math
-from typing import Iterable
-
 import torch
 from torch import nn
 
@@ -37,41 +36,35 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str, min
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def param_groups(module: nn.Module, weight_decay: float, decay_all: bool = False) -> list[dict]:
+def param_groups(module: nn.Module, weight_decay: float | None = None, decay_all: bool = False) -> list[dict]:
     """Decay matrices only; biases, norms and other 1-D parameters get no weight decay.
-    decay_all: decay every parameter, as flax's Adam in the LRA code does (the paper's setting)."""
+    decay_all: decay every parameter, as flax's Adam in the LRA code does (the paper's setting).
+    weight_decay None: the decayed group takes the optimizer's own weight_decay."""
     decay, no_decay = [], []
     for p in module.parameters():
         if p.requires_grad:
             (decay if decay_all or p.ndim >= 2 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
+    groups = [{"params": decay} if weight_decay is None else {"params": decay, "weight_decay": weight_decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
     return groups
 
 
-def build_optimizer(
-    module: nn.Module,
-    lr: float,
-    weight_decay: float = 0.0,
-    betas: Iterable[float] = (0.9, 0.98),
-    eps: float = 1e-9,
+def warmup_schedule(
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
     warmup_steps: int = 0,
     schedule: str = "constant",
-    total_steps: int = 1,
     min_lr_ratio: float = 0.0,
-    decay_all: bool = False,
 ) -> dict:
-    """The dict Lightning's `configure_optimizers` returns: AdamW + a per-step LambdaLR."""
-    if lr <= 0:
-        raise ValueError(f"task.module.lr must be > 0, got {lr}")
+    """Linear warmup then `schedule`, stepped once per optimizer step: the `lr_scheduler` entry of
+    Lightning's `configure_optimizers` (task.module.scheduler is this function as a partial)."""
     if warmup_steps < 0:
         raise ValueError(f"task.module.warmup_steps must be >= 0, got {warmup_steps}")
     if schedule not in SCHEDULES:
         raise ValueError(f"task.module.schedule={schedule!r} is not one of {list(SCHEDULES)}")
-    optimizer = torch.optim.AdamW(param_groups(module, weight_decay, decay_all), lr=lr, betas=tuple(betas), eps=eps)
     total = max(int(total_steps), 1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, warmup_steps, total, schedule, min_lr_ratio)
     )
-    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+    return {"scheduler": scheduler, "interval": "step", "frequency": 1}
