@@ -26,20 +26,6 @@ from typing import Any
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 _HEADER = re.compile(r"^\s*#\s*@(\w+)\s+(\S+)\s*$")
-# Today's task files carry no `# @order` header yet (conf/task/*.yaml are being rewritten under issue
-# 12a); this is their display order (as `# @order 10`, 20, ...) until they do. Delete it once each task
-# file has its header.
-_TASK_ORDER_UNTIL_HEADERS = (
-    "listops",
-    "text",
-    "retrieval",
-    "image",
-    "pathfinder",
-    "pathx",
-    "music",
-    "pop_piano",
-    "groove",
-)
 
 
 @dataclass(frozen=True)
@@ -104,13 +90,7 @@ def _options(group: str, dirs: tuple[Path, ...]) -> tuple[Option, ...]:
     for d in dirs:  # the first dir holding a name wins, as in Hydra's search path
         for path in sorted((d / group).glob("*.yaml")):
             found.setdefault(path.stem, _read_option(group, path))
-    legacy = {name: 10 * (i + 1) for i, name in enumerate(_TASK_ORDER_UNTIL_HEADERS)} if group == "task" else {}
-
-    def key(o: Option) -> tuple[float, str]:
-        order = o.order if o.order != math.inf or o.name not in legacy else legacy[o.name]
-        return order, o.name
-
-    return tuple(sorted(found.values(), key=key))
+    return tuple(sorted(found.values(), key=lambda o: (o.order, o.name)))
 
 
 def options(group: str, dirs: tuple[Path, ...] | None = None) -> tuple[Option, ...]:
