@@ -35,19 +35,23 @@ def committed_runs(task: str, cell: str) -> list[Path]:
     return sorted(p.parent for p in (GRID / task / cell).glob("seed*/results.json"))
 
 
+def rerun(run_dir: Path, *extra: str) -> tuple[list[str], dict[str, str]]:
+    """(command, environment) that re-runs a committed cell as the grid ran it: its own overrides
+    without the sweep (which would launch the whole grid), one thread, offline; `extra` appended."""
+    overrides = [o for o in yaml.safe_load((run_dir / "overrides.yaml").read_text()) if not o.startswith("+sweep=")]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",  # as conf/hydra/launcher/slurm_cpu.yaml
+        "WANDB_MODE": "offline",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+    }
+    return [sys.executable, "run.py", *overrides, "logger=csv", *extra], env
+
+
 def run_cell(run_dir: Path, log_dir: Path) -> tuple[float, float]:
     """(wall_time_s from the fresh results.json, process wall time) for the committed run's command."""
-    overrides = [o for o in yaml.safe_load((run_dir / "overrides.yaml").read_text()) if not o.startswith("+sweep=")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
-    cmd = [
-        sys.executable,
-        "run.py",
-        *overrides,
-        f"paths.log_dir={log_dir}",
-        "logger=csv",
-        "force=true",
-        *EXTRA_OVERRIDES,
-    ]
+    cmd, env = rerun(run_dir, f"paths.log_dir={log_dir}", "force=true", *EXTRA_OVERRIDES)
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
+from bench.bench_grid_cell import rerun
 from spelab.report import build_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,22 +101,7 @@ def test_one_committed_cell_reproduces_its_metrics(tmp_path):
     loss within 1e-3 relative, the accuracy within 1% of the 500 test examples."""
     cell = _cheapest_cell()
     committed = json.loads((cell / "results.json").read_text())
-    overrides = [o for o in yaml.safe_load((cell / "overrides.yaml").read_text()) if not o.startswith("+sweep=")]
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",  # as the grid ran (conf/hydra/launcher/slurm_cpu.yaml)
-        "WANDB_MODE": "offline",
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-    }
-    cmd = [
-        sys.executable,
-        "run.py",
-        *overrides,
-        f"paths.log_dir={tmp_path / 'logs'}",
-        f"paths.data_dir={tmp_path / 'data'}",
-        "logger=csv",
-    ]
+    cmd, env = rerun(cell, f"paths.log_dir={tmp_path / 'logs'}", f"paths.data_dir={tmp_path / 'data'}")
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (fresh,) = [json.loads(p.read_text()) for p in (tmp_path / "logs").rglob("results.json")]
