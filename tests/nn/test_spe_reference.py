@@ -112,3 +112,40 @@ def test_float32_matches_float64_reference(kind, strategy, device):
     for got, ref in [(out_q, ref_q), (out_k, ref_k), *zip(grads, ref_grads)]:
         rel = (got.double().cpu() - ref.detach()).norm() / ref.detach().norm()
         assert rel < 1e-4, rel
+
+
+# ---------------------------------------------------------------------------- convSPE's FFT node
+
+
+@pytest.mark.parametrize("n_fft,offset,n", [(16, 0, 13), (15, 3, 9), (12, 0, 1)])
+def test_filter_noise_backward_matches_finite_differences(monkeypatch, n_fft, offset, n):
+    """The hand-written backward of convSPE's codes (even and odd FFT sizes, an offset, several chunks)."""
+    from spelab.nn.positional import conv_fft
+
+    monkeypatch.setattr(conv_fft, "FILTER_CHUNK_ELEMENTS", 2 * (n_fft // 2 + 1) * 3)  # 2 columns per chunk
+    g = torch.Generator().manual_seed(0)
+    bins = n_fft // 2 + 1
+    spectrum = torch.randn(bins, 2, 3, 3, dtype=torch.complex128, generator=g)
+    spec = torch.randn(bins, 2, 3, dtype=torch.complex128, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda s: conv_fft.filter_noise(spectrum, s, offset, n, n_fft), (spec,))
+
+
+@pytest.mark.parametrize("offset", [0, 5])
+def test_conv_filter_gradients_match_direct_convolution(monkeypatch, offset):
+    """Filter gradients through the FFT codes (in chunks) equal those of the direct convolution."""
+    from spelab.nn.positional import conv_fft
+    from spelab.nn.positional.naive import conv_codes
+
+    monkeypatch.setattr(conv_fft, "FILTER_CHUNK_ELEMENTS", 64)  # one (head, feature) column per chunk
+    spe = make_spe("conv", gated=False, kernel_size=5)
+    code = spe.draw(offset + 11)
+    weights = [torch.randn(11, 3, 4, 6, dtype=torch.float64) for _ in range(2)]
+
+    def grads(codes):
+        loss = sum((c * w).sum() for c, w in zip(codes, weights))
+        return torch.autograd.grad(loss, [spe.filter_q, spe.filter_k])
+
+    fast = grads(spe.codes(code, offset, 11))
+    ref = grads(conv_codes(spe, code, offset, 11))
+    for a, b in zip(fast, ref):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

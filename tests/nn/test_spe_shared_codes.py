@@ -49,8 +49,13 @@ def inputs(n: int = 9):
     return [torch.randn(2, n, H, D, dtype=torch.float64, generator=g, requires_grad=True) for _ in range(2)]
 
 
-@pytest.mark.parametrize("kind", ["conv", "sine"])
-def test_three_layers_sharing_a_code_match_per_layer_reference(kind):
+@pytest.mark.parametrize("kind,columns", [("conv", None), ("conv", 2), ("sine", None)])
+def test_three_layers_sharing_a_code_match_per_layer_reference(kind, columns, monkeypatch):
+    """columns: (head, feature) columns per chunk of convSPE's FFTs (None: all of a head at once)."""
+    if columns is not None:
+        from spelab.nn.positional import conv_fft
+
+        monkeypatch.setattr(conv_fft, "FILTER_CHUNK_ELEMENTS", columns * (15 // 2 + 1) * R)  # n_fft = 15
     spe, gates = make(kind)
     q, k = inputs()
     code = spe.draw(12)

@@ -7,9 +7,10 @@ cross-correlation of the filters, exactly zero for |m - n| >= P (docs/spe.md, "c
 Fast path: the noise is drawn directly in the frequency domain (its real FFT, Hermitian by
 construction) over n_fft >= length + P - 1 samples, so no wrap-around reaches the kept positions,
 and the filtering is one spectral product and one inverse real FFT per side instead of a depthwise
-convolution of width P. For a few positions (one-token decoding) the filters are applied directly
-to the time-domain noise, which the code caches. The ungated codes are built once per forward and
-shared by every layer (shared_codes.py): the gate scales q and k, so no layer filters again.
+convolution of width P, done in chunks of (head, feature) columns with a hand-written backward
+(conv_fft.py). For a few positions (one-token decoding) the filters are applied directly to the
+time-domain noise, which the code caches. The ungated codes are built once per forward and shared by
+every layer (shared_codes.py): the gate scales q and k, so no layer filters again.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from spelab.nn.positional._checks import check_positive_int
+from spelab.nn.positional.conv_fft import build_conv_codes, filter_noise
 from spelab.nn.positional.shared_codes import SharedCodes, share_codes
 from spelab.nn.positional.spe import DEFAULT_NUM_REALIZATIONS, StochasticPositionalEncoding
 
@@ -93,8 +95,10 @@ class ConvSPE(StochasticPositionalEncoding):
         shape = (bins, self.num_heads, self.head_dim, self.num_realizations)
         cdtype = torch.complex128 if ref.dtype == torch.float64 else torch.complex64
         # ortho rfft of white N(0,1) noise: interior bins complex N(0,1) (1/2 per part); the DC and
-        # (even n) Nyquist bins are real N(0,1)
-        spectrum = torch.randn(shape, device=device, dtype=cdtype)
+        # (even n) Nyquist bins are real N(0,1). Drawn as real pairs: on a CPU a complex randn takes
+        # ~1.5x as long for the same numbers, and this draw is the largest single cost of convSPE there.
+        real = torch.float64 if cdtype == torch.complex128 else torch.float32
+        spectrum = torch.view_as_complex(torch.randn((*shape, 2), device=device, dtype=real).mul_(math.sqrt(0.5)))
         spectrum[0] = torch.randn(shape[1:], device=device, dtype=ref.dtype).to(cdtype)
         if n_fft % 2 == 0:
             spectrum[-1] = torch.randn(shape[1:], device=device, dtype=ref.dtype).to(cdtype)
@@ -135,11 +139,9 @@ class ConvSPE(StochasticPositionalEncoding):
         out = []
         for phi in (phi_q, phi_k):
             # cross-correlation with φ = product with conj(rfft(φ)) in the frequency domain
-            spec_phi = torch.fft.rfft(phi.to(code.spectrum.real.dtype), n=code.n_fft).conj()  # (H, D, F)
-            full = torch.fft.irfft(
-                code.spectrum * spec_phi.permute(2, 0, 1)[..., None], n=code.n_fft, dim=0, norm="ortho"
-            )
-            out.append(full[offset : offset + n])
+            spec_phi = torch.fft.rfft(phi.to(code.spectrum.real.dtype), n=code.n_fft)  # (H, D, F)
+            spec_phi = torch.conj_physical(spec_phi).permute(2, 0, 1).contiguous()  # (F, H, D)
+            out.append(filter_noise(code.spectrum, spec_phi, offset, n, code.n_fft))
         return out[0], out[1]
 
     def _project(self, q, k, code, offset, keep):
@@ -149,7 +151,14 @@ class ConvSPE(StochasticPositionalEncoding):
         return code.spectrum
 
     def _build_shared(self, code: ConvCode, offset: int, n: int) -> tuple[SharedCodes, torch.Tensor | None]:
-        return share_codes(*self.codes(code, offset, n))
+        if n * self.kernel_size <= code.n_fft:  # a few positions: the direct filtering of `codes`
+            return share_codes(*self.codes(code, offset, n))
+        real = code.spectrum.real.dtype
+        specs = [
+            torch.conj_physical(torch.fft.rfft(phi.to(real) * self.code_scale, n=code.n_fft)).permute(2, 0, 1)
+            for phi in (self.filter_q, self.filter_k)
+        ]  # (F, H, D) each: conj(rfft(φ)), the cross-correlation with φ as a spectral product
+        return build_conv_codes(code.spectrum, specs[0].contiguous(), specs[1].contiguous(), offset, n, code.n_fft)
 
     def _raw_kernel(self, lags: torch.Tensor) -> torch.Tensor:
         p = self.kernel_size
