@@ -24,7 +24,8 @@ from .gated_scan import DEFAULT_CHUNK, bidirectional_gated_scan, chunk_gated_sca
 
 class GatedLinearAttention(ScanAttention):
     """Args: key_dim (the width of q and k per head: R after SPE, else head_dim),
-    gate_temperature tau, chunk_size of the chunked form."""
+    gate_temperature tau, chunk_size of the chunked form (GLA's gates are per channel, so the
+    PyTorch form caps it at gated_scan.PER_CHANNEL_CHUNK)."""
 
     name = "gla"  # its option in conf/attention/ (pos_enc schemes list the options that take them)
 
