@@ -91,3 +91,21 @@ def test_grid_cell_benchmark_runs(monkeypatch, tmp_results):
     monkeypatch.setattr(bench_grid_cell, "CELLS", (("listops", "softmax-none"),))
     monkeypatch.setattr(bench_grid_cell, "EXTRA_OVERRIDES", ("trainer.max_steps=3", "debug=smoke"))
     _check(bench_grid_cell.main("cpu"), "grid_cell", tmp_results)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["sine_op", "conv_step"])
+def test_ab_revision_runs_against_head(monkeypatch, case):
+    """bench.ab_revision: HEAD's package imported beside the working tree, both timed (tiny sizes)."""
+    import bench.ab_revision as ab_revision
+
+    monkeypatch.setattr(ab_revision, "H", 2)
+    monkeypatch.setattr(ab_revision, "D", 4)
+    monkeypatch.setattr(ab_revision, "R", 4)
+    monkeypatch.setattr(ab_revision, "OP_SIZE", (1, 16))
+    monkeypatch.setattr(ab_revision, "STEP_SIZE", (1, 16, 8, 1))
+    medians = ab_revision.compare("HEAD", case, repetitions=1)
+    baseline = "performer" if case.endswith("_op") else "none"
+    assert set(medians) == {baseline, "spelab_old", "spelab"}
+    assert all(math.isfinite(v) and v > 0 for v in medians.values())
+    assert "spelab_old" not in __import__("sys").modules
