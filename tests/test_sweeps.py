@@ -67,6 +67,16 @@ def _options(group: str) -> set[str]:
             "music_grid_v1",
         ),
         (
+            "cpu_grid_long",
+            {
+                "experiment": ["cpu_grid/listops"],
+                "attention": ["performer"],
+                "pos_enc": ["none", "sinusoidal", "sinespe", "convspe"],
+                "seed": ["0", "1", "2"],
+            },
+            "cpu_grid_long_v1",
+        ),
+        (
             "smoke",
             {
                 "task": ["listops"],
