@@ -110,3 +110,23 @@ def test_one_committed_cell_reproduces_its_metrics(tmp_path):
     assert got["global_step"] == want["global_step"]
     assert got["test/loss"] == pytest.approx(want["test/loss"], rel=1e-3), (cell, got, want)
     assert got["test/acc"] == pytest.approx(want["test/acc"], abs=0.01), (cell, got, want)
+
+
+LONG = ROOT / "experiments" / "cpu_grid_long"
+
+
+def test_long_training_sweep_is_complete_at_its_step_count():
+    """experiments/cpu_grid_long: ListOps x Performer x 4 schemes x 3 seeds, each trained 2000 steps."""
+    runs = sorted((LONG / "cpu_grid_long_v1").rglob("results.json"))
+    res = [json.loads(p.read_text()) for p in runs]
+    assert len(res) == 4 * 3 and {r["status"] for r in res} == {"done"}
+    assert {r["pos_enc"] for r in res} == {"none", "sinusoidal", "sinespe", "convspe"}
+    assert {r["metrics"]["global_step"] for r in res} == {2000}
+
+
+def test_long_training_report_is_what_spelab_report_makes(tmp_path):
+    build_report([LONG / "cpu_grid_long_v1"], out_dir=tmp_path, plots=False)
+    for name in ("summary.md", "summary.csv"):
+        assert (tmp_path / name).read_text() == (LONG / "report" / name).read_text(), (
+            f"{LONG / 'report' / name} is stale: regenerate it with the command in {LONG / 'README.md'}"
+        )
