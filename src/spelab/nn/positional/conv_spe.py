@@ -67,6 +67,13 @@ class ConvCode:
         return self._noise
 
 
+def _filter_spectrum(phi: torch.Tensor, code: ConvCode) -> torch.Tensor:
+    """conj(rfft(φ)) over the code's n_fft samples, (F, H, D): the cross-correlation with φ as a
+    spectral product with the noise's spectrum."""
+    spec = torch.fft.rfft(phi.to(code.spectrum.real.dtype), n=code.n_fft)  # (H, D, F)
+    return torch.conj_physical(spec).permute(2, 0, 1).contiguous()
+
+
 class ConvSPE(StochasticPositionalEncoding):
     """Convolutional SPE: R = num_realizations codes, white noise filtered by kernel_size-long filters."""
 
@@ -123,7 +130,7 @@ class ConvSPE(StochasticPositionalEncoding):
         """Q̄, K̄ at positions offset ... offset+n-1, each (n, H, D, R), scaled by (R·D)^(-1/4) [· sqrt(1-δ)]."""
         scale = self.code_scale if keep is None else self.code_scale * keep[..., None]
         phi_q, phi_k = self.filter_q * scale, self.filter_k * scale
-        if n * self.kernel_size <= code.n_fft:  # a few positions: direct filtering is cheaper
+        if self._filters_directly(code, n):
             window = code.noise()[offset : offset + n + self.kernel_size - 1].unfold(0, self.kernel_size, 1)
             return (
                 torch.einsum("nhdrj,hdj->nhdr", window, phi_q.to(window.dtype)),
@@ -138,11 +145,12 @@ class ConvSPE(StochasticPositionalEncoding):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         out = []
         for phi in (phi_q, phi_k):
-            # cross-correlation with φ = product with conj(rfft(φ)) in the frequency domain
-            spec_phi = torch.fft.rfft(phi.to(code.spectrum.real.dtype), n=code.n_fft)  # (H, D, F)
-            spec_phi = torch.conj_physical(spec_phi).permute(2, 0, 1).contiguous()  # (F, H, D)
-            out.append(filter_noise(code.spectrum, spec_phi, offset, n, code.n_fft))
+            out.append(filter_noise(code.spectrum, _filter_spectrum(phi, code), offset, n, code.n_fft))
         return out[0], out[1]
+
+    def _filters_directly(self, code: ConvCode, n: int) -> bool:
+        """A few positions (one-token decoding): direct filtering of the time-domain noise is cheaper."""
+        return n * self.kernel_size <= code.n_fft
 
     def _project(self, q, k, code, offset, keep):
         return self._project_shared(q, k, code, offset, keep)
@@ -151,14 +159,10 @@ class ConvSPE(StochasticPositionalEncoding):
         return code.spectrum
 
     def _build_shared(self, code: ConvCode, offset: int, n: int) -> tuple[SharedCodes, torch.Tensor | None]:
-        if n * self.kernel_size <= code.n_fft:  # a few positions: the direct filtering of `codes`
+        if self._filters_directly(code, n):
             return share_codes(*self.codes(code, offset, n))
-        real = code.spectrum.real.dtype
-        specs = [
-            torch.conj_physical(torch.fft.rfft(phi.to(real) * self.code_scale, n=code.n_fft)).permute(2, 0, 1)
-            for phi in (self.filter_q, self.filter_k)
-        ]  # (F, H, D) each: conj(rfft(φ)), the cross-correlation with φ as a spectral product
-        return build_conv_codes(code.spectrum, specs[0].contiguous(), specs[1].contiguous(), offset, n, code.n_fft)
+        spec_q, spec_k = (_filter_spectrum(phi * self.code_scale, code) for phi in (self.filter_q, self.filter_k))
+        return build_conv_codes(code.spectrum, spec_q, spec_k, offset, n, code.n_fft)
 
     def _raw_kernel(self, lags: torch.Tensor) -> torch.Tensor:
         p = self.kernel_size
