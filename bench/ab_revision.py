@@ -32,10 +32,18 @@ from pathlib import Path
 
 import torch
 
+from bench import bench_spe, bench_train_step
+
 ROOT = Path(__file__).resolve().parents[1]
-H, D, R = 8, 64, 64
-OP_SIZE = (4, 1024)  # (B, N) of the op cases
-STEP_SIZE = (2, 256, 512, 6)  # (B, N, d_model, layers) of the training-step cases
+# the sizes of the benchmarks these cases mirror (bench_spe's CPU op, bench_train_step's CPU step)
+H, D, R = bench_spe.HEADS, bench_spe.DIM, bench_spe.REALIZATIONS
+OP_SIZE = (bench_spe.CPU.batch, bench_spe.CPU.length)  # (B, N) of the op cases
+STEP_SIZE = (
+    bench_train_step.SIZES["cpu"]["batch"],
+    bench_train_step.SIZES["cpu"]["length"],
+    512,
+    6,
+)  # + d_model, layers
 
 
 def import_revision(rev: str, into: Path):

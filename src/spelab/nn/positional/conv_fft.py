@@ -60,16 +60,15 @@ class _PaddedGradient:
     """dC of one chunk of columns as rows offset ... offset+n-1 of n_fft zero rows, in reused buffers
     (the rows outside are never written, so they stay zero): no padding copy per chunk."""
 
-    def __init__(self, n_fft: int, offset: int, n: int, like: torch.Tensor) -> None:
-        self.n_fft, self.offset, self.n, self.like = n_fft, offset, n, like
-        self._buffers: dict[tuple[int, int], torch.Tensor] = {}
+    def __init__(self, n_fft: int, offset: int, n: int, num_realizations: int, like: torch.Tensor) -> None:
+        self.n_fft, self.offset, self.n, self.num_realizations, self.like = n_fft, offset, n, num_realizations, like
+        self._buffers: dict[int, torch.Tensor] = {}  # by chunk width (the last chunk may be narrower)
 
-    def rows(self, columns: int, num_realizations: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def rows(self, columns: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(padded (n_fft, c, R), its kept rows (n, c, R), a contiguous view to write dC into)."""
-        key = (columns, num_realizations)
-        if key not in self._buffers:
-            self._buffers[key] = self.like.new_zeros(self.n_fft, columns, num_realizations)
-        padded = self._buffers[key]
+        if columns not in self._buffers:
+            self._buffers[columns] = self.like.new_zeros(self.n_fft, columns, self.num_realizations)
+        padded = self._buffers[columns]
         return padded, padded[self.offset : self.offset + self.n]
 
 
@@ -98,11 +97,11 @@ class _FilterNoise(torch.autograd.Function):
         z = spectrum.view(bins, hd, num_realizations)
         n = grad.shape[0]
         grad = grad.reshape(n, hd, num_realizations)
-        pad = _PaddedGradient(ctx.n_fft, ctx.offset, n, spectrum.real)
+        pad = _PaddedGradient(ctx.n_fft, ctx.offset, n, num_realizations, spectrum.real)
         d_spec = spectrum.new_empty(bins, hd)
         for a in range(0, hd, ctx.step):
             b = min(hd, a + ctx.step)
-            padded, kept = pad.rows(b - a, num_realizations)
+            padded, kept = pad.rows(b - a)
             kept.copy_(grad[:, a:b])
             d_spec[:, a:b] = _spec_gradient(z[:, a:b], padded, ctx.n_fft)
         return None, d_spec.view(bins, heads, dim), None, None, None
@@ -147,12 +146,12 @@ class _BuildConvCodes(torch.autograd.Function):
                 continue
             x, g = taken  # (n·H, ΣB, D), (n·H, ΣB, R)
             x, g = x.view(n, heads, -1, dim), g.view(n, heads, -1, num_realizations)
-            pad = _PaddedGradient(ctx.n_fft, ctx.offset, n, x)
+            pad = _PaddedGradient(ctx.n_fft, ctx.offset, n, num_realizations, x)
             d_spec = spectrum.new_empty(bins, heads * dim)
             for h in range(heads):
                 for a in range(0, dim, ctx.step):
                     b = min(dim, a + ctx.step)
-                    padded, kept = pad.rows(b - a, num_realizations)
+                    padded, kept = pad.rows(b - a)
                     torch.bmm(x[:, h, :, a:b].transpose(1, 2), g[:, h], out=kept)  # this chunk of dC
                     cols = slice(h * dim + a, h * dim + b)
                     d_spec[:, cols] = _spec_gradient(z[:, cols], padded, ctx.n_fft)
