@@ -20,9 +20,9 @@ def test_mode_comes_from_the_environment(monkeypatch):
 
 def test_a_bad_mode_names_the_variable_and_the_choices(monkeypatch):
     monkeypatch.setenv("SPELAB_KERNELS", "cuda")
-    with pytest.raises(ValueError, match=r"SPELAB_KERNELS='cuda': must be one of auto\|torch\|triton"):
+    with pytest.raises(ValueError, match=r"SPELAB_KERNELS='cuda': must be one of auto\|torch\|triton\|cpp"):
         kernels.kernel_mode()
-    with pytest.raises(ValueError, match=r"kernels: must be one of auto\|torch\|triton, got 'fast'"):
+    with pytest.raises(ValueError, match=r"kernels: must be one of auto\|torch\|triton\|cpp, got 'fast'"):
         kernels.set_kernel_mode("fast")
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from spelab.nn.kernels import cpu_kernels
 from spelab.nn.positional.shared_codes import SharedCodes, first_order_only
 
 # complex elements per chunk: on a CPU 2^18 (complex64: 2 MiB, in cache); on a GPU the batched FFTs
@@ -127,6 +128,7 @@ class _BuildConvCodes(torch.autograd.Function):
             _filter(z, spec.reshape(bins, heads * dim), offset, n, n_fft, out, step)
             codes.append(out.view(n * heads, dim, num_realizations))  # the layout contract_shared reads
         shared.codes = tuple(codes)
+        shared.kernels = cpu_kernels(codes[0], num_realizations)  # compiled contractions on a CPU
         ctx.shared, ctx.offset, ctx.n, ctx.n_fft, ctx.step = shared, offset, n, n_fft, step
         ctx.save_for_backward(spectrum)
         return spectrum.real.new_zeros(())

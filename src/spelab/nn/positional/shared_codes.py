@@ -25,6 +25,8 @@ import functools
 
 import torch
 
+from spelab.nn.kernels import cpu_kernels
+
 _task_id = getattr(torch._C, "_current_graph_task_id", lambda: None)
 
 
@@ -55,6 +57,7 @@ class SharedCodes:
     def __init__(self) -> None:
         self.codes: tuple[torch.Tensor, torch.Tensor] | None = None
         self.token_dtype = torch.float32
+        self.kernels = None  # the compiled CPU kernels (nn/kernels/cpu.py) when they run these codes
         self.spent = False
         self._cast: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
         self._pending: list[tuple[object, int, torch.Tensor, torch.Tensor]] = []
@@ -95,6 +98,7 @@ class _Share(torch.autograd.Function):
         shared.codes = tuple(
             c.detach().reshape(n * heads, dim, num_realizations).contiguous() for c in (code_q, code_k)
         )
+        shared.kernels = cpu_kernels(code_q, num_realizations)  # compiled contractions on a CPU
         ctx.shared, ctx.shape = shared, code_q.shape
         return code_q.new_zeros(())
 
@@ -122,6 +126,12 @@ def share_codes(code_q: torch.Tensor, code_k: torch.Tensor) -> tuple[SharedCodes
     return shared, (token if token.requires_grad else None)
 
 
+def _kernels(shared: SharedCodes, code: torch.Tensor):
+    """The compiled kernels for a contraction with `code`: those of the codes, when it is float32 (an
+    autocast copy in another dtype takes the PyTorch path)."""
+    return shared.kernels if code.dtype == torch.float32 and code.is_contiguous() else None
+
+
 class _Contract(torch.autograd.Function):
     """x (B, N, H, D) -> (B, N, H, R) = Σ_d x_d C_d with C from `shared` (side 0: q, 1: k), one bmm over
     (position, head). Its backward returns dx, hands (x, g) to `shared` and a zero to the token."""
@@ -134,7 +144,9 @@ class _Contract(torch.autograd.Function):
         xt = x.permute(1, 2, 0, 3).reshape(n * heads, batch, dim).contiguous()
         ctx.save_for_backward(xt, code)
         ctx.shared, ctx.side, ctx.shape = shared, side, (batch, n, heads, dim, num_realizations)
-        return torch.bmm(xt, code).view(n, heads, batch, num_realizations).permute(2, 0, 1, 3)
+        kernels = _kernels(shared, code)
+        out = kernels.contract(xt, code) if kernels is not None else torch.bmm(xt, code)
+        return out.view(n, heads, batch, num_realizations).permute(2, 0, 1, 3)
 
     @staticmethod
     @first_order_only
@@ -144,7 +156,9 @@ class _Contract(torch.autograd.Function):
         gt = grad.permute(1, 2, 0, 3).reshape(n * heads, batch, num_realizations).contiguous()
         dx = d_token = None
         if ctx.needs_input_grad[0]:
-            dx = torch.bmm(gt, code.transpose(1, 2)).view(n, heads, batch, dim).permute(2, 0, 1, 3)
+            kernels = _kernels(ctx.shared, code)
+            dx = kernels.contract_t(gt, code) if kernels is not None else torch.bmm(gt, code.transpose(1, 2))
+            dx = dx.view(n, heads, batch, dim).permute(2, 0, 1, 3)
         if ctx.needs_input_grad[1]:
             ctx.shared.hand_over(ctx.side, xt, gt)
             d_token = torch.zeros((), dtype=ctx.shared.token_dtype, device=grad.device)

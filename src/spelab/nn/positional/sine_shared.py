@@ -19,6 +19,7 @@ import weakref
 
 import torch
 
+from spelab.nn.kernels import cpu_kernels
 from spelab.nn.positional.shared_codes import SharedCodes, first_order_only
 from spelab.nn.positional.sine_features import sine_features
 
@@ -45,26 +46,27 @@ class CodeBuffers:
 
     def __init__(self) -> None:
         self._owner: weakref.ref | None = None
-        self._buffers: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._buffers: torch.Tensor | None = None
 
     def __reduce__(self):
         return (CodeBuffers, ())
 
     def get(
         self, owner: SharedCodes, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> torch.Tensor:
+        """(2, *shape): both codes in one tensor (the compiled build writes them in one pass)."""
         if device.type != "cpu" or (self._owner is not None and self._owner() is not None):  # or still in use
             return _empty_pair(shape, dtype, device)
         held = self._buffers
-        if held is None or held[0].shape != shape or held[0].dtype != dtype or held[0].device != device:
+        if held is None or held.shape[1:] != shape or held.dtype != dtype or held.device != device:
             self._buffers = None  # free the old ones before allocating
             held = self._buffers = _empty_pair(shape, dtype, device)
         self._owner = weakref.ref(owner)
         return held
 
 
-def _empty_pair(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.empty(shape, dtype=dtype, device=device), torch.empty(shape, dtype=dtype, device=device)
+def _empty_pair(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.empty((2, *shape), dtype=dtype, device=device)
 
 
 class _BuildCodes(torch.autograd.Function):
@@ -80,11 +82,16 @@ class _BuildCodes(torch.autograd.Function):
             if buffers is not None
             else _empty_pair(shape, dtype, freq.device)
         )
+        shared.kernels = cpu_kernels(freq, num_realizations) if dtype == torch.float32 else None
         with torch.autocast(freq.device.type, enabled=False):
             omega = sine_features(freq, None, start, n, dtype, position_axis=2).view(heads * dim, n, two_k)
-            for w, c in zip((weight_q, weight_k), codes):
-                torch.bmm(omega, w.reshape(heads * dim, two_k, num_realizations), out=_by_feature(c, heads, dim))
-        shared.codes = tuple(codes)
+            if shared.kernels is not None:  # both codes in one compiled pass over Ω
+                weights = torch.stack((weight_q, weight_k)).reshape(2, heads * dim, two_k, num_realizations)
+                shared.kernels.build(omega, weights.contiguous(), heads, codes)
+            else:
+                for w, c in zip((weight_q, weight_k), codes):
+                    torch.bmm(omega, w.reshape(heads * dim, two_k, num_realizations), out=_by_feature(c, heads, dim))
+        shared.codes = (codes[0], codes[1])
         ctx.shared, ctx.start = shared, start
         ctx.save_for_backward(omega, weight_q, weight_k)
         return freq.new_zeros(())
@@ -95,8 +102,7 @@ class _BuildCodes(torch.autograd.Function):
         shared: SharedCodes = ctx.shared
         omega, weight_q, weight_k = ctx.saved_tensors
         heads, dim, two_k, num_realizations = weight_q.shape
-        hd, n, k = heads * dim, omega.shape[1], two_k // 2
-        acc = torch.promote_types(omega.dtype, torch.float32)
+        hd, n = heads * dim, omega.shape[1]
         need_f = ctx.needs_input_grad[1]
         sides = []  # (side, X, G, W (H·D, 2K, R), whether W needs a gradient)
         for side, w in enumerate((weight_q, weight_k)):
@@ -104,6 +110,8 @@ class _BuildCodes(torch.autograd.Function):
             if taken is not None:
                 sides.append((side, *taken, w.reshape(hd, two_k, num_realizations), ctx.needs_input_grad[2 + side]))
         shared.finish_backward()
+        if shared.kernels is not None:
+            return _compiled_backward(ctx, shared.kernels, omega, weight_q.shape, sides, need_f)
         # dC in chunks of positions through one reused buffer: a fresh full-size dC per side costs
         # more in page faults than its matmul on a CPU, and a chunk stays in cache. Per chunk and side,
         # one matmul [Ω_c, t Ω_c]ᵀ dC_c (t: the positions) accumulates both dW = Σ_t Ω[t]ᵀ dC[t] and
@@ -127,18 +135,33 @@ class _BuildCodes(torch.autograd.Function):
                 rows = slice(s * heads, e * heads)
                 torch.bmm(x[rows].transpose(1, 2), g[rows], out=d_code_flat)
                 sums[side].baddbmm_(omega_c.transpose(1, 2), d_code)
-        grads = [None, None]
-        d_freq = torch.zeros(hd, k, dtype=acc, device=omega.device) if need_f else None
-        for side, _, _, w, d_w in sides:
-            if d_w:
-                grads[side] = sums[side][:, :two_k].reshape(weight_q.shape)
-            if need_f:
-                w_cos, w_sin = w.to(acc).split(k, dim=1)
-                t_cos, t_sin = sums[side][:, two_k:].to(acc).split(k, dim=1)
-                d_freq += (w_sin * t_cos - w_cos * t_sin).sum(-1)
+        return (None, *_gradients(sums, weight_q.shape, sides, need_f, omega), None, None, None)
+
+
+def _compiled_backward(ctx, kernels, omega, shape, sides, need_f):
+    """The backward through the compiled kernels: [Ω, tΩ]ᵀ dC per side, dC formed in cache."""
+    heads = shape[0]
+    sums = {side: kernels.code_grad(omega, x, g, heads, ctx.start, need_f) for side, x, g, _, _ in sides}
+    return (None, *_gradients(sums, shape, sides, need_f, omega), None, None, None)
+
+
+def _gradients(sums, shape, sides, need_f, omega):
+    """(dfreq, dW_q, dW_k) from each side's Σ_t [Ω, tΩ][t]ᵀ dC[t] (H·D, 2K or 4K, R)."""
+    heads, dim, two_k, _ = shape
+    k, dtype = two_k // 2, omega.dtype
+    acc = torch.promote_types(dtype, torch.float32)
+    grads = [None, None]
+    d_freq = torch.zeros(heads * dim, k, dtype=acc, device=omega.device) if need_f else None
+    for side, _, _, w, d_w in sides:
+        if d_w:
+            grads[side] = sums[side][:, :two_k].reshape(shape)
         if need_f:
-            d_freq = ((2 * math.pi) * d_freq).view(heads, dim, k).to(omega.dtype)
-        return None, d_freq, grads[0], grads[1], None, None, None
+            w_cos, w_sin = w.to(acc).split(k, dim=1)
+            t_cos, t_sin = sums[side][:, two_k:].to(acc).split(k, dim=1)
+            d_freq += (w_sin * t_cos - w_cos * t_sin).sum(-1)
+    if d_freq is not None:
+        d_freq = ((2 * math.pi) * d_freq).view(heads, dim, k).to(dtype)
+    return d_freq, grads[0], grads[1]
 
 
 def build_shared_codes(

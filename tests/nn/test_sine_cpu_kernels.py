@@ -1,0 +1,202 @@
+"""The compiled CPU kernels of the shared codes (nn/kernels/sine_cpu.cpp, loaded by nn/kernels/cpu.py).
+
+Each kernel against a float64 PyTorch reference at sizes that hit every tail (batch rows not a multiple
+of 4, features not a multiple of 8, 2K not a multiple of 4, positions past one panel of 64 and not a
+multiple of the build's 6, R of one and of three vectors), then SineSPE and ConvSPE through them
+(SPELAB_KERNELS=cpp, float32) against the per-layer float64 reference, and the switch: fallback with
+one warning under `auto`, a clear error under `cpp`.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spelab.nn import kernels
+from spelab.nn.kernels import cpu
+from spelab.nn.positional import ConvSPE, SineSPE
+from spelab.nn.positional.naive import naive_spe
+
+pytestmark = pytest.mark.needs("the compiled CPU kernels (a C++ compiler and ninja)")
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    try:
+        return cpu.load_cpu_kernels(required=True)
+    except RuntimeError as error:
+        pytest.skip(f"cannot build the compiled CPU kernels: {str(error)[:300]}")
+
+
+def rand(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("batch", [1, 3, 4, 5])
+@pytest.mark.parametrize("realizations", [16, 48])
+def test_contractions_match_float64(compiled, batch, realizations):
+    tiles, dim = 7, 5
+    x, g, c = rand(tiles, batch, dim, seed=1), rand(tiles, batch, realizations, seed=2), rand(tiles, dim, realizations)
+    torch.testing.assert_close(compiled.contract(x, c), torch.bmm(x.double(), c.double()).float(), rtol=1e-5, atol=1e-5)
+    ref_t = torch.bmm(g.double(), c.double().transpose(1, 2)).float()
+    torch.testing.assert_close(compiled.contract_t(g, c), ref_t, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [1, 7, 13])
+@pytest.mark.parametrize("realizations", [16, 48])
+def test_build_matches_float64(compiled, n, realizations):
+    heads, dim, two_k = 3, 5, 6
+    omega, w = rand(heads * dim, n, two_k, seed=3), rand(2, heads * dim, two_k, realizations, seed=4)
+    out = torch.full((2, n * heads, dim, realizations), float("nan"))
+    compiled.build(omega, w, heads, out)
+    ref = torch.matmul(omega.double(), w.double())  # (2, H·D, n, R)
+    ref = ref.view(2, heads, dim, n, realizations).permute(0, 3, 1, 2, 4).reshape(out.shape)
+    torch.testing.assert_close(out, ref.float(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("with_t", [False, True])
+@pytest.mark.parametrize("n,realizations,layers", [(70, 16, 3), (9, 48, 1), (64, 32, 5)])
+def test_code_grad_matches_float64(compiled, with_t, n, realizations, layers):
+    heads, dim, two_k, start = 2, 11, 6, 7  # 11 features: one group of 8 and a tail of 3
+    omega = rand(heads * dim, n, two_k, seed=5)
+    x, g = rand(n * heads, layers, dim, seed=6), rand(n * heads, layers, realizations, seed=7)
+    got = compiled.code_grad(omega, x, g, heads, start, with_t)
+    d_code = torch.bmm(x.double().transpose(1, 2), g.double())  # (n·H, D, R)
+    d_code = d_code.view(n, heads * dim, realizations).transpose(0, 1)  # (H·D, n, R)
+    om = omega.double()
+    if with_t:
+        t = torch.arange(start, start + n, dtype=torch.float64)
+        om = torch.cat((om, om * t[:, None]), dim=-1)
+    ref = torch.bmm(om.transpose(1, 2), d_code)
+    torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+
+
+def test_kernels_reject_what_they_cannot_do(compiled):
+    with pytest.raises(RuntimeError, match="R must be a multiple of 16"):
+        compiled.contract(rand(2, 1, 3), rand(2, 3, 8))
+    with pytest.raises(RuntimeError, match="must be float32"):
+        compiled.contract(rand(2, 1, 3).double(), rand(2, 3, 16).double())
+    with pytest.raises(RuntimeError, match="must be contiguous"):
+        compiled.contract_t(rand(2, 16, 2).transpose(1, 2), rand(2, 3, 16))
+
+
+H, D, R = 2, 5, 32
+
+
+def make(kind: str):
+    torch.manual_seed(0)
+    if kind == "conv":
+        spe = ConvSPE(H, D, num_realizations=R, kernel_size=4)
+    else:
+        spe = SineSPE(H, D, num_realizations=R, num_sines=3)
+        spe.strategy = "shared"
+    return spe, [spe.make_gate() for _ in range(3)]
+
+
+@pytest.mark.parametrize("kind", ["sine", "conv"])
+def test_three_layers_through_the_kernels_match_the_float64_reference(compiled, kind, monkeypatch):
+    """float32 through the compiled kernels (SPELAB_KERNELS=cpp) against the per-layer naive reference
+    in float64: outputs and the gradients of q, k, the generator's parameters and every gate."""
+    monkeypatch.setenv("SPELAB_KERNELS", "cpp")
+    spe, gates = make(kind)
+    g = torch.Generator().manual_seed(1)
+    n, offset = 70, 2
+    q, k = (torch.randn(3, n, H, D, generator=g, requires_grad=True) for _ in range(2))
+    code = spe.draw(n + offset)
+    spe64 = type(spe)(H, D, num_realizations=R, **({"kernel_size": 4} if kind == "conv" else {"num_sines": 3}))
+    spe64.load_state_dict(spe.state_dict())
+    spe64 = spe64.double()
+    gates64 = [type(gate)(H, D).double() for gate in gates]
+    for a, b in zip(gates64, gates):
+        a.load_state_dict(b.state_dict())
+    code64 = _double_code(code)
+    built = []
+    monkeypatch.setattr(type(spe), "_build_shared", _recording(type(spe)._build_shared, built))
+
+    def loss(layer, q, k, gates):
+        total = 0
+        for i, gate in enumerate(gates):
+            a, b = layer(q, k, gate)
+            total = total + (a * (i + 1)).sin().sum() + (b**2).sum() * (i + 1)
+        return total
+
+    leaves = [q, k, *(p for name, p in spe.named_parameters() if not name.startswith("gate.")), *(x.gate for x in gates)]
+    leaves64 = [*(p for name, p in spe64.named_parameters() if not name.startswith("gate.")), *(x.gate for x in gates64)]
+    got = torch.autograd.grad(loss(lambda q, k, gate: spe(q, k, code=code, offset=offset, gate=gate), q, k, gates), leaves)
+    q64, k64 = (x.detach().double().requires_grad_() for x in (q, k))
+    ref = torch.autograd.grad(
+        loss(lambda q, k, gate: naive_spe(spe64, q, k, code64, offset, gate), q64, k64, gates64), [q64, k64, *leaves64]
+    )
+    assert built and all(shared.kernels is compiled for shared in built), "the compiled kernels did not run"
+    assert len(got) == len(ref) == len(leaves)
+    for a, b in zip(got, ref):
+        scale = b.abs().max().item()
+        torch.testing.assert_close(a.double(), b, rtol=2e-4, atol=2e-4 * scale, msg=lambda m: f"{kind}: {m}")
+
+
+def _double_code(code):
+    import dataclasses
+
+    fields = {f.name: getattr(code, f.name) for f in dataclasses.fields(code)}
+    fields = {k: (v.double() if isinstance(v, torch.Tensor) and v.is_floating_point() else v) for k, v in fields.items()}
+    fields = {k: (v.to(torch.complex128) if isinstance(v, torch.Tensor) and v.is_complex() else v) for k, v in fields.items()}
+    fields["cache"] = None
+    return type(code)(**fields)
+
+
+def _recording(build, built):
+    def wrapper(self, *args, **kwargs):
+        entry = build(self, *args, **kwargs)
+        built.append(entry[0])
+        return entry
+
+    return wrapper
+
+
+def test_torch_mode_keeps_the_pytorch_paths(monkeypatch):
+    monkeypatch.setenv("SPELAB_KERNELS", "torch")
+    assert kernels.cpu_kernels(torch.zeros(2), 16) is None
+
+
+def test_auto_takes_the_kernels_only_where_they_apply(compiled, monkeypatch):
+    monkeypatch.setenv("SPELAB_KERNELS", "auto")
+    x = torch.zeros(2)
+    assert kernels.cpu_kernels(x, 64) is compiled
+    assert kernels.cpu_kernels(x, 24) is None  # R not a multiple of 16
+    assert kernels.cpu_kernels(x.double(), 64) is None  # the float64 reference runs in PyTorch
+    assert kernels.cpu_kernels(torch.zeros(2, device="meta"), 64) is None
+
+
+def test_cpp_mode_on_a_non_cpu_tensor_says_what_to_do(monkeypatch):
+    monkeypatch.setenv("SPELAB_KERNELS", "cpp")
+    with pytest.raises(RuntimeError, match=r"SPELAB_KERNELS=cpp on a meta tensor: .* use SPELAB_KERNELS=auto"):
+        kernels.cpu_kernels(torch.zeros(2, device="meta"), 64)
+
+
+def test_a_failed_build_warns_once_under_auto_and_raises_under_cpp(monkeypatch):
+    def fail():
+        raise OSError("no C++ compiler found (g++)")
+
+    monkeypatch.setattr(cpu, "_build", fail)
+    monkeypatch.setattr(cpu, "_module", None)
+    monkeypatch.setattr(cpu, "_error", None)
+    monkeypatch.setattr(cpu.load_cpu_kernels, "_warned", False, raising=False)
+    monkeypatch.setenv("SPELAB_KERNELS", "auto")
+    with pytest.warns(RuntimeWarning, match=r"(?s)could not be built: OSError: no C\+\+ compiler found .* PyTorch paths"):
+        assert kernels.cpu_kernels(torch.zeros(2), 64) is None
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no second warning
+        assert kernels.cpu_kernels(torch.zeros(2), 64) is None
+    monkeypatch.setenv("SPELAB_KERNELS", "cpp")
+    with pytest.raises(RuntimeError, match=r"(?s)could not be built.*pip install ninja.*SPELAB_KERNELS=auto\|torch"):
+        kernels.cpu_kernels(torch.zeros(2), 64)
+
+
+def test_the_library_is_kept_per_cpu_and_torch_version():
+    import torch as t
+
+    name = cpu.extension_name()
+    assert name == f"spelab_sine_cpu_{cpu.cpu_signature()}" and len(cpu.cpu_signature()) == 12
+    assert f"torch-{t.__version__}" in str(cpu.build_directory(name))
