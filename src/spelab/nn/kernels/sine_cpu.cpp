@@ -18,6 +18,10 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstdint>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #include <vector>
 
 namespace {
@@ -27,7 +31,7 @@ namespace {
 typedef float vec __attribute__((vector_size(64)));
 constexpr int V = 16;
 constexpr int BLOCK = 4;    // rows of the batch (contract) or of [Ω, tΩ]'s columns (code_grad) per pass
-constexpr int NB = 6;       // positions per pass of the build (2 x 6 accumulators + 2 weights)
+constexpr int POSITIONS = 16;  // positions per task of the build
 constexpr int DG = 8;       // features (d) whose dC panels are formed together (g is read once for them)
 constexpr int PANEL = 64;   // positions per dC panel
 
@@ -37,6 +41,14 @@ inline vec load(const float* p) {
   return v;
 }
 inline void store(float* p, vec v) { __builtin_memcpy(p, &v, sizeof v); }
+// a store that bypasses the caches where the CPU has one for a whole vector (the codes are larger than
+// the caches: a normal store would first read each line it writes)
+inline void store_stream(float* p, vec v) {
+#if defined(__AVX512F__)
+  if ((reinterpret_cast<uintptr_t>(p) & 63) == 0) return _mm512_stream_ps(p, reinterpret_cast<__m512>(v));
+#endif
+  store(p, v);
+}
 inline float sum_lanes(vec v) {
   float s[V];
   __builtin_memcpy(s, &v, sizeof v);
@@ -57,22 +69,51 @@ void check_width(int64_t r, const char* where) {
   TORCH_CHECK(r % V == 0, "spelab sine_cpu.", where, ": R must be a multiple of ", V, ", got ", r);
 }
 
-// out[b, :] = Σ_d x[b, d] c[d, :] for NBR rows b (x rows of stride D, c (D, R), out rows of stride R)
+// out[b, :] = Σ_d x[b, d] c[d, :] for NBR rows b (x rows of stride D, c (D, R), out rows of stride R):
+// RB vectors of a row of c at a time (RB·V columns), so that c is read in order, row after row
+template <int NBR, int RB>
+void contract_cols(const float* x, const float* c, float* out, int64_t D, int64_t R, int64_t r0) {
+  vec acc[NBR][RB] = {};
+  for (int64_t d = 0; d < D; ++d) {
+    vec cr[RB];
+    for (int j = 0; j < RB; ++j) cr[j] = load(c + d * R + r0 + j * V);
+    for (int b = 0; b < NBR; ++b)
+      for (int j = 0; j < RB; ++j) acc[b][j] += x[b * D + d] * cr[j];
+  }
+  for (int b = 0; b < NBR; ++b)
+    for (int j = 0; j < RB; ++j) store(out + b * R + r0 + j * V, acc[b][j]);
+}
+
 template <int NBR>
 void contract_rows(const float* x, const float* c, float* out, int64_t D, int64_t R) {
-  for (int64_t r0 = 0; r0 < R; r0 += V) {
-    vec acc[NBR] = {};
-    for (int64_t d = 0; d < D; ++d) {
-      const vec cr = load(c + d * R + r0);
-      for (int b = 0; b < NBR; ++b) acc[b] += x[b * D + d] * cr;
+  int64_t r0 = 0;
+  for (; r0 + 4 * V <= R; r0 += 4 * V) contract_cols<NBR, 4>(x, c, out, D, R, r0);
+  for (; r0 < R; r0 += V) contract_cols<NBR, 1>(x, c, out, D, R, r0);
+}
+
+// out[b, d] = Σ_r g[b, r] c[d, r] for NBR rows b (g rows of stride R, out rows of stride D). With
+// R = RB·V the rows of g stay in registers and c is read in order; else in vectors of V.
+template <int NBR, int RB>
+void contract_t_fixed(const float* g, const float* c, float* out, int64_t D, int64_t R) {
+  vec gr[NBR][RB];
+  for (int b = 0; b < NBR; ++b)
+    for (int j = 0; j < RB; ++j) gr[b][j] = load(g + b * R + j * V);
+  for (int64_t d = 0; d < D; ++d) {
+    vec cr[RB];
+    for (int j = 0; j < RB; ++j) cr[j] = load(c + d * R + j * V);
+    for (int b = 0; b < NBR; ++b) {
+      vec acc = gr[b][0] * cr[0];
+      for (int j = 1; j < RB; ++j) acc += gr[b][j] * cr[j];
+      out[b * D + d] = sum_lanes(acc);
     }
-    for (int b = 0; b < NBR; ++b) store(out + b * R + r0, acc[b]);
   }
 }
 
-// out[b, d] = Σ_r g[b, r] c[d, r] for NBR rows b (g rows of stride R, out rows of stride D)
 template <int NBR>
 void contract_t_rows(const float* g, const float* c, float* out, int64_t D, int64_t R) {
+  if (R == 4 * V) return contract_t_fixed<NBR, 4>(g, c, out, D, R);
+  if (R == 2 * V) return contract_t_fixed<NBR, 2>(g, c, out, D, R);
+  if (R == V) return contract_t_fixed<NBR, 1>(g, c, out, D, R);
   for (int64_t d = 0; d < D; ++d) {
     vec acc[NBR] = {};
     for (int64_t r0 = 0; r0 < R; r0 += V) {
@@ -135,8 +176,38 @@ torch::Tensor contract_t(const torch::Tensor& g, const torch::Tensor& c) {
   return out;
 }
 
+namespace {
+
+// c[p·row + r0 : … + RB·V] = Σ_j om[p·J + j] w[j·R + r0 : … + RB·V] for NP positions p: one code's rows
+// of NP positions for one (head, feature), accumulators in registers
+template <int NP, int RB>
+void code_rows(const float* om, int64_t J, const float* w, int64_t R, int64_t r0, float* c, int64_t row) {
+  vec acc[NP][RB] = {};
+  for (int64_t j = 0; j < J; ++j) {
+    vec wr[RB];
+    for (int i = 0; i < RB; ++i) wr[i] = load(w + j * R + r0 + i * V);
+    for (int p = 0; p < NP; ++p) {
+      const float a = om[p * J + j];
+      for (int i = 0; i < RB; ++i) acc[p][i] += a * wr[i];
+    }
+  }
+  for (int p = 0; p < NP; ++p)
+    for (int i = 0; i < RB; ++i) store_stream(c + p * row + r0 + i * V, acc[p][i]);
+}
+
+template <int NP>
+void code_block(const float* om, int64_t J, const float* w, int64_t R, float* c, int64_t row) {
+  int64_t r0 = 0;
+  for (; r0 + 4 * V <= R; r0 += 4 * V) code_rows<NP, 4>(om, J, w, R, r0, c, row);
+  for (; r0 < R; r0 += V) code_rows<NP, 1>(om, J, w, R, r0, c, row);
+}
+
+}  // namespace
+
 // Both codes at once (they share Ω): out[s, n·H + h, d, :] = Σ_j omega[hd, n, j] w[s, hd, j, :].
 // out may be preallocated (the CPU memory reused across forwards); it is (2, T, D, R) contiguous.
+// Tasks are blocks of positions, so that each fills whole (position, head) tiles of the codes, in
+// order: written feature by feature, a tile's rows are contiguous.
 void build(const torch::Tensor& omega, const torch::Tensor& w, int64_t H, torch::Tensor& out) {
   check(omega, "omega", 3);
   check(w, "w", 4);
@@ -151,36 +222,60 @@ void build(const torch::Tensor& omega, const torch::Tensor& w, int64_t H, torch:
   const float* wp = w.data_ptr<float>();
   float* cp = out.data_ptr<float>();
   const int64_t side = N * H * D * R, row = H * D * R;  // strides of out: side, position
-  at::parallel_for(0, HD, 1, [&](int64_t s, int64_t e) {
-    std::vector<float> om(static_cast<size_t>(NB) * J);  // Ω of NB positions, zero past the last one
-    for (int64_t hd = s; hd < e; ++hd) {
-      const int64_t h = hd / D, d = hd % D;
-      const float* wq = wp + hd * J * R;
-      const float* wk = wq + HD * J * R;
-      for (int64_t n0 = 0; n0 < N; n0 += NB) {
-        const int64_t nn = std::min<int64_t>(NB, N - n0);
-        std::fill(om.begin(), om.end(), 0.f);
-        std::copy(op + (hd * N + n0) * J, op + (hd * N + n0 + nn) * J, om.begin());
-        float* cq = cp + n0 * row + (h * D + d) * R;
-        for (int64_t r0 = 0; r0 < R; r0 += V) {
-          vec aq[NB] = {}, ak[NB] = {};
-          for (int64_t j = 0; j < J; ++j) {
-            const vec q = load(wq + j * R + r0), k = load(wk + j * R + r0);
-            for (int p = 0; p < NB; ++p) {
-              const float a = om[p * J + j];
-              aq[p] += a * q;
-              ak[p] += a * k;
-            }
-          }
-          for (int64_t p = 0; p < nn; ++p) {
-            store(cq + p * row + r0, aq[p]);
-            store(cq + side + p * row + r0, ak[p]);
-          }
+  at::parallel_for(0, (N + POSITIONS - 1) / POSITIONS, 1, [&](int64_t s, int64_t e) {
+    for (int64_t task = s; task < e; ++task) {
+      const int64_t n0 = task * POSITIONS, nn = std::min<int64_t>(POSITIONS, N - n0);
+      for (int64_t hd = 0; hd < HD; ++hd)
+        for (int64_t q = 0; q < 2; ++q) {
+          const float* wq = wp + (q * HD + hd) * J * R;
+          by_row_blocks(nn, [&](auto np, int64_t p) {
+            code_block<decltype(np)::value>(op + (hd * N + n0 + p) * J, J, wq, R, cp + q * side + (n0 + p) * row + hd * R,
+                                            row);
+          });
         }
-      }
     }
+#if defined(__AVX512F__)
+    _mm_sfence();  // the streaming stores are weakly ordered: make them visible before the task ends
+#endif
   });
 }
+
+namespace {
+
+// o[j0 + b, r0 : r0 + RB·V] += Σ_p a[p, b] panel[p, r0 : r0 + RB·V], b < NJ, with a[p, b] =
+// om[p, j0 + b] (the rows of Ω) or om[p, j0 - J + b] · t_p (those of tΩ): a block of rows of
+// [Ω, tΩ]ᵀ dC, its accumulators in registers, Ω read in place (stride J)
+template <int NJ, int RB>
+void panel_product(const float* om, int64_t J, int64_t j0, const float* t, const float* panel, int64_t R,
+                   int64_t r0, int64_t np, float* o) {
+  const bool scaled = j0 >= J;
+  const float* col = om + (scaled ? j0 - J : j0);
+  vec acc[NJ][RB] = {};
+  for (int64_t p = 0; p < np; ++p) {
+    vec c[RB];
+    for (int j = 0; j < RB; ++j) c[j] = load(panel + p * R + r0 + j * V);
+    const float scale = scaled ? t[p] : 1.f;
+    for (int b = 0; b < NJ; ++b) {
+      const float a = col[p * J + b] * scale;
+      for (int j = 0; j < RB; ++j) acc[b][j] += a * c[j];
+    }
+  }
+  for (int b = 0; b < NJ; ++b)
+    for (int j = 0; j < RB; ++j) {
+      float* ob = o + (j0 + b) * R + r0 + j * V;
+      store(ob, load(ob) + acc[b][j]);
+    }
+}
+
+template <int NJ>
+void panel_rows(const float* om, int64_t J, int64_t j0, const float* t, const float* panel, int64_t R, int64_t np,
+                float* o) {
+  int64_t r0 = 0;
+  for (; r0 + 4 * V <= R; r0 += 4 * V) panel_product<NJ, 4>(om, J, j0, t, panel, R, r0, np, o);
+  for (; r0 < R; r0 += V) panel_product<NJ, 1>(om, J, j0, t, panel, R, r0, np, o);
+}
+
+}  // namespace
 
 // Σ_n [Ω, tΩ][hd, n]ᵀ dC[n, hd] with dC formed panel by panel in cache, never in memory.
 torch::Tensor code_grad(const torch::Tensor& omega, const torch::Tensor& x, const torch::Tensor& g, int64_t H,
@@ -194,7 +289,6 @@ torch::Tensor code_grad(const torch::Tensor& omega, const torch::Tensor& x, cons
               "spelab sine_cpu.code_grad: omega ", omega.sizes(), ", x ", x.sizes(), ", g ", g.sizes(), ", heads ", H);
   check_width(R, "code_grad");
   const int64_t width = with_t ? 2 * J : J;
-  const int64_t padded = (width + BLOCK - 1) / BLOCK * BLOCK;
   auto out = torch::zeros({HD, width, R}, omega.options());
   const float* op = omega.data_ptr<float>();
   const float* xp = x.data_ptr<float>();
@@ -203,53 +297,39 @@ torch::Tensor code_grad(const torch::Tensor& omega, const torch::Tensor& x, cons
   const int64_t per_head = (D + DG - 1) / DG;
   at::parallel_for(0, H * per_head, 1, [&](int64_t s, int64_t e) {  // one task per (head, DG features)
     std::vector<float> panel(static_cast<size_t>(DG) * PANEL * R);
-    std::vector<float> weight(static_cast<size_t>(PANEL) * padded, 0.f);  // [Ω, tΩ] of a panel, zero-padded
+    std::vector<float> t(PANEL);  // the positions of a panel
     for (int64_t task = s; task < e; ++task) {
       const int64_t h = task / per_head, d0 = (task % per_head) * DG;
       const int64_t nd = std::min<int64_t>(DG, D - d0);
       for (int64_t n0 = 0; n0 < N; n0 += PANEL) {
         const int64_t np = std::min<int64_t>(PANEL, N - n0);
-        // dC panels of features d0 ... d0+nd-1: each row of g is read once for all of them
-        for (int64_t dd = 0; dd < nd; ++dd)
-          for (int64_t p = 0; p < np; ++p) {
-            const int64_t t = (n0 + p) * H + h;
-            float* pr = panel.data() + (dd * PANEL + p) * R;
-            for (int64_t r0 = 0; r0 < R; r0 += V) {
-              vec acc = {};
-              for (int64_t l = 0; l < L; ++l) acc += xp[(t * L + l) * D + d0 + dd] * load(gp + (t * L + l) * R + r0);
-              store(pr + r0, acc);
+        // dC panels of features d0 ... d0+nd-1, DG accumulators per vector of a row of g
+        for (int64_t p = 0; p < np; ++p) {
+          const int64_t t = (n0 + p) * H + h;
+          for (int64_t r0 = 0; r0 < R; r0 += V) {
+            vec acc[DG] = {};
+            for (int64_t l = 0; l < L; ++l) {
+              const vec gv = load(gp + (t * L + l) * R + r0);
+              const float* xr = xp + (t * L + l) * D + d0;
+              if (nd == DG) {
+                for (int dd = 0; dd < DG; ++dd) acc[dd] += xr[dd] * gv;
+              } else {
+                for (int64_t dd = 0; dd < nd; ++dd) acc[dd] += xr[dd] * gv;
+              }
             }
+            for (int64_t dd = 0; dd < nd; ++dd) store(panel.data() + (dd * PANEL + p) * R + r0, acc[dd]);
           }
+        }
+        for (int64_t p = 0; p < np; ++p) t[p] = static_cast<float>(start + n0 + p);
         for (int64_t dd = 0; dd < nd; ++dd) {
           const int64_t hd = h * D + d0 + dd;
           const float* om = op + (hd * N + n0) * J;
-          for (int64_t p = 0; p < np; ++p)
-            for (int64_t j = 0; j < J; ++j) {
-              weight[p * padded + j] = om[p * J + j];
-              if (with_t) weight[p * padded + J + j] = om[p * J + j] * static_cast<float>(start + n0 + p);
-            }
           const float* pn = panel.data() + dd * PANEL * R;
           float* o = outp + hd * width * R;
-          for (int64_t j0 = 0; j0 < width; j0 += BLOCK) {
-            const int64_t nj = std::min<int64_t>(BLOCK, width - j0);
-            for (int64_t r0 = 0; r0 < R; r0 += 2 * V) {
-              const bool two = r0 + V < R;  // a second column block of V
-              vec acc[BLOCK][2] = {};
-              for (int64_t p = 0; p < np; ++p) {
-                const vec c0 = load(pn + p * R + r0), c1 = two ? load(pn + p * R + r0 + V) : vec{};
-                const float* a = weight.data() + p * padded + j0;
-                for (int b = 0; b < BLOCK; ++b) {
-                  acc[b][0] += a[b] * c0;
-                  acc[b][1] += a[b] * c1;
-                }
-              }
-              for (int64_t b = 0; b < nj; ++b) {
-                float* ob = o + (j0 + b) * R + r0;
-                store(ob, load(ob) + acc[b][0]);
-                if (two) store(ob + V, load(ob + V) + acc[b][1]);
-              }
-            }
-          }
+          for (int64_t base = 0; base < width; base += J)  // the rows of Ω, then (with_t) those of tΩ
+            by_row_blocks(J, [&](auto nj, int64_t j) {
+              panel_rows<decltype(nj)::value>(om, J, base + j, t.data(), pn, R, np, o);
+            });
         }
       }
     }
