@@ -33,9 +33,10 @@ def rand(*shape, seed=0):
 
 
 @pytest.mark.parametrize("batch", [1, 3, 4, 5])
-@pytest.mark.parametrize("realizations", [16, 48])
-def test_contractions_match_float64(compiled, batch, realizations):
-    tiles, dim = 7, 5
+@pytest.mark.parametrize("realizations", [16, 32, 48, 64])  # R = 1, 2, 4 vectors: fixed paths; 3: general
+@pytest.mark.parametrize("dim", [5, 37])  # 37: two blocks of 16 features and a tail
+def test_contractions_match_float64(compiled, batch, realizations, dim):
+    tiles = 7
     x, g, c = rand(tiles, batch, dim, seed=1), rand(tiles, batch, realizations, seed=2), rand(tiles, dim, realizations)
     torch.testing.assert_close(compiled.contract(x, c), torch.bmm(x.double(), c.double()).float(), rtol=1e-5, atol=1e-5)
     ref_t = torch.bmm(g.double(), c.double().transpose(1, 2)).float()
@@ -55,13 +56,16 @@ def test_build_matches_float64(compiled, n, realizations):
 
 
 @pytest.mark.parametrize("with_t", [False, True])
-@pytest.mark.parametrize("n,realizations,layers", [(70, 16, 3), (9, 48, 1), (64, 32, 5)])
-def test_code_grad_matches_float64(compiled, with_t, n, realizations, layers):
+@pytest.mark.parametrize("n,realizations,batches", [(70, 16, (3,)), (9, 48, (1,)), (64, 32, (2, 1, 4))])
+def test_code_grad_matches_float64(compiled, with_t, n, realizations, batches):
+    """batches: one entry per layer whose (x, g) the kernel sums into dC, read in place."""
     heads, dim, two_k, start = 2, 11, 6, 7  # 11 features: one group of 8 and a tail of 3
     omega = rand(heads * dim, n, two_k, seed=5)
-    x, g = rand(n * heads, layers, dim, seed=6), rand(n * heads, layers, realizations, seed=7)
-    got = compiled.code_grad(omega, x, g, heads, start, with_t)
-    d_code = torch.bmm(x.double().transpose(1, 2), g.double())  # (n·H, D, R)
+    xs = [rand(n * heads, b, dim, seed=6 + i) for i, b in enumerate(batches)]
+    gs = [rand(n * heads, b, realizations, seed=60 + i) for i, b in enumerate(batches)]
+    got = compiled.code_grad(omega, xs, gs, heads, start, with_t)
+    x, g = torch.cat(xs, dim=1).double(), torch.cat(gs, dim=1).double()
+    d_code = torch.bmm(x.transpose(1, 2), g)  # (n·H, D, R)
     d_code = d_code.view(n, heads * dim, realizations).transpose(0, 1)  # (H·D, n, R)
     om = omega.double()
     if with_t:

@@ -5,9 +5,9 @@
 //   contract(x (T, B, D), c (T, D, R))            -> (T, B, R)    x[t] c[t]
 //   contract_t(g (T, B, R), c (T, D, R))          -> (T, B, D)    g[t] c[t]ᵀ
 //   build(omega (HD, N, 2K), w (2, HD, 2K, R), H) -> (2, T, D, R)  C_s[n·H + h, d] = Ω[hd, n] W_s[hd]
-//   code_grad(omega, x (T, L, D), g (T, L, R), H, start, with_t)
+//   code_grad(omega, [x_i (T, B_i, D)], [g_i (T, B_i, R)], H, start, with_t)
 //                                                 -> (HD, 2K or 4K, R): Σ_n [Ω, tΩ][hd, n]ᵀ dC[n, hd],
-//                                                    dC[n, hd] = Σ_l x[n·H + h, l, d] g[n·H + h, l]
+//                                                    dC[n, hd] = Σ_i,b x_i[n·H + h, b, d] g_i[n·H + h, b]
 // Why by hand: PyTorch does each as a batched matmul of tiny matrices (inner dimension B, 2K or a chunk
 // of positions) at a fraction of the machine's speed, and the backward wrote dC to memory and read it
 // back. Here the accumulators are small fixed-size arrays that the compiler keeps in vector registers
@@ -91,21 +91,50 @@ void contract_rows(const float* x, const float* c, float* out, int64_t D, int64_
   for (; r0 < R; r0 += V) contract_cols<NBR, 1>(x, c, out, D, R, r0);
 }
 
+// Transposed reduction: the lane sums of 16 vectors v_0 … v_15 as one vector (its lane i = Σ v_i), in four
+// levels of pairwise folds (each: two shuffles and an add), instead of 16 separate horizontal sums.
+// fold<S>(a, b) keeps S-lane groups: lanes of a's group g and g + 1 (of width S) are added, then b's.
+inline vec fold8(vec a, vec b) {
+  return __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+         __builtin_shufflevector(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+}
+inline vec fold4(vec a, vec b) {
+  return __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
+         __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+}
+inline vec fold2(vec a, vec b) {
+  return __builtin_shufflevector(a, b, 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29) +
+         __builtin_shufflevector(a, b, 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31);
+}
+inline vec fold1(vec a, vec b) {
+  return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30) +
+         __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+}
+
+template <int RB>
+inline vec dot_row(const vec* g, const float* c) {  // lane-wise partial products of g · c over RB vectors
+  vec acc = g[0] * load(c);
+  for (int j = 1; j < RB; ++j) acc += g[j] * load(c + j * V);
+  return acc;
+}
+
 // out[b, d] = Σ_r g[b, r] c[d, r] for NBR rows b (g rows of stride R, out rows of stride D). With
-// R = RB·V the rows of g stay in registers and c is read in order; else in vectors of V.
+// R = RB·V the rows of g stay in registers; 16 features at a time share one transposed reduction.
 template <int NBR, int RB>
 void contract_t_fixed(const float* g, const float* c, float* out, int64_t D, int64_t R) {
-  vec gr[NBR][RB];
-  for (int b = 0; b < NBR; ++b)
-    for (int j = 0; j < RB; ++j) gr[b][j] = load(g + b * R + j * V);
-  for (int64_t d = 0; d < D; ++d) {
-    vec cr[RB];
-    for (int j = 0; j < RB; ++j) cr[j] = load(c + d * R + j * V);
-    for (int b = 0; b < NBR; ++b) {
-      vec acc = gr[b][0] * cr[0];
-      for (int j = 1; j < RB; ++j) acc += gr[b][j] * cr[j];
-      out[b * D + d] = sum_lanes(acc);
+  for (int b = 0; b < NBR; ++b) {
+    vec gr[RB];
+    for (int j = 0; j < RB; ++j) gr[j] = load(g + b * R + j * V);
+    int64_t d = 0;
+    for (; d + V <= D; d += V) {
+      const float* cd = c + d * R;
+      vec f8[8], f4[4], f2[2];
+      for (int i = 0; i < 8; ++i) f8[i] = fold8(dot_row<RB>(gr, cd + 2 * i * R), dot_row<RB>(gr, cd + (2 * i + 1) * R));
+      for (int i = 0; i < 4; ++i) f4[i] = fold4(f8[2 * i], f8[2 * i + 1]);
+      for (int i = 0; i < 2; ++i) f2[i] = fold2(f4[2 * i], f4[2 * i + 1]);
+      store(out + b * D + d, fold1(f2[0], f2[1]));
     }
+    for (; d < D; ++d) out[b * D + d] = sum_lanes(dot_row<RB>(gr, c + d * R));
   }
 }
 
@@ -277,22 +306,31 @@ void panel_rows(const float* om, int64_t J, int64_t j0, const float* t, const fl
 
 }  // namespace
 
-// Σ_n [Ω, tΩ][hd, n]ᵀ dC[n, hd] with dC formed panel by panel in cache, never in memory.
-torch::Tensor code_grad(const torch::Tensor& omega, const torch::Tensor& x, const torch::Tensor& g, int64_t H,
-                        int64_t start, bool with_t) {
+// Σ_n [Ω, tΩ][hd, n]ᵀ dC[n, hd] with dC formed panel by panel in cache, never in memory. dC sums over
+// the layers: xs[i] (T, B_i, D) and gs[i] (T, B_i, R) are one layer's (x, g), read in place.
+torch::Tensor code_grad(const torch::Tensor& omega, const std::vector<torch::Tensor>& xs,
+                        const std::vector<torch::Tensor>& gs, int64_t H, int64_t start, bool with_t) {
   check(omega, "omega", 3);
-  check(x, "x", 3);
-  check(g, "g", 3);
-  const int64_t HD = omega.size(0), N = omega.size(1), J = omega.size(2), D = HD / H;
-  const int64_t L = x.size(1), R = g.size(2);
-  TORCH_CHECK(HD == H * D && x.size(0) == N * H && x.size(2) == D && g.size(0) == N * H && g.size(1) == L,
-              "spelab sine_cpu.code_grad: omega ", omega.sizes(), ", x ", x.sizes(), ", g ", g.sizes(), ", heads ", H);
+  TORCH_CHECK(!xs.empty() && xs.size() == gs.size(), "spelab sine_cpu.code_grad: ", xs.size(), " x and ", gs.size(),
+              " g tensors");
+  const int64_t HD = omega.size(0), N = omega.size(1), J = omega.size(2), D = HD / H, R = gs[0].size(2);
+  std::vector<const float*> xps, gps;
+  std::vector<int64_t> batches;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    check(xs[i], "x", 3);
+    check(gs[i], "g", 3);
+    TORCH_CHECK(HD == H * D && xs[i].size(0) == N * H && xs[i].size(2) == D && gs[i].size(0) == N * H &&
+                    gs[i].size(1) == xs[i].size(1) && gs[i].size(2) == R,
+                "spelab sine_cpu.code_grad: omega ", omega.sizes(), ", x ", xs[i].sizes(), ", g ", gs[i].sizes(),
+                ", heads ", H);
+    xps.push_back(xs[i].data_ptr<float>());
+    gps.push_back(gs[i].data_ptr<float>());
+    batches.push_back(xs[i].size(1));
+  }
   check_width(R, "code_grad");
   const int64_t width = with_t ? 2 * J : J;
   auto out = torch::zeros({HD, width, R}, omega.options());
   const float* op = omega.data_ptr<float>();
-  const float* xp = x.data_ptr<float>();
-  const float* gp = g.data_ptr<float>();
   float* outp = out.data_ptr<float>();
   const int64_t per_head = (D + DG - 1) / DG;
   at::parallel_for(0, H * per_head, 1, [&](int64_t s, int64_t e) {  // one task per (head, DG features)
@@ -308,15 +346,16 @@ torch::Tensor code_grad(const torch::Tensor& omega, const torch::Tensor& x, cons
           const int64_t t = (n0 + p) * H + h;
           for (int64_t r0 = 0; r0 < R; r0 += V) {
             vec acc[DG] = {};
-            for (int64_t l = 0; l < L; ++l) {
-              const vec gv = load(gp + (t * L + l) * R + r0);
-              const float* xr = xp + (t * L + l) * D + d0;
-              if (nd == DG) {
-                for (int dd = 0; dd < DG; ++dd) acc[dd] += xr[dd] * gv;
-              } else {
-                for (int64_t dd = 0; dd < nd; ++dd) acc[dd] += xr[dd] * gv;
+            for (size_t i = 0; i < batches.size(); ++i)
+              for (int64_t l = 0, L = batches[i]; l < L; ++l) {
+                const vec gv = load(gps[i] + (t * L + l) * R + r0);
+                const float* xr = xps[i] + (t * L + l) * D + d0;
+                if (nd == DG) {
+                  for (int dd = 0; dd < DG; ++dd) acc[dd] += xr[dd] * gv;
+                } else {
+                  for (int64_t dd = 0; dd < nd; ++dd) acc[dd] += xr[dd] * gv;
+                }
               }
-            }
             for (int64_t dd = 0; dd < nd; ++dd) store(panel.data() + (dd * PANEL + p) * R + r0, acc[dd]);
           }
         }
@@ -341,5 +380,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("contract", &contract, "x (T, B, D), c (T, D, R) -> (T, B, R): x[t] c[t]");
   m.def("contract_t", &contract_t, "g (T, B, R), c (T, D, R) -> (T, B, D): g[t] c[t]^T");
   m.def("build", &build, "omega (HD, N, 2K), w (2, HD, 2K, R), heads, out (2, N*H, D, R): the two codes");
-  m.def("code_grad", &code_grad, "omega, x (T, L, D), g (T, L, R), heads, start, with_t -> (HD, 2K|4K, R)");
+  m.def("code_grad", &code_grad, "omega, [x (T, B, D)], [g (T, B, R)], heads, start, with_t -> (HD, 2K|4K, R)");
 }

@@ -74,10 +74,14 @@ class SharedCodes:
     def hand_over(self, side: int, x: torch.Tensor, grad: torch.Tensor) -> None:
         self._pending.append((_task_id(), side, x, grad))
 
+    def take_layers(self, side: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each layer's (x, g) of this backward: (N·H, B, D), (N·H, B, R)."""
+        task = _task_id()
+        return [(x, g) for t, s, x, g in self._pending if t == task and s == side]
+
     def take(self, side: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(X, G) of every layer of this backward: (N·H, ΣB, D), (N·H, ΣB, R) in `dtype`; None if none."""
-        task = _task_id()
-        mine = [(x, g) for t, s, x, g in self._pending if t == task and s == side]
+        mine = self.take_layers(side)
         if not mine:
             return None
         if len(mine) == 1:  # one layer: no concatenation (a full copy)

@@ -104,14 +104,22 @@ class _BuildCodes(torch.autograd.Function):
         heads, dim, two_k, num_realizations = weight_q.shape
         hd, n = heads * dim, omega.shape[1]
         need_f = ctx.needs_input_grad[1]
+        if shared.kernels is not None:  # each layer's (x, g) read in place by the compiled kernel
+            sides = []
+            for side, w in enumerate((weight_q, weight_k)):
+                layers = shared.take_layers(side)
+                if layers:
+                    xs = [x.to(omega.dtype).contiguous() for x, _ in layers]  # (a bf16 layer under autocast)
+                    gs = [g.to(omega.dtype).contiguous() for _, g in layers]
+                    sides.append((side, xs, gs, w.reshape(hd, two_k, num_realizations), ctx.needs_input_grad[2 + side]))
+            shared.finish_backward()
+            return _compiled_backward(ctx, shared.kernels, omega, weight_q.shape, sides, need_f)
         sides = []  # (side, X, G, W (H·D, 2K, R), whether W needs a gradient)
         for side, w in enumerate((weight_q, weight_k)):
             taken = shared.take(side, omega.dtype)
             if taken is not None:
                 sides.append((side, *taken, w.reshape(hd, two_k, num_realizations), ctx.needs_input_grad[2 + side]))
         shared.finish_backward()
-        if shared.kernels is not None:
-            return _compiled_backward(ctx, shared.kernels, omega, weight_q.shape, sides, need_f)
         # dC in chunks of positions through one reused buffer: a fresh full-size dC per side costs
         # more in page faults than its matmul on a CPU, and a chunk stays in cache. Per chunk and side,
         # one matmul [Ω_c, t Ω_c]ᵀ dC_c (t: the positions) accumulates both dW = Σ_t Ω[t]ᵀ dC[t] and
