@@ -27,14 +27,16 @@ help:
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	@echo "[install 1/4] virtual environment $(VENV)"
+	@echo "[install 1/5] virtual environment $(VENV)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "[install 2/4] pip"
+	@echo "[install 2/5] pip"
 	$(PY) -m pip install -q --upgrade pip
-	@echo "[install 3/4] $(TORCH) (skipped when a torch is installed; the CPU wheel is ~200 MB)"
+	@echo "[install 3/5] $(TORCH) (skipped when a torch is installed; the CPU wheel is ~200 MB)"
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
-	@echo "[install 4/4] spelab and its dependencies (Lightning, Hydra, W&B, music21, ...; a minute or two)"
+	@echo "[install 4/5] spelab and its dependencies (Lightning, Hydra, W&B, music21, ...; a minute or two)"
 	$(PY) -m pip install -q -e ".[dev]"
+	@echo "[install 5/5] the compiled CPU kernels of SPE (once per machine, ~40 s; without a C++ compiler: a warning)"
+	$(PY) -m spelab.nn.kernels.cpu
 	@echo "[install] done: $(VENV)"
 	touch $@
 

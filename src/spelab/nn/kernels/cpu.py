@@ -99,3 +99,9 @@ def load_cpu_kernels(required: bool) -> ModuleType | None:
         load_cpu_kernels._warned = True
         warnings.warn(message + " Using the PyTorch paths (slower).", RuntimeWarning, stacklevel=3)
     return None
+
+
+if __name__ == "__main__":  # `python -m spelab.nn.kernels.cpu`: build now (make install), say where
+    module = load_cpu_kernels(required=False)
+    if module is not None:
+        print(f"spelab: compiled CPU kernels ready: {module.__file__}")
