@@ -27,7 +27,7 @@ def test_a_bad_value_fails_before_any_work(monkeypatch, make_cfg) -> None:
     from spelab.train import check_config
 
     monkeypatch.setenv("SPELAB_KERNELS", "auto")
-    with pytest.raises(ValueError, match=r"kernels: must be one of auto\|torch\|triton, got 'cuda'"):
+    with pytest.raises(ValueError, match=r"kernels: must be one of auto\|torch\|triton\|cpp, got 'cuda'"):
         check_config(make_cfg(["kernels=cuda"]))
     check_config(make_cfg(["kernels=torch"]))
     assert os.environ["SPELAB_KERNELS"] == "torch"  # what data workers and DDP children inherit
