@@ -35,7 +35,7 @@ def test_set_kernel_mode_sets_the_variable_for_child_processes(monkeypatch):
 def test_cpu_tensors_take_the_pytorch_path_unless_triton_is_asked_for(monkeypatch):
     x = torch.zeros(2)
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    for mode in ("auto", "torch"):
+    for mode in ("auto", "torch", "cpp"):
         monkeypatch.setenv("SPELAB_KERNELS", mode)
         assert not kernels.use_triton(x)
     monkeypatch.setenv("SPELAB_KERNELS", "triton")

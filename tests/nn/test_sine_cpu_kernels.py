@@ -157,6 +157,24 @@ def _recording(build, built):
     return wrapper
 
 
+@pytest.mark.parametrize("mode", ["auto", "cpp"])
+def test_a_default_sine_spe_runs_under_each_mode_that_takes_the_kernels(compiled, mode, monkeypatch):
+    """The module's default strategy ("auto") under SPELAB_KERNELS=auto|cpp: the shared codes through
+    the compiled kernels, the same values as the PyTorch paths (SPELAB_KERNELS=torch)."""
+    spe = SineSPE(H, D, num_realizations=R, num_sines=3)
+    g = torch.Generator().manual_seed(2)
+    q, k = (torch.randn(2, 9, H, D, generator=g) for _ in range(2))
+    code = spe.draw(9)
+    monkeypatch.setenv("SPELAB_KERNELS", "torch")
+    ref = spe(q, k, code=code)
+    monkeypatch.setenv("SPELAB_KERNELS", mode)
+    code.cache = None
+    got = spe(q, k, code=code)
+    assert code.cache[1][0].kernels is compiled
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
 def test_torch_mode_keeps_the_pytorch_paths(monkeypatch):
     monkeypatch.setenv("SPELAB_KERNELS", "torch")
     assert kernels.cpu_kernels(torch.zeros(2), 16) is None

@@ -52,7 +52,7 @@ def interpreting() -> bool:
 def use_triton(x: torch.Tensor) -> bool:
     """Whether the Triton kernels handle tensor x under the current mode."""
     mode = kernel_mode()
-    if mode == "torch" or x.dtype not in TRITON_DTYPES:
+    if mode in ("torch", "cpp") or x.dtype not in TRITON_DTYPES:
         return False
     if mode == "auto":
         return x.is_cuda and triton_available()
