@@ -62,3 +62,34 @@ def test_smoke_run_through_the_interpreted_kernels(
     [res_path] = (tmp_path / "logs" / "runs" / "listops" / "performer-sinespe").glob("seed0-*/results.json")
     res = json.loads(res_path.read_text())
     assert res["status"] == "done" and res["metrics"]["test/loss"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.needs("the compiled CPU kernels (a C++ compiler and ninja)")
+def test_smoke_run_through_the_compiled_cpu_kernels(tmp_path: Path, subprocess_env: dict, data_dir: Path) -> None:
+    """`python run.py ... kernels=cpp` on the CPU: sineSPE's shared codes through the compiled kernels."""
+    from spelab.nn.kernels.cpu import load_cpu_kernels
+
+    try:
+        load_cpu_kernels(required=True)  # built here once, so that the run below loads it from the cache
+    except RuntimeError as error:
+        pytest.skip(f"cannot build the compiled CPU kernels: {str(error)[:300]}")
+    args = [
+        sys.executable,
+        str(ROOT / "run.py"),
+        "debug=smoke",
+        "pos_enc=sinespe",
+        "attention=performer",
+        "kernels=cpp",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=1",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+        f"paths.root_dir={tmp_path}",
+        f"paths.data_dir={data_dir}",
+    ]
+    out = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, env=subprocess_env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    [res_path] = (tmp_path / "logs" / "runs" / "listops" / "performer-sinespe").glob("seed0-*/results.json")
+    res = json.loads(res_path.read_text())
+    assert res["status"] == "done" and res["metrics"]["test/loss"] > 0
