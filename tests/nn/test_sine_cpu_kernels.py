@@ -49,30 +49,36 @@ def test_build_matches_float64(compiled, n, realizations):
     heads, dim, two_k = 3, 5, 6
     omega, w = rand(heads * dim, n, two_k, seed=3), rand(2, heads * dim, two_k, realizations, seed=4)
     out = torch.full((2, n * heads, dim, realizations), float("nan"))
-    compiled.build(omega, w, heads, out)
+    compiled.build(omega.transpose(1, 2).contiguous(), w, heads, out)  # it reads Ωᵀ (H·D, 2K, n)
     ref = torch.matmul(omega.double(), w.double())  # (2, H·D, n, R)
     ref = ref.view(2, heads, dim, n, realizations).permute(0, 3, 1, 2, 4).reshape(out.shape)
     torch.testing.assert_close(out, ref.float(), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("with_t", [False, True])
-@pytest.mark.parametrize("n,realizations,batches", [(70, 16, (3,)), (9, 48, (1,)), (64, 32, (2, 1, 4))])
-def test_code_grad_matches_float64(compiled, with_t, n, realizations, batches):
-    """batches: one entry per layer whose (x, g) the kernel sums into dC, read in place."""
-    heads, dim, two_k, start = 2, 11, 6, 7  # 11 features: one group of 8 and a tail of 3
-    omega = rand(heads * dim, n, two_k, seed=5)
+@pytest.mark.parametrize("n,realizations,batches", [(70, 16, (3,)), (9, 48, (1,)), (64, 32, (2, 1, 4)), (130, 64, (2,))])
+@pytest.mark.parametrize("sines", [3, 8])  # 2K = 6: rows of Z in blocks of 4 and 2; 2K = 16: four blocks of 4
+def test_code_sums_match_float64(compiled, n, realizations, batches, sines):
+    """out[w, a, b, k] = Σ_n t^w Ω[n, a·K + k] (dC[n]·Z[b·K + k]), t = start + n; dC summed over the
+    layers (batches: one entry per layer, its (x, g) read in place); positions past one or two panels."""
+    heads, dim, two_k, start = 2, 11, 2 * sines, 7  # 11 features: one group of 8 and a tail of 3
+    omega, noise = rand(heads * dim, n, two_k, seed=5), rand(heads * dim, two_k, realizations, seed=8)
     xs = [rand(n * heads, b, dim, seed=6 + i) for i, b in enumerate(batches)]
     gs = [rand(n * heads, b, realizations, seed=60 + i) for i, b in enumerate(batches)]
-    got = compiled.code_grad(omega, xs, gs, heads, start, with_t)
+    got = compiled.code_sums(omega.transpose(1, 2).contiguous(), xs, gs, noise, heads, start)
     x, g = torch.cat(xs, dim=1).double(), torch.cat(gs, dim=1).double()
-    d_code = torch.bmm(x.transpose(1, 2), g)  # (n·H, D, R)
-    d_code = d_code.view(n, heads * dim, realizations).transpose(0, 1)  # (H·D, n, R)
-    om = omega.double()
-    if with_t:
-        t = torch.arange(start, start + n, dtype=torch.float64)
-        om = torch.cat((om, om * t[:, None]), dim=-1)
-    ref = torch.bmm(om.transpose(1, 2), d_code)
-    torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+    d_code = torch.bmm(x.transpose(1, 2), g).view(n, heads * dim, realizations).transpose(0, 1)  # (H·D, n, R)
+    prod = torch.bmm(d_code, noise.double().transpose(1, 2))  # (H·D, n, 2K): P[n, j] = dC[n]·Z[j]
+    om, k = omega.double(), sines
+    t = torch.arange(start, start + n, dtype=torch.float64)[:, None]
+    ref = torch.stack(
+        [
+            torch.stack(
+                [torch.stack([(w * om[..., a * k : a * k + k] * prod[..., b * k : b * k + k]).sum(1) for b in (0, 1)]) for a in (0, 1)]
+            )
+            for w in (torch.ones_like(t), t)
+        ]
+    )  # (2, 2, 2, H·D, K)
+    torch.testing.assert_close(got.double(), ref.permute(3, 0, 1, 2, 4), rtol=1e-4, atol=1e-5 * ref.abs().max().item())
 
 
 def test_kernels_reject_what_they_cannot_do(compiled):

@@ -1,4 +1,4 @@
-"""The compiled CPU kernels of sineSPE's shared codes (sine_cpu.cpp), built on first use.
+"""The compiled CPU kernels of the shared SPE codes (sine_cpu.cpp), built on first use.
 
 torch.utils.cpp_extension compiles the C++ file once per machine (about 40 s on 2 cores) into
 torch's extension cache (TORCH_EXTENSIONS_DIR, default ~/.cache/torch_extensions) and loads the cached

@@ -4,10 +4,10 @@
 // function computes, with T = N·H (position, head) tiles, hd = h·D + d:
 //   contract(x (T, B, D), c (T, D, R))            -> (T, B, R)    x[t] c[t]
 //   contract_t(g (T, B, R), c (T, D, R))          -> (T, B, D)    g[t] c[t]ᵀ
-//   build(omega (HD, N, 2K), w (2, HD, 2K, R), H) -> (2, T, D, R)  C_s[n·H + h, d] = Ω[hd, n] W_s[hd]
-//   code_grad(omega, [x_i (T, B_i, D)], [g_i (T, B_i, R)], H, start, with_t)
-//                                                 -> (HD, 2K or 4K, R): Σ_n [Ω, tΩ][hd, n]ᵀ dC[n, hd],
-//                                                    dC[n, hd] = Σ_i,b x_i[n·H + h, b, d] g_i[n·H + h, b]
+//   build(omega_t (HD, 2K, N), w (2, HD, 2K, R), H, out (2, T, D, R))   C_s[n·H + h, d] = Ω[hd, n] W_s[hd]
+//   code_sums(omega_t, [x_i (T, B_i, D)], [g_i (T, B_i, R)], noise Z (HD, 2K, R), H, start)
+//                       -> (HD, 2, 2, 2, K): Σ_n t_n^w Ω[hd, n, a·K+k] (dC[n, hd]·Z[hd, b·K+k]),
+//                          dC[n, hd] = Σ_i,b x_i[n·H + h, b, d] g_i[n·H + h, b]  (t_n = start + n)
 // Why by hand: PyTorch does each as a batched matmul of tiny matrices (inner dimension B, 2K or a chunk
 // of positions) at a fraction of the machine's speed, and the backward wrote dC to memory and read it
 // back. Here the accumulators are small fixed-size arrays that the compiler keeps in vector registers
@@ -30,7 +30,7 @@ namespace {
 // GCC/Clang vector types because the auto-vectoriser did not keep such accumulators in registers.
 typedef float vec __attribute__((vector_size(64)));
 constexpr int V = 16;
-constexpr int BLOCK = 4;    // rows of the batch (contract) or of [Ω, tΩ]'s columns (code_grad) per pass
+constexpr int BLOCK = 4;    // rows of the batch (contract), positions (build) or rows of Z (code_sums) per pass
 constexpr int POSITIONS = 16;  // positions per task of the build
 constexpr int DG = 8;       // features (d) whose dC panels are formed together (g is read once for them)
 constexpr int PANEL = 64;   // positions per dC panel
@@ -207,16 +207,17 @@ torch::Tensor contract_t(const torch::Tensor& g, const torch::Tensor& c) {
 
 namespace {
 
-// c[p·row + r0 : … + RB·V] = Σ_j om[p·J + j] w[j·R + r0 : … + RB·V] for NP positions p: one code's rows
-// of NP positions for one (head, feature), accumulators in registers
+// c[p·row + r0 : … + RB·V] = Σ_j om[j·N + p] w[j·R + r0 : … + RB·V] for NP positions p (Ωᵀ: one row per
+// feature j, N positions long): one code's rows of NP positions for one (head, feature), accumulators in
+// registers
 template <int NP, int RB>
-void code_rows(const float* om, int64_t J, const float* w, int64_t R, int64_t r0, float* c, int64_t row) {
+void code_rows(const float* om, int64_t N, int64_t J, const float* w, int64_t R, int64_t r0, float* c, int64_t row) {
   vec acc[NP][RB] = {};
   for (int64_t j = 0; j < J; ++j) {
     vec wr[RB];
     for (int i = 0; i < RB; ++i) wr[i] = load(w + j * R + r0 + i * V);
     for (int p = 0; p < NP; ++p) {
-      const float a = om[p * J + j];
+      const float a = om[j * N + p];
       for (int i = 0; i < RB; ++i) acc[p][i] += a * wr[i];
     }
   }
@@ -225,23 +226,23 @@ void code_rows(const float* om, int64_t J, const float* w, int64_t R, int64_t r0
 }
 
 template <int NP>
-void code_block(const float* om, int64_t J, const float* w, int64_t R, float* c, int64_t row) {
+void code_block(const float* om, int64_t N, int64_t J, const float* w, int64_t R, float* c, int64_t row) {
   int64_t r0 = 0;
-  for (; r0 + 4 * V <= R; r0 += 4 * V) code_rows<NP, 4>(om, J, w, R, r0, c, row);
-  for (; r0 < R; r0 += V) code_rows<NP, 1>(om, J, w, R, r0, c, row);
+  for (; r0 + 4 * V <= R; r0 += 4 * V) code_rows<NP, 4>(om, N, J, w, R, r0, c, row);
+  for (; r0 < R; r0 += V) code_rows<NP, 1>(om, N, J, w, R, r0, c, row);
 }
 
 }  // namespace
 
-// Both codes at once (they share Ω): out[s, n·H + h, d, :] = Σ_j omega[hd, n, j] w[s, hd, j, :].
+// Both codes at once (they share Ω): out[s, n·H + h, d, :] = Σ_j omega_t[hd, j, n] w[s, hd, j, :].
 // out may be preallocated (the CPU memory reused across forwards); it is (2, T, D, R) contiguous.
 // Tasks are blocks of positions, so that each fills whole (position, head) tiles of the codes, in
 // order: written feature by feature, a tile's rows are contiguous.
 void build(const torch::Tensor& omega, const torch::Tensor& w, int64_t H, torch::Tensor& out) {
-  check(omega, "omega", 3);
+  check(omega, "omega_t", 3);
   check(w, "w", 4);
   check(out, "out", 4);
-  const int64_t HD = omega.size(0), N = omega.size(1), J = omega.size(2), R = w.size(3), D = HD / H;
+  const int64_t HD = omega.size(0), J = omega.size(1), N = omega.size(2), R = w.size(3), D = HD / H;
   TORCH_CHECK(HD == H * D && w.size(0) == 2 && w.size(1) == HD && w.size(2) == J,
               "spelab sine_cpu.build: omega ", omega.sizes(), ", w ", w.sizes(), ", heads ", H);
   TORCH_CHECK(out.size(0) == 2 && out.size(1) == N * H && out.size(2) == D && out.size(3) == R,
@@ -258,8 +259,8 @@ void build(const torch::Tensor& omega, const torch::Tensor& w, int64_t H, torch:
         for (int64_t q = 0; q < 2; ++q) {
           const float* wq = wp + (q * HD + hd) * J * R;
           by_row_blocks(nn, [&](auto np, int64_t p) {
-            code_block<decltype(np)::value>(op + (hd * N + n0 + p) * J, J, wq, R, cp + q * side + (n0 + p) * row + hd * R,
-                                            row);
+            code_block<decltype(np)::value>(op + hd * J * N + n0 + p, N, J, wq, R,
+                                            cp + q * side + (n0 + p) * row + hd * R, row);
           });
         }
     }
@@ -271,74 +272,100 @@ void build(const torch::Tensor& omega, const torch::Tensor& w, int64_t H, torch:
 
 namespace {
 
-// o[j0 + b, r0 : r0 + RB·V] += Σ_p a[p, b] panel[p, r0 : r0 + RB·V], b < NJ, with a[p, b] =
-// om[p, j0 + b] (the rows of Ω) or om[p, j0 - J + b] · t_p (those of tΩ): a block of rows of
-// [Ω, tΩ]ᵀ dC, its accumulators in registers, Ω read in place (stride J)
-template <int NJ, int RB>
-void panel_product(const float* om, int64_t J, int64_t j0, const float* t, const float* panel, int64_t R,
-                   int64_t r0, int64_t np, float* o) {
-  const bool scaled = j0 >= J;
-  const float* col = om + (scaled ? j0 - J : j0);
-  vec acc[NJ][RB] = {};
-  for (int64_t p = 0; p < np; ++p) {
-    vec c[RB];
-    for (int j = 0; j < RB; ++j) c[j] = load(panel + p * R + r0 + j * V);
-    const float scale = scaled ? t[p] : 1.f;
-    for (int b = 0; b < NJ; ++b) {
-      const float a = col[p * J + b] * scale;
-      for (int j = 0; j < RB; ++j) acc[b][j] += a * c[j];
-    }
+// A 16×16 block in registers, transposed: m[i] lane j <-> m[j] lane i. Four butterfly stages; the
+// stage of width k swaps bit k of the row and of the lane index.
+inline void transpose16(vec* m) {
+  for (int r = 0; r < 8; ++r) {
+    const vec a = m[r], b = m[r + 8];
+    m[r] = __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+    m[r + 8] = __builtin_shufflevector(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
   }
-  for (int b = 0; b < NJ; ++b)
-    for (int j = 0; j < RB; ++j) {
-      float* ob = o + (j0 + b) * R + r0 + j * V;
-      store(ob, load(ob) + acc[b][j]);
-    }
+  for (int r = 0; r < 16; ++r) {
+    if (r & 4) continue;
+    const vec a = m[r], b = m[r + 4];
+    m[r] = __builtin_shufflevector(a, b, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+    m[r + 4] = __builtin_shufflevector(a, b, 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+  }
+  for (int r = 0; r < 16; ++r) {
+    if (r & 2) continue;
+    const vec a = m[r], b = m[r + 2];
+    m[r] = __builtin_shufflevector(a, b, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+    m[r + 2] = __builtin_shufflevector(a, b, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+  }
+  for (int r = 0; r < 16; r += 2) {
+    const vec a = m[r], b = m[r + 1];
+    m[r] = __builtin_shufflevector(a, b, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
+    m[r + 1] = __builtin_shufflevector(a, b, 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
+  }
 }
 
+constexpr int PV = PANEL / V;  // vectors per row of a transposed panel
+
+// prod[j, :] = Σ_r z[j, r] pt[r, :] for NJ rows j: (NJ × R)(R × PANEL), accumulators in registers
 template <int NJ>
-void panel_rows(const float* om, int64_t J, int64_t j0, const float* t, const float* panel, int64_t R, int64_t np,
-                float* o) {
-  int64_t r0 = 0;
-  for (; r0 + 4 * V <= R; r0 += 4 * V) panel_product<NJ, 4>(om, J, j0, t, panel, R, r0, np, o);
-  for (; r0 < R; r0 += V) panel_product<NJ, 1>(om, J, j0, t, panel, R, r0, np, o);
+void noise_product(const float* z, int64_t R, const float* pt, float* prod) {
+  vec acc[NJ][PV] = {};
+  for (int64_t r = 0; r < R; ++r) {
+    vec col[PV];
+    for (int v = 0; v < PV; ++v) col[v] = load(pt + r * PANEL + v * V);
+    for (int j = 0; j < NJ; ++j) {
+      const float a = z[j * R + r];
+      for (int v = 0; v < PV; ++v) acc[j][v] += a * col[v];
+    }
+  }
+  for (int j = 0; j < NJ; ++j)
+    for (int v = 0; v < PV; ++v) store(prod + j * PANEL + v * V, acc[j][v]);
 }
 
 }  // namespace
 
-// Σ_n [Ω, tΩ][hd, n]ᵀ dC[n, hd] with dC formed panel by panel in cache, never in memory. dC sums over
-// the layers: xs[i] (T, B_i, D) and gs[i] (T, B_i, R) are one layer's (x, g), read in place.
-torch::Tensor code_grad(const torch::Tensor& omega, const std::vector<torch::Tensor>& xs,
-                        const std::vector<torch::Tensor>& gs, int64_t H, int64_t start, bool with_t) {
-  check(omega, "omega", 3);
-  TORCH_CHECK(!xs.empty() && xs.size() == gs.size(), "spelab sine_cpu.code_grad: ", xs.size(), " x and ", gs.size(),
+// The gradient sums of sineSPE's shared codes, for one side (C = Ω W, W = a·Z row by row):
+//   P[n, j] = dC[n] · Z[j]  (dC[n] = Σ_layers xᵀ g of the (position, head) tile, feature d)
+//   out[w, a, b, k] = Σ_n t_n^w Ω[n, a·K + k] P[n, b·K + k]   (w = 0, 1; a, b = 0 (cos), 1 (sin))
+// from which the frequencies', amplitudes' and phases' gradients follow (sine_shared.py): one product
+// with Z (2K rows) per position instead of [Ω, tΩ]ᵀ dC (4K rows, and a (2K, R) weight gradient).
+// dC is formed panel by panel in cache (PANEL positions × DG features), never in memory, then
+// transposed in registers so that the product and the sums run along positions.
+torch::Tensor code_sums(const torch::Tensor& omega_t, const std::vector<torch::Tensor>& xs,
+                        const std::vector<torch::Tensor>& gs, const torch::Tensor& noise, int64_t H, int64_t start) {
+  check(omega_t, "omega_t", 3);
+  check(noise, "noise", 3);
+  TORCH_CHECK(!xs.empty() && xs.size() == gs.size(), "spelab sine_cpu.code_sums: ", xs.size(), " x and ", gs.size(),
               " g tensors");
-  const int64_t HD = omega.size(0), N = omega.size(1), J = omega.size(2), D = HD / H, R = gs[0].size(2);
+  const int64_t HD = omega_t.size(0), J = omega_t.size(1), N = omega_t.size(2), K = J / 2, D = HD / H;
+  const int64_t R = gs[0].size(2);
+  TORCH_CHECK(HD == H * D && J % 2 == 0 && noise.size(0) == HD && noise.size(1) == J && noise.size(2) == R,
+              "spelab sine_cpu.code_sums: omega_t ", omega_t.sizes(), ", noise ", noise.sizes(), ", heads ", H);
   std::vector<const float*> xps, gps;
   std::vector<int64_t> batches;
   for (size_t i = 0; i < xs.size(); ++i) {
     check(xs[i], "x", 3);
     check(gs[i], "g", 3);
-    TORCH_CHECK(HD == H * D && xs[i].size(0) == N * H && xs[i].size(2) == D && gs[i].size(0) == N * H &&
+    TORCH_CHECK(xs[i].size(0) == N * H && xs[i].size(2) == D && gs[i].size(0) == N * H &&
                     gs[i].size(1) == xs[i].size(1) && gs[i].size(2) == R,
-                "spelab sine_cpu.code_grad: omega ", omega.sizes(), ", x ", xs[i].sizes(), ", g ", gs[i].sizes(),
-                ", heads ", H);
+                "spelab sine_cpu.code_sums: x ", xs[i].sizes(), ", g ", gs[i].sizes(), " for ", N, " positions, heads ",
+                H);
     xps.push_back(xs[i].data_ptr<float>());
     gps.push_back(gs[i].data_ptr<float>());
     batches.push_back(xs[i].size(1));
   }
-  check_width(R, "code_grad");
-  const int64_t width = with_t ? 2 * J : J;
-  auto out = torch::zeros({HD, width, R}, omega.options());
-  const float* op = omega.data_ptr<float>();
+  check_width(R, "code_sums");
+  auto out = torch::empty({HD, 2, 2, 2, K}, omega_t.options());
+  const float* op = omega_t.data_ptr<float>();
+  const float* zp = noise.data_ptr<float>();
   float* outp = out.data_ptr<float>();
   const int64_t per_head = (D + DG - 1) / DG;
   at::parallel_for(0, H * per_head, 1, [&](int64_t s, int64_t e) {  // one task per (head, DG features)
     std::vector<float> panel(static_cast<size_t>(DG) * PANEL * R);
-    std::vector<float> t(PANEL);  // the positions of a panel
+    std::vector<float> pt(static_cast<size_t>(R) * PANEL);      // one feature's panel, transposed
+    std::vector<float> prod(static_cast<size_t>(J) * PANEL);    // Pᵀ of the panel: (2K, positions)
+    std::vector<float> om(static_cast<size_t>(J) * PANEL);      // Ωᵀ of a last, short panel, zero-padded
+    std::vector<float> times(PANEL);
+    std::vector<vec> sums(static_cast<size_t>(DG) * 8 * K);     // lane-wise sums of out, per feature
     for (int64_t task = s; task < e; ++task) {
       const int64_t h = task / per_head, d0 = (task % per_head) * DG;
       const int64_t nd = std::min<int64_t>(DG, D - d0);
+      std::fill(sums.begin(), sums.end(), vec{});
       for (int64_t n0 = 0; n0 < N; n0 += PANEL) {
         const int64_t np = std::min<int64_t>(PANEL, N - n0);
         // dC panels of features d0 ... d0+nd-1, DG accumulators per vector of a row of g
@@ -359,17 +386,46 @@ torch::Tensor code_grad(const torch::Tensor& omega, const std::vector<torch::Ten
             for (int64_t dd = 0; dd < nd; ++dd) store(panel.data() + (dd * PANEL + p) * R + r0, acc[dd]);
           }
         }
-        for (int64_t p = 0; p < np; ++p) t[p] = static_cast<float>(start + n0 + p);
+        for (int64_t p = 0; p < PANEL; ++p) times[p] = static_cast<float>(start + n0 + p);
         for (int64_t dd = 0; dd < nd; ++dd) {
           const int64_t hd = h * D + d0 + dd;
-          const float* om = op + (hd * N + n0) * J;
+          // transpose this feature's panel (positions × R) into pt (R × PANEL), zero past the last position
           const float* pn = panel.data() + dd * PANEL * R;
-          float* o = outp + hd * width * R;
-          for (int64_t base = 0; base < width; base += J)  // the rows of Ω, then (with_t) those of tΩ
-            by_row_blocks(J, [&](auto nj, int64_t j) {
-              panel_rows<decltype(nj)::value>(om, J, base + j, t.data(), pn, R, np, o);
-            });
+          for (int64_t p0 = 0; p0 < PANEL; p0 += V)
+            for (int64_t r0 = 0; r0 < R; r0 += V) {
+              vec m[V];
+              for (int i = 0; i < V; ++i) m[i] = p0 + i < np ? load(pn + (p0 + i) * R + r0) : vec{};
+              transpose16(m);
+              for (int i = 0; i < V; ++i) store(pt.data() + (r0 + i) * PANEL + p0, m[i]);
+            }
+          const float* z = zp + hd * J * R;
+          by_row_blocks(J, [&](auto nj, int64_t j) {
+            noise_product<decltype(nj)::value>(z + j * R, R, pt.data(), prod.data() + j * PANEL);
+          });
+          // Ωᵀ of the panel: in place, or a zero-padded copy for a short last panel
+          const float* ot = op + hd * J * N + n0;
+          int64_t ostride = N;
+          if (np < PANEL) {
+            std::fill(om.begin(), om.end(), 0.f);
+            for (int64_t j = 0; j < J; ++j) std::copy(ot + j * N, ot + j * N + np, om.begin() + j * PANEL);
+            ot = om.data();
+            ostride = PANEL;
+          }
+          vec* sd = sums.data() + dd * 8 * K;
+          for (int64_t k = 0; k < K; ++k)
+            for (int v = 0; v < PV; ++v) {
+              const vec tv = load(times.data() + v * V);
+              const vec oc = load(ot + k * ostride + v * V), os = load(ot + (K + k) * ostride + v * V);
+              const vec pc = load(prod.data() + k * PANEL + v * V), ps = load(prod.data() + (K + k) * PANEL + v * V);
+              const vec cc = oc * pc, cs = oc * ps, sc = os * pc, ss = os * ps;
+              sd[0 * K + k] += cc, sd[1 * K + k] += cs, sd[2 * K + k] += sc, sd[3 * K + k] += ss;
+              sd[4 * K + k] += tv * cc, sd[5 * K + k] += tv * cs, sd[6 * K + k] += tv * sc, sd[7 * K + k] += tv * ss;
+            }
         }
+      }
+      for (int64_t dd = 0; dd < nd; ++dd) {
+        float* o = outp + (h * D + d0 + dd) * 8 * K;
+        for (int64_t i = 0; i < 8 * K; ++i) o[i] = sum_lanes(sums[dd * 8 * K + i]);
       }
     }
   });
@@ -379,6 +435,7 @@ torch::Tensor code_grad(const torch::Tensor& omega, const std::vector<torch::Ten
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("contract", &contract, "x (T, B, D), c (T, D, R) -> (T, B, R): x[t] c[t]");
   m.def("contract_t", &contract_t, "g (T, B, R), c (T, D, R) -> (T, B, D): g[t] c[t]^T");
-  m.def("build", &build, "omega (HD, N, 2K), w (2, HD, 2K, R), heads, out (2, N*H, D, R): the two codes");
-  m.def("code_grad", &code_grad, "omega, [x (T, B, D)], [g (T, B, R)], heads, start, with_t -> (HD, 2K|4K, R)");
+  m.def("build", &build, "omega_t (HD, 2K, N), w (2, HD, 2K, R), heads, out (2, N*H, D, R): the two codes");
+  m.def("code_sums", &code_sums,
+        "omega_t (HD, 2K, N), [x (T, B, D)], [g (T, B, R)], noise (HD, 2K, R), heads, start -> (HD, 2, 2, 2, K)");
 }

@@ -12,7 +12,7 @@ def sine_features(
     freq: torch.Tensor, phase: torch.Tensor | None, start: int, n: int, dtype: torch.dtype, position_axis: int = 1
 ) -> torch.Tensor:
     """Ω at positions start ... start+n-1: [cos a, sin a], a = 2π f t (+ θ), of shape (H, n, D, 2K)
-    (position_axis=1) or (H, D, n, 2K) (position_axis=2).
+    (position_axis=1), (H, D, n, 2K) (position_axis=2) or Ωᵀ (H, D, 2K, n) (position_axis=3).
 
     The phase at `start` is reduced modulo one cycle in float64 on the small (H, D, K) tensor, so a
     large offset keeps its precision; within the chunk the angle grows by 2π f per position.
@@ -28,4 +28,4 @@ def sine_features(
     steps = torch.arange(n, device=f.device, dtype=calc).view(shape)
     angle = torch.addcmul(base.unsqueeze(position_axis), steps, f.to(calc).unsqueeze(position_axis), value=2 * math.pi)
     # cos and sin on contiguous tensors, then one concatenation: a strided `out=` is not vectorised on CPU
-    return torch.cat((torch.cos(angle), torch.sin(angle)), dim=-1).to(dtype)
+    return torch.cat((torch.cos(angle), torch.sin(angle)), dim=2 if position_axis == 3 else -1).to(dtype)

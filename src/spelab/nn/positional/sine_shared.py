@@ -19,7 +19,6 @@ import weakref
 
 import torch
 
-from spelab.nn.kernels import cpu_kernels
 from spelab.nn.positional.shared_codes import SharedCodes, first_order_only
 from spelab.nn.positional.sine_features import sine_features
 
@@ -82,15 +81,10 @@ class _BuildCodes(torch.autograd.Function):
             if buffers is not None
             else _empty_pair(shape, dtype, freq.device)
         )
-        shared.kernels = cpu_kernels(freq, num_realizations) if dtype == torch.float32 else None
         with torch.autocast(freq.device.type, enabled=False):
             omega = sine_features(freq, None, start, n, dtype, position_axis=2).view(heads * dim, n, two_k)
-            if shared.kernels is not None:  # both codes in one compiled pass over Ω
-                weights = torch.stack((weight_q, weight_k)).reshape(2, heads * dim, two_k, num_realizations)
-                shared.kernels.build(omega, weights.contiguous(), heads, codes)
-            else:
-                for w, c in zip((weight_q, weight_k), codes):
-                    torch.bmm(omega, w.reshape(heads * dim, two_k, num_realizations), out=_by_feature(c, heads, dim))
+            for w, c in zip((weight_q, weight_k), codes):
+                torch.bmm(omega, w.reshape(heads * dim, two_k, num_realizations), out=_by_feature(c, heads, dim))
         shared.codes = (codes[0], codes[1])
         ctx.shared, ctx.start = shared, start
         ctx.save_for_backward(omega, weight_q, weight_k)
@@ -104,16 +98,6 @@ class _BuildCodes(torch.autograd.Function):
         heads, dim, two_k, num_realizations = weight_q.shape
         hd, n = heads * dim, omega.shape[1]
         need_f = ctx.needs_input_grad[1]
-        if shared.kernels is not None:  # each layer's (x, g) read in place by the compiled kernel
-            sides = []
-            for side, w in enumerate((weight_q, weight_k)):
-                layers = shared.take_layers(side)
-                if layers:
-                    xs = [x.to(omega.dtype).contiguous() for x, _ in layers]  # (a bf16 layer under autocast)
-                    gs = [g.to(omega.dtype).contiguous() for _, g in layers]
-                    sides.append((side, xs, gs, w.reshape(hd, two_k, num_realizations), ctx.needs_input_grad[2 + side]))
-            shared.finish_backward()
-            return _compiled_backward(ctx, shared.kernels, omega, weight_q.shape, sides, need_f)
         sides = []  # (side, X, G, W (H·D, 2K, R), whether W needs a gradient)
         for side, w in enumerate((weight_q, weight_k)):
             taken = shared.take(side, omega.dtype)
@@ -146,13 +130,6 @@ class _BuildCodes(torch.autograd.Function):
         return (None, *_gradients(sums, weight_q.shape, sides, need_f, omega), None, None, None)
 
 
-def _compiled_backward(ctx, kernels, omega, shape, sides, need_f):
-    """The backward through the compiled kernels: [Ω, tΩ]ᵀ dC per side, dC formed in cache."""
-    heads = shape[0]
-    sums = {side: kernels.code_grad(omega, x, g, heads, ctx.start, need_f) for side, x, g, _, _ in sides}
-    return (None, *_gradients(sums, shape, sides, need_f, omega), None, None, None)
-
-
 def _gradients(sums, shape, sides, need_f, omega):
     """(dfreq, dW_q, dW_k) from each side's Σ_t [Ω, tΩ][t]ᵀ dC[t] (H·D, 2K or 4K, R)."""
     heads, dim, two_k, _ = shape
@@ -170,6 +147,98 @@ def _gradients(sums, shape, sides, need_f, omega):
     if d_freq is not None:
         d_freq = ((2 * math.pi) * d_freq).view(heads, dim, k).to(dtype)
     return d_freq, grads[0], grads[1]
+
+
+class _BuildCodesCompiled(torch.autograd.Function):
+    """The compiled CPU path (nn/kernels/sine_cpu.cpp): (freq, λ, θ (H, D, K); noise Z) -> token.
+
+    W = s·[λ, λ]·Z (s: the code scale), C_k = Ω W and C_q = Ω R(θ) W = Ω_q W, with Ω_q the features
+    shifted by the phase θ. The backward needs no (2K, R) weight gradient: with P[n, j] = dC[n]·Z[j],
+    S[a, b, k] = Σ_n Ω[n, a_k] P[n, b_k] and S' the same weighted by the position t (a, b: cos, sin),
+    both from one compiled pass per side (`code_sums`), and S_q = R(θ) S for the shifted features:
+      dλ_k = s Σ_sides (S[c, c] + S[s, s]),  dθ_k = s λ_k (S_q[c, s] - S_q[s, c]),
+      df_k = 2π s λ_k Σ_sides (S'[c, s] - S'[s, c]).
+    Half the products of the PyTorch path's [Ω, tΩ]ᵀ dC, whose dW then goes through autograd.
+    """
+
+    @staticmethod
+    def forward(ctx, shared, kernels, freq, lam, phase, noise, scale, start, n, buffers):  # noqa: D401
+        heads, dim, two_k, num_realizations = noise.shape
+        shape = (n * heads, dim, num_realizations)
+        codes = (
+            buffers.get(shared, shape, noise.dtype, freq.device)
+            if buffers is not None
+            else _empty_pair(shape, noise.dtype, freq.device)
+        )
+        with torch.no_grad():
+            weight = noise * (scale * torch.cat((lam, lam), dim=-1))[..., None]
+            weights = torch.stack((rotate_phase(weight, phase), weight)).reshape(2, heads * dim, two_k, -1)
+            omega_t = sine_features(freq, None, start, n, noise.dtype, position_axis=3).view(heads * dim, two_k, n)
+            kernels.build(omega_t, weights.contiguous(), heads, codes)
+        shared.codes, shared.kernels = (codes[0], codes[1]), kernels
+        ctx.shared, ctx.kernels, ctx.scale, ctx.start = shared, kernels, scale, start
+        ctx.save_for_backward(omega_t, lam, phase, noise)
+        return freq.new_zeros(())
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, _):
+        shared: SharedCodes = ctx.shared
+        omega_t, lam, phase, noise = ctx.saved_tensors
+        heads, dim, two_k, num_realizations = noise.shape
+        k = two_k // 2
+        z = noise.reshape(heads * dim, two_k, num_realizations).contiguous()
+        sums = []  # per side: (2 [plain, t-weighted], 2 [a], 2 [b], H, D, K), or None
+        for side in (0, 1):
+            layers = shared.take_layers(side)
+            if not layers:
+                sums.append(None)
+                continue
+            xs = [x.to(omega_t.dtype).contiguous() for x, _ in layers]  # (a bf16 layer under autocast)
+            gs = [g.to(omega_t.dtype).contiguous() for _, g in layers]
+            out = ctx.kernels.code_sums(omega_t, xs, gs, z, heads, ctx.start)  # (H·D, 2, 2, 2, K)
+            sums.append(out.view(heads, dim, 2, 2, 2, k).permute(2, 3, 4, 0, 1, 5))
+        shared.finish_backward()
+        acc = torch.promote_types(lam.dtype, torch.float32)
+        lam_acc = lam.to(acc)
+        d_lam, d_phase, d_freq = (torch.zeros(lam.shape, dtype=acc, device=lam.device) for _ in range(3))
+        for side, s in enumerate(sums):
+            if s is None:
+                continue
+            if side == 0:  # the query side's features are shifted by θ: S_q[a', b] = Σ_a R(θ)[a', a] S[a, b]
+                c, si = torch.cos(phase.to(acc)), torch.sin(phase.to(acc))
+                s = torch.stack((c * s[:, 0] - si * s[:, 1], si * s[:, 0] + c * s[:, 1]), dim=1)
+                d_phase += ctx.scale * lam_acc * (s[0, 0, 1] - s[0, 1, 0])
+            d_lam += ctx.scale * (s[0, 0, 0] + s[0, 1, 1])
+            d_freq += (2 * math.pi * ctx.scale) * lam_acc * (s[1, 0, 1] - s[1, 1, 0])
+        dtype = lam.dtype
+        return None, None, d_freq.to(dtype), d_lam.to(dtype), d_phase.to(dtype), None, None, None, None, None
+
+
+def rotate_phase(weight: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+    """R(θ) W: [cos(a+θ), sin(a+θ)] W = [cos a, sin a] R(θ) W for weight rows laid out [cos_1..K, sin_1..K]."""
+    w_cos, w_sin = weight.chunk(2, dim=-2)
+    c, s = torch.cos(phase)[..., None], torch.sin(phase)[..., None]
+    return torch.cat((c * w_cos + s * w_sin, c * w_sin - s * w_cos), dim=-2)
+
+
+def build_shared_codes_compiled(
+    kernels,
+    freq: torch.Tensor,
+    lam: torch.Tensor,
+    phase: torch.Tensor,
+    noise: torch.Tensor,
+    scale: float,
+    start: int,
+    n: int,
+    buffers: CodeBuffers | None = None,
+) -> tuple[SharedCodes, torch.Tensor | None]:
+    """`build_shared_codes` through the compiled CPU kernels, from the generator's parameters: freq, λ
+    (amplitudes) and θ (phases) (H, D, K), noise Z (H, D, 2K, R), code scale s (W = s·[λ, λ]·Z)."""
+    shared = SharedCodes()
+    token = _BuildCodesCompiled.apply(shared, kernels, freq, lam, phase, noise, scale, start, n, buffers)
+    shared.token_dtype = token.dtype
+    return shared, (token if token.requires_grad else None)
 
 
 def build_shared_codes(

@@ -33,11 +33,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from spelab.nn.kernels import use_triton
+from spelab.nn.kernels import cpu_kernels, use_triton
 from spelab.nn.positional._checks import check_positive_int
 from spelab.nn.positional.shared_codes import SharedCodes, first_order_only
 from spelab.nn.positional.sine_features import sine_features
-from spelab.nn.positional.sine_shared import CodeBuffers, build_shared_codes
+from spelab.nn.positional.sine_shared import (  # noqa: F401 (rotate_phase: part of this module's API)
+    CodeBuffers,
+    build_shared_codes,
+    build_shared_codes_compiled,
+    rotate_phase,
+)
 from spelab.nn.positional.spe import DEFAULT_NUM_REALIZATIONS, StochasticPositionalEncoding
 
 # elements of the largest temporary per chunk of positions (2^25 fp32 = 128 MiB)
@@ -259,13 +264,6 @@ def sine_project(
     return function.apply(x, freq, phase, weight, offset, chunk)
 
 
-def rotate_phase(weight: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
-    """R(θ) W: [cos(a+θ), sin(a+θ)] W = [cos a, sin a] R(θ) W for weight rows laid out [cos_1..K, sin_1..K]."""
-    w_cos, w_sin = weight.chunk(2, dim=-2)
-    c, s = torch.cos(phase)[..., None], torch.sin(phase)[..., None]
-    return torch.cat((c * w_cos + s * w_sin, c * w_sin - s * w_cos), dim=-2)
-
-
 class SineSPE(StochasticPositionalEncoding):
     """Sinusoidal SPE: R = num_realizations codes from num_sines (K) sinusoids per (head, feature)."""
 
@@ -345,6 +343,20 @@ class SineSPE(StochasticPositionalEncoding):
         return code.noise
 
     def _build_shared(self, code: SineCode, offset: int, n: int) -> tuple[SharedCodes, torch.Tensor | None]:
+        noise = code.noise.to(self._reference().device)
+        kernels = cpu_kernels(noise, self.num_realizations) if noise.dtype == self._reference().dtype else None
+        if kernels is not None:  # the compiled CPU kernels (float32, R a multiple of 16)
+            return build_shared_codes_compiled(
+                kernels,
+                self.frequencies(),
+                self.amplitudes(),
+                self.offsets,
+                noise.contiguous(),
+                self.code_scale,
+                offset,
+                n,
+                self._code_buffers,
+            )
         weight = self.mixing_weight(code).to(self._reference().device)
         return build_shared_codes(
             self.frequencies(), rotate_phase(weight, self.offsets), weight, offset, n, self._code_buffers
