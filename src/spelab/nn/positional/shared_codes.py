@@ -138,7 +138,8 @@ def _kernels(shared: SharedCodes, code: torch.Tensor):
 
 class _Contract(torch.autograd.Function):
     """x (B, N, H, D) -> (B, N, H, R) = Σ_d x_d C_d with C from `shared` (side 0: q, 1: k), one bmm over
-    (position, head). Its backward returns dx, hands (x, g) to `shared` and a zero to the token."""
+    (position, head), or the compiled CPU kernels when the codes have them. Its backward returns dx,
+    hands (x, g) to `shared` and a zero to the token."""
 
     @staticmethod
     def forward(ctx, x, token, shared, side):  # noqa: D401 (autograd signature)

@@ -10,6 +10,11 @@ On a CPU the codes' memory is reused from one forward to the next (`CodeBuffers`
 Layout: C is written as (N, H, D, R) by a batched matmul over (head, feature) straight into a strided
 view, so that each (position, head) slice is a contiguous (D, R) matrix for the per-position
 contraction, and the backward reads dC through the same view: no transposing copies.
+
+On a CPU with float32 codes (SPELAB_KERNELS=auto|cpp) a second node, `_BuildCodesCompiled`, does the
+same through the compiled kernels (nn/kernels/sine_cpu.cpp): it takes the generator's parameters
+(frequencies, amplitudes, phases and the noise) instead of W_q, W_k, so that its backward can give
+their gradients from sums along positions (`code_sums`) without forming the (2K, R) weight gradient.
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ ungated codes C_q = Ω_k R(θ) W and C_k = Ω_k W (N, H, D, R) are built once pe
 and reused by every layer (the gate sqrt(1-δ) scales q and k instead of W; the phase θ is a rotation
 R(θ) of each (cos, sin) pair, folded into the small weight, so q and k share one Ω). Each layer then
 costs one (B × D)(D × R) contraction per (position, head); the layers' gradients of C are formed by
-one matmul in one backward of Ω and C.
+one matmul in one backward of Ω and C. On a CPU the compiled kernels (nn/kernels, docs/kernels.md) do
+the build, the contractions and that backward for float32 codes.
 """
 
 from __future__ import annotations
