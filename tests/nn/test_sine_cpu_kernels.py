@@ -55,7 +55,9 @@ def test_build_matches_float64(compiled, n, realizations):
     torch.testing.assert_close(out, ref.float(), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("n,realizations,batches", [(70, 16, (3,)), (9, 48, (1,)), (64, 32, (2, 1, 4)), (130, 64, (2,))])
+@pytest.mark.parametrize(
+    "n,realizations,batches", [(70, 16, (3,)), (9, 48, (1,)), (64, 32, (2, 1, 4)), (130, 64, (2,))]
+)
 @pytest.mark.parametrize("sines", [3, 8])  # 2K = 6: rows of Z in blocks of 4 and 2; 2K = 16: four blocks of 4
 def test_code_sums_match_float64(compiled, n, realizations, batches, sines):
     """out[w, a, b, k] = Σ_n t^w Ω[n, a·K + k] (dC[n]·Z[b·K + k]), t = start + n; dC summed over the
@@ -73,7 +75,12 @@ def test_code_sums_match_float64(compiled, n, realizations, batches, sines):
     ref = torch.stack(
         [
             torch.stack(
-                [torch.stack([(w * om[..., a * k : a * k + k] * prod[..., b * k : b * k + k]).sum(1) for b in (0, 1)]) for a in (0, 1)]
+                [
+                    torch.stack(
+                        [(w * om[..., a * k : a * k + k] * prod[..., b * k : b * k + k]).sum(1) for b in (0, 1)]
+                    )
+                    for a in (0, 1)
+                ]
             )
             for w in (torch.ones_like(t), t)
         ]
@@ -130,9 +137,19 @@ def test_three_layers_through_the_kernels_match_the_float64_reference(compiled, 
             total = total + (a * (i + 1)).sin().sum() + (b**2).sum() * (i + 1)
         return total
 
-    leaves = [q, k, *(p for name, p in spe.named_parameters() if not name.startswith("gate.")), *(x.gate for x in gates)]
-    leaves64 = [*(p for name, p in spe64.named_parameters() if not name.startswith("gate.")), *(x.gate for x in gates64)]
-    got = torch.autograd.grad(loss(lambda q, k, gate: spe(q, k, code=code, offset=offset, gate=gate), q, k, gates), leaves)
+    leaves = [
+        q,
+        k,
+        *(p for name, p in spe.named_parameters() if not name.startswith("gate.")),
+        *(x.gate for x in gates),
+    ]
+    leaves64 = [
+        *(p for name, p in spe64.named_parameters() if not name.startswith("gate.")),
+        *(x.gate for x in gates64),
+    ]
+    got = torch.autograd.grad(
+        loss(lambda q, k, gate: spe(q, k, code=code, offset=offset, gate=gate), q, k, gates), leaves
+    )
     q64, k64 = (x.detach().double().requires_grad_() for x in (q, k))
     ref = torch.autograd.grad(
         loss(lambda q, k, gate: naive_spe(spe64, q, k, code64, offset, gate), q64, k64, gates64), [q64, k64, *leaves64]
@@ -148,8 +165,12 @@ def _double_code(code):
     import dataclasses
 
     fields = {f.name: getattr(code, f.name) for f in dataclasses.fields(code)}
-    fields = {k: (v.double() if isinstance(v, torch.Tensor) and v.is_floating_point() else v) for k, v in fields.items()}
-    fields = {k: (v.to(torch.complex128) if isinstance(v, torch.Tensor) and v.is_complex() else v) for k, v in fields.items()}
+    fields = {
+        k: (v.double() if isinstance(v, torch.Tensor) and v.is_floating_point() else v) for k, v in fields.items()
+    }
+    fields = {
+        k: (v.to(torch.complex128) if isinstance(v, torch.Tensor) and v.is_complex() else v) for k, v in fields.items()
+    }
     fields["cache"] = None
     return type(code)(**fields)
 
@@ -210,7 +231,9 @@ def test_a_failed_build_warns_once_under_auto_and_raises_under_cpp(monkeypatch):
     monkeypatch.setattr(cpu, "_error", None)
     monkeypatch.setattr(cpu.load_cpu_kernels, "_warned", False, raising=False)
     monkeypatch.setenv("SPELAB_KERNELS", "auto")
-    with pytest.warns(RuntimeWarning, match=r"(?s)could not be built: OSError: no C\+\+ compiler found .* PyTorch paths"):
+    with pytest.warns(
+        RuntimeWarning, match=r"(?s)could not be built: OSError: no C\+\+ compiler found .* PyTorch paths"
+    ):
         assert kernels.cpu_kernels(torch.zeros(2), 64) is None
     import warnings
 

@@ -55,9 +55,7 @@ class CodeBuffers:
     def __reduce__(self):
         return (CodeBuffers, ())
 
-    def get(
-        self, owner: SharedCodes, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
-    ) -> torch.Tensor:
+    def get(self, owner: SharedCodes, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """(2, *shape): both codes in one tensor (the compiled build writes them in one pass)."""
         if device.type != "cpu" or (self._owner is not None and self._owner() is not None):  # or still in use
             return _empty_pair(shape, dtype, device)
