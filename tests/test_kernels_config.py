@@ -33,18 +33,15 @@ def test_a_bad_value_fails_before_any_work(monkeypatch, make_cfg) -> None:
     assert os.environ["SPELAB_KERNELS"] == "torch"  # what data workers and DDP children inherit
 
 
-@pytest.mark.slow
-def test_smoke_run_through_the_interpreted_kernels(
-    monkeypatch, tmp_path: Path, subprocess_env: dict, data_dir: Path
-) -> None:
-    interpreted_kernels(monkeypatch)  # skips (or fails in CI) without triton
-    args = [
+def smoke_args(kernels: str, tmp_path: Path, data_dir: Path) -> list[str]:
+    """`python run.py` for a two-step Performer + sineSPE smoke run with `kernels=<kernels>`."""
+    return [
         sys.executable,
         str(ROOT / "run.py"),
         "debug=smoke",
         "pos_enc=sinespe",
         "attention=performer",
-        "kernels=triton",
+        f"kernels={kernels}",
         "trainer.max_steps=2",
         "trainer.val_check_interval=1",
         "trainer.limit_val_batches=1",
@@ -52,6 +49,14 @@ def test_smoke_run_through_the_interpreted_kernels(
         f"paths.root_dir={tmp_path}",
         f"paths.data_dir={data_dir}",
     ]
+
+
+@pytest.mark.slow
+def test_smoke_run_through_the_interpreted_kernels(
+    monkeypatch, tmp_path: Path, subprocess_env: dict, data_dir: Path
+) -> None:
+    interpreted_kernels(monkeypatch)  # skips (or fails in CI) without triton
+    args = smoke_args("triton", tmp_path, data_dir)
     env = dict(subprocess_env, TRITON_INTERPRET="0")
     out = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
     # the same run without the interpreter reaches the kernels with CPU tensors and says what to do
@@ -74,21 +79,14 @@ def test_smoke_run_through_the_compiled_cpu_kernels(tmp_path: Path, subprocess_e
         load_cpu_kernels(required=True)  # built here once, so that the run below loads it from the cache
     except RuntimeError as error:
         pytest.skip(f"cannot build the compiled CPU kernels: {str(error)[:300]}")
-    args = [
-        sys.executable,
-        str(ROOT / "run.py"),
-        "debug=smoke",
-        "pos_enc=sinespe",
-        "attention=performer",
-        "kernels=cpp",
-        "trainer.max_steps=2",
-        "trainer.val_check_interval=1",
-        "trainer.limit_val_batches=1",
-        "trainer.limit_test_batches=1",
-        f"paths.root_dir={tmp_path}",
-        f"paths.data_dir={data_dir}",
-    ]
-    out = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, env=subprocess_env, timeout=600)
+    out = subprocess.run(
+        smoke_args("cpp", tmp_path, data_dir),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=subprocess_env,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     [res_path] = (tmp_path / "logs" / "runs" / "listops" / "performer-sinespe").glob("seed0-*/results.json")
     res = json.loads(res_path.read_text())

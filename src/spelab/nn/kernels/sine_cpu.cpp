@@ -165,6 +165,14 @@ void by_row_blocks(int64_t rows, F&& f) {  // f(NBR, first row) over blocks of B
   }
 }
 
+// f(NBR, tile, first row) for every block of rows of every (position, head) tile, on torch's threads
+template <typename F>
+void over_row_blocks(int64_t T, int64_t B, F&& f) {
+  at::parallel_for(0, T, 16, [&](int64_t s, int64_t e) {
+    for (int64_t t = s; t < e; ++t) by_row_blocks(B, [&](auto nbr, int64_t b) { f(nbr, t, b); });
+  });
+}
+
 }  // namespace
 
 torch::Tensor contract(const torch::Tensor& x, const torch::Tensor& c) {
@@ -177,11 +185,8 @@ torch::Tensor contract(const torch::Tensor& x, const torch::Tensor& c) {
   const float* xp = x.data_ptr<float>();
   const float* cp = c.data_ptr<float>();
   float* op = out.data_ptr<float>();
-  at::parallel_for(0, T, 16, [&](int64_t s, int64_t e) {
-    for (int64_t t = s; t < e; ++t)
-      by_row_blocks(B, [&](auto nbr, int64_t b) {
-        contract_rows<decltype(nbr)::value>(xp + (t * B + b) * D, cp + t * D * R, op + (t * B + b) * R, D, R);
-      });
+  over_row_blocks(T, B, [&](auto nbr, int64_t t, int64_t b) {
+    contract_rows<decltype(nbr)::value>(xp + (t * B + b) * D, cp + t * D * R, op + (t * B + b) * R, D, R);
   });
   return out;
 }
@@ -196,11 +201,8 @@ torch::Tensor contract_t(const torch::Tensor& g, const torch::Tensor& c) {
   const float* gp = g.data_ptr<float>();
   const float* cp = c.data_ptr<float>();
   float* op = out.data_ptr<float>();
-  at::parallel_for(0, T, 16, [&](int64_t s, int64_t e) {
-    for (int64_t t = s; t < e; ++t)
-      by_row_blocks(B, [&](auto nbr, int64_t b) {
-        contract_t_rows<decltype(nbr)::value>(gp + (t * B + b) * R, cp + t * D * R, op + (t * B + b) * D, D, R);
-      });
+  over_row_blocks(T, B, [&](auto nbr, int64_t t, int64_t b) {
+    contract_t_rows<decltype(nbr)::value>(gp + (t * B + b) * R, cp + t * D * R, op + (t * B + b) * D, D, R);
   });
   return out;
 }
