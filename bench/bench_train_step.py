@@ -55,21 +55,23 @@ def _data(batch: int, length: int, n_batches: int, device: torch.device) -> list
     ]
 
 
+def _step_time(model: torch.nn.Module, opt: torch.optim.Optimizer, ids, y, device: torch.device) -> float:
+    """Wall time of one plain training step: forward, loss, backward, AdamW step, zero_grad."""
+    synchronize(device)
+    t0 = time.perf_counter()
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        loss = torch.nn.functional.cross_entropy(model(ids), y)
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    synchronize(device)
+    return time.perf_counter() - t0
+
+
 def _plain_step_times(model: torch.nn.Module, batches, device: torch.device) -> list[float]:
-    """Per-step wall times of a plain loop: forward, loss, backward, AdamW step, zero_grad."""
+    """Per-step wall times of a plain loop over `batches` with a fresh AdamW."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    times = []
-    for ids, y in batches:
-        synchronize(device)
-        t0 = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss = torch.nn.functional.cross_entropy(model(ids), y)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        synchronize(device)
-        times.append(time.perf_counter() - t0)
-    return times
+    return [_step_time(model, opt, ids, y, device) for ids, y in batches]
 
 
 def spe_overhead(device: torch.device, compare_shared: bool | None = None) -> list[Result]:
@@ -89,10 +91,15 @@ def spe_overhead(device: torch.device, compare_shared: bool | None = None) -> li
             if isinstance(module, SineSPE):
                 module.strategy = "shared"
     batches = _data(s["batch"], s["length"], s["steps"], device)
+    opts = {name: torch.optim.AdamW(model.parameters(), lr=1e-4) for name, model in models.items()}
+    for name, model in models.items():  # warm-up: the optimizer's state, caches, the kernels' first call
+        for ids, y in batches[:2]:
+            _step_time(model, opts[name], ids, y, device)
     times = {name: [] for name in models}
-    for _ in range(2):  # alternate A/B/C/A/B/C so drifting load hits all alike
+    for i in range(2 * (s["steps"] - 2)):  # one step of each model in turn: drifting load hits all alike
+        ids, y = batches[i % len(batches)]
         for name, model in models.items():
-            times[name].extend(_plain_step_times(model, batches, device)[2:])  # first steps warm up
+            times[name].append(_step_time(model, opts[name], ids, y, device))
     ratio = {
         name: torch.tensor(t).median().item() / torch.tensor(times["none"]).median().item() for name, t in times.items()
     }

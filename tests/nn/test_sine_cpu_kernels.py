@@ -32,15 +32,50 @@ def rand(*shape, seed=0):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
+def tiles_of(shape, layout, seed):
+    """A (T, B, X) tensor laid out tile-major (contiguous) or batch-major (a (T, B, X) view of a (B, T, X)
+    tensor: how the layers pass their (B, N, H, ·) activations)."""
+    t, b, x = shape
+    return rand(*shape, seed=seed) if layout == "tiles" else rand(b, t, x, seed=seed).transpose(0, 1)
+
+
+@pytest.mark.parametrize("layout", ["tiles", "batch"])
 @pytest.mark.parametrize("batch", [1, 3, 4, 5])
 @pytest.mark.parametrize("realizations", [16, 32, 48, 64])  # R = 1, 2, 4 vectors: fixed paths; 3: general
 @pytest.mark.parametrize("dim", [5, 37])  # 37: two blocks of 16 features and a tail
-def test_contractions_match_float64(compiled, batch, realizations, dim):
+def test_contractions_match_float64(compiled, batch, realizations, dim, layout):
     tiles = 7
-    x, g, c = rand(tiles, batch, dim, seed=1), rand(tiles, batch, realizations, seed=2), rand(tiles, dim, realizations)
-    torch.testing.assert_close(compiled.contract(x, c), torch.bmm(x.double(), c.double()).float(), rtol=1e-5, atol=1e-5)
+    x, g = tiles_of((tiles, batch, dim), layout, 1), tiles_of((tiles, batch, realizations), layout, 2)
+    c = rand(tiles, dim, realizations)
+    out, out_t = tiles_of((tiles, batch, realizations), layout, 3), tiles_of((tiles, batch, dim), layout, 4)
+    compiled.contract(x, c, out)  # written in place, whatever was there
+    compiled.contract_t(g, c, out_t)
+    torch.testing.assert_close(out, torch.bmm(x.double(), c.double()).float(), rtol=1e-5, atol=1e-5)
     ref_t = torch.bmm(g.double(), c.double().transpose(1, 2)).float()
-    torch.testing.assert_close(compiled.contract_t(g, c), ref_t, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out_t, ref_t, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["tiles", "batch"])
+@pytest.mark.parametrize("batch", [1, 2, 5])
+@pytest.mark.parametrize("realizations", [16, 48, 64])
+@pytest.mark.parametrize("dim", [5, 37])
+def test_gated_contractions_match_float64(compiled, batch, realizations, dim, layout):
+    """Through one layer's gated code keep_h·c[t] (tile t = n·H + h): out, dx and dkeep."""
+    heads, positions = 3, 5
+    tiles = heads * positions
+    x, g = tiles_of((tiles, batch, dim), layout, 1), tiles_of((tiles, batch, realizations), layout, 2)
+    c, keep = rand(tiles, dim, realizations), rand(heads, dim, seed=5)
+    out, dx = tiles_of((tiles, batch, realizations), layout, 3), tiles_of((tiles, batch, dim), layout, 4)
+    d_keep = torch.full((heads, dim), float("nan"))
+    compiled.contract_gated(x, c, keep, out)
+    compiled.contract_t_gated(g, c, x, keep, dx, d_keep)
+    x64, g64, c64 = x.double(), g.double(), c.double()
+    gated = keep.double().repeat(positions, 1)[..., None] * c64
+    torch.testing.assert_close(out, torch.bmm(x64, gated).float(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(dx, torch.bmm(g64, gated.transpose(1, 2)).float(), rtol=1e-5, atol=1e-5)
+    u = torch.bmm(g64, c64.transpose(1, 2))  # (T, B, D)
+    ref_keep = (x64 * u).sum(1).view(positions, heads, dim).sum(0)
+    torch.testing.assert_close(d_keep, ref_keep.float(), rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("n", [1, 7, 13])
@@ -64,9 +99,20 @@ def test_code_sums_match_float64(compiled, n, realizations, batches, sines):
     layers (batches: one entry per layer, its (x, g) read in place); positions past one or two panels."""
     heads, dim, two_k, start = 2, 11, 2 * sines, 7  # 11 features: one group of 8 and a tail of 3
     omega, noise = rand(heads * dim, n, two_k, seed=5), rand(heads * dim, two_k, realizations, seed=8)
-    xs = [rand(n * heads, b, dim, seed=6 + i) for i, b in enumerate(batches)]
-    gs = [rand(n * heads, b, realizations, seed=60 + i) for i, b in enumerate(batches)]
-    got = compiled.code_sums(omega.transpose(1, 2).contiguous(), xs, gs, noise, heads, start)
+    # the layers' (x, g) as handed over, in either layout
+    x_layouts, g_layouts = ["batch", "tiles", "batch"], ["batch", "batch", "tiles"]
+    xs = [tiles_of((n * heads, b, dim), x_layouts[i], 6 + i) for i, b in enumerate(batches)]
+    gs = [tiles_of((n * heads, b, realizations), g_layouts[i], 60 + i) for i, b in enumerate(batches)]
+    got = compiled.code_sums(omega.transpose(1, 2).contiguous(), xs, gs, [], noise, heads, start)
+    keeps = [rand(heads, dim, seed=90 + i) for i in range(len(batches))]  # each layer's gate
+    gated = compiled.code_sums(omega.transpose(1, 2).contiguous(), xs, gs, keeps, noise, heads, start)
+    for out, gate in ((got, None), (gated, keeps)):
+        check_code_sums(out, xs, gs, gate, omega, noise, heads, dim, n, realizations, sines, start)
+
+
+def check_code_sums(got, xs, gs, keeps, omega, noise, heads, dim, n, realizations, sines, start):
+    if keeps is not None:  # dC = Σ_layers (keep·x)ᵀ g
+        xs = [(x.unflatten(0, (n, heads)) * keep[:, None, :]).flatten(0, 1) for x, keep in zip(xs, keeps)]
     x, g = torch.cat(xs, dim=1).double(), torch.cat(gs, dim=1).double()
     d_code = torch.bmm(x.transpose(1, 2), g).view(n, heads * dim, realizations).transpose(0, 1)  # (H·D, n, R)
     prod = torch.bmm(d_code, noise.double().transpose(1, 2))  # (H·D, n, 2K): P[n, j] = dC[n]·Z[j]
@@ -90,11 +136,17 @@ def test_code_sums_match_float64(compiled, n, realizations, batches, sines):
 
 def test_kernels_reject_what_they_cannot_do(compiled):
     with pytest.raises(RuntimeError, match="R must be a multiple of 16"):
-        compiled.contract(rand(2, 1, 3), rand(2, 3, 8))
+        compiled.contract(rand(2, 1, 3), rand(2, 3, 8), rand(2, 1, 8))
     with pytest.raises(RuntimeError, match="must be float32"):
-        compiled.contract(rand(2, 1, 3).double(), rand(2, 3, 16).double())
-    with pytest.raises(RuntimeError, match="must be contiguous"):
-        compiled.contract_t(rand(2, 16, 2).transpose(1, 2), rand(2, 3, 16))
+        compiled.contract(rand(2, 1, 3).double(), rand(2, 3, 16).double(), rand(2, 1, 16).double())
+    with pytest.raises(RuntimeError, match="g must have contiguous rows"):
+        compiled.contract_t(rand(2, 16, 2).transpose(1, 2), rand(2, 3, 16), rand(2, 2, 3))
+    with pytest.raises(RuntimeError, match=r"out \[2, 1, 8\]"):
+        compiled.contract(rand(2, 1, 3), rand(2, 3, 16), rand(2, 1, 8))
+    with pytest.raises(RuntimeError, match=r"keep \[2, 4\] for 2 tiles \(positions x heads\) of 3 features"):
+        compiled.contract_gated(rand(2, 1, 3), rand(2, 3, 16), rand(2, 4), rand(2, 1, 16))
+    with pytest.raises(RuntimeError, match=r"keep \[2, 3\] for 3 tiles"):
+        compiled.contract_gated(rand(3, 1, 3), rand(3, 3, 16), rand(2, 3), rand(3, 1, 16))
 
 
 H, D, R = 2, 5, 32

@@ -2,12 +2,17 @@
 //
 // Loaded by spelab/nn/kernels/cpu.py (torch.utils.cpp_extension, compiled once per machine). What each
 // function computes, with T = N·H (position, head) tiles, hd = h·D + d:
-//   contract(x (T, B, D), c (T, D, R))            -> (T, B, R)    x[t] c[t]
-//   contract_t(g (T, B, R), c (T, D, R))          -> (T, B, D)    g[t] c[t]ᵀ
+//   contract(x (T, B, D), c (T, D, R), out (T, B, R))      out[t] = x[t] c[t]
+//   contract_t(g (T, B, R), c (T, D, R), out (T, B, D))    out[t] = g[t] c[t]ᵀ
+//   contract_gated / contract_t_gated: the same through one layer's gated code keep_h·c[t] (tile
+//                       t = n·H + h), never built; the backward also gives dkeep (H, D)
 //   build(omega_t (HD, 2K, N), w (2, HD, 2K, R), H, out (2, T, D, R))   C_s[n·H + h, d] = Ω[hd, n] W_s[hd]
-//   code_sums(omega_t, [x_i (T, B_i, D)], [g_i (T, B_i, R)], noise Z (HD, 2K, R), H, start)
+//   code_sums(omega_t, [x_i (T, B_i, D)], [g_i (T, B_i, R)], [keep_i (H, D)] or [], noise Z (HD, 2K, R), H, start)
 //                       -> (HD, 2, 2, 2, K): Σ_n t_n^w Ω[hd, n, a·K+k] (dC[n, hd]·Z[hd, b·K+k]),
-//                          dC[n, hd] = Σ_i,b x_i[n·H + h, b, d] g_i[n·H + h, b]  (t_n = start + n)
+//                          dC[n, hd] = Σ_i,b keep_i[hd] x_i[n·H + h, b, d] g_i[n·H + h, b]  (t_n = start + n)
+// x, g and out of the contractions, and the x_i, g_i of code_sums, are "row-strided": any strides for
+// the first two dimensions, contiguous rows. So the layers pass (B, N, H, ·) activations as they are,
+// as (N·H, B, ·) views, with no permuted copy in or out.
 // Why by hand: PyTorch does each as a batched matmul of tiny matrices (inner dimension B, 2K or a chunk
 // of positions) at a fraction of the machine's speed, and the backward wrote dC to memory and read it
 // back. Here the accumulators are small fixed-size arrays that the compiler keeps in vector registers
@@ -34,6 +39,7 @@ constexpr int BLOCK = 4;    // rows of the batch (contract), positions (build) o
 constexpr int POSITIONS = 16;  // positions per task of the build
 constexpr int DG = 8;       // features (d) whose dC panels are formed together (g is read once for them)
 constexpr int PANEL = 64;   // positions per dC panel
+constexpr int AHEAD = 2;    // positions ahead whose rows code_sums prefetches
 
 inline vec load(const float* p) {
   vec v;
@@ -65,30 +71,56 @@ void check(const torch::Tensor& t, const char* name, int64_t dim) {
   TORCH_CHECK(t.is_contiguous(), "spelab sine_cpu: ", name, " must be contiguous");
 }
 
+void check_rows(const torch::Tensor& t, const char* name) {  // 3 dimensions, any strides but the last
+  TORCH_CHECK(t.device().is_cpu(), "spelab sine_cpu: ", name, " must be a CPU tensor");
+  TORCH_CHECK(t.scalar_type() == torch::kFloat32, "spelab sine_cpu: ", name, " must be float32, got ",
+              t.scalar_type());
+  TORCH_CHECK(t.dim() == 3, "spelab sine_cpu: ", name, " must have 3 dimensions, got ", t.dim());
+  TORCH_CHECK(t.stride(2) == 1 || t.size(2) == 1, "spelab sine_cpu: ", name,
+              " must have contiguous rows (last stride 1), got strides ", t.strides());
+}
+
+// a row-strided tensor: its data and the strides of its first two dimensions
+struct Rows {
+  const float* p;
+  int64_t t, b;
+  const float* at(int64_t tile, int64_t row) const { return p + tile * t + row * b; }
+};
+struct OutRows {
+  float* p;
+  int64_t t, b;
+  float* at(int64_t tile, int64_t row) const { return p + tile * t + row * b; }
+};
+
 void check_width(int64_t r, const char* where) {
   TORCH_CHECK(r % V == 0, "spelab sine_cpu.", where, ": R must be a multiple of ", V, ", got ", r);
 }
 
-// out[b, :] = Σ_d x[b, d] c[d, :] for NBR rows b (x rows of stride D, c (D, R), out rows of stride R):
-// RB vectors of a row of c at a time (RB·V columns), so that c is read in order, row after row
-template <int NBR, int RB>
-void contract_cols(const float* x, const float* c, float* out, int64_t D, int64_t R, int64_t r0) {
+// out[b, :] = Σ_d x[b, d] c[d, :] for NBR rows b (x rows of stride xs, c (D, R), out rows of stride os):
+// RB vectors of a row of c at a time (RB·V columns), so that c is read in order, row after row. GATED:
+// x is scaled by keep (D) on the fly (the layer's gate on the code: keep[d]·c[d, :]).
+template <int NBR, int RB, bool GATED>
+void contract_cols(const float* x, int64_t xs, const float* c, const float* keep, float* out, int64_t os, int64_t D,
+                   int64_t R, int64_t r0) {
   vec acc[NBR][RB] = {};
   for (int64_t d = 0; d < D; ++d) {
     vec cr[RB];
     for (int j = 0; j < RB; ++j) cr[j] = load(c + d * R + r0 + j * V);
-    for (int b = 0; b < NBR; ++b)
-      for (int j = 0; j < RB; ++j) acc[b][j] += x[b * D + d] * cr[j];
+    for (int b = 0; b < NBR; ++b) {
+      const float xv = GATED ? keep[d] * x[b * xs + d] : x[b * xs + d];
+      for (int j = 0; j < RB; ++j) acc[b][j] += xv * cr[j];
+    }
   }
   for (int b = 0; b < NBR; ++b)
-    for (int j = 0; j < RB; ++j) store(out + b * R + r0 + j * V, acc[b][j]);
+    for (int j = 0; j < RB; ++j) store(out + b * os + r0 + j * V, acc[b][j]);
 }
 
-template <int NBR>
-void contract_rows(const float* x, const float* c, float* out, int64_t D, int64_t R) {
+template <int NBR, bool GATED>
+void contract_rows(const float* x, int64_t xs, const float* c, const float* keep, float* out, int64_t os, int64_t D,
+                   int64_t R) {
   int64_t r0 = 0;
-  for (; r0 + 4 * V <= R; r0 += 4 * V) contract_cols<NBR, 4>(x, c, out, D, R, r0);
-  for (; r0 < R; r0 += V) contract_cols<NBR, 1>(x, c, out, D, R, r0);
+  for (; r0 + 4 * V <= R; r0 += 4 * V) contract_cols<NBR, 4, GATED>(x, xs, c, keep, out, os, D, R, r0);
+  for (; r0 < R; r0 += V) contract_cols<NBR, 1, GATED>(x, xs, c, keep, out, os, D, R, r0);
 }
 
 // Transposed reduction: the lane sums of 16 vectors v_0 … v_15 as one vector (its lane i = Σ v_i), in four
@@ -118,38 +150,103 @@ inline vec dot_row(const vec* g, const float* c) {  // lane-wise partial product
   return acc;
 }
 
-// out[b, d] = Σ_r g[b, r] c[d, r] for NBR rows b (g rows of stride R, out rows of stride D). With
-// R = RB·V the rows of g stay in registers; 16 features at a time share one transposed reduction.
-template <int NBR, int RB>
-void contract_t_fixed(const float* g, const float* c, float* out, int64_t D, int64_t R) {
-  for (int b = 0; b < NBR; ++b) {
-    vec gr[RB];
-    for (int j = 0; j < RB; ++j) gr[j] = load(g + b * R + j * V);
-    int64_t d = 0;
-    for (; d + V <= D; d += V) {
-      const float* cd = c + d * R;
-      vec f8[8], f4[4], f2[2];
-      for (int i = 0; i < 8; ++i) f8[i] = fold8(dot_row<RB>(gr, cd + 2 * i * R), dot_row<RB>(gr, cd + (2 * i + 1) * R));
-      for (int i = 0; i < 4; ++i) f4[i] = fold4(f8[2 * i], f8[2 * i + 1]);
-      for (int i = 0; i < 2; ++i) f2[i] = fold2(f4[2 * i], f4[2 * i + 1]);
-      store(out + b * D + d, fold1(f2[0], f2[1]));
+// The 16 sums Σ_r g_q[r] c[d + i, r], i < 16, as one vector u[q] per row q < NR of g: with R = RB·V the rows
+// of g are in registers, each row of c is loaded once for all NR rows, and the 16 features share one
+// transposed reduction (folds as soon as their two inputs exist, to keep the live registers few)
+template <int NR, int RB>
+inline void dots16(const vec (*gr)[RB], const float* c, int64_t R, vec* u) {
+  vec f4[NR][4];
+  for (int m = 0; m < 4; ++m) {
+    vec f8[NR][2];
+    for (int half = 0; half < 2; ++half) {
+      const float* c0 = c + (4 * m + 2 * half) * R;
+      const float* c1 = c0 + R;
+      vec a[NR], b[NR];
+      for (int j = 0; j < RB; ++j) {
+        const vec x0 = load(c0 + j * V), x1 = load(c1 + j * V);
+        for (int q = 0; q < NR; ++q) {
+          a[q] = j ? a[q] + gr[q][j] * x0 : gr[q][j] * x0;
+          b[q] = j ? b[q] + gr[q][j] * x1 : gr[q][j] * x1;
+        }
+      }
+      for (int q = 0; q < NR; ++q) f8[q][half] = fold8(a[q], b[q]);
     }
-    for (; d < D; ++d) out[b * D + d] = sum_lanes(dot_row<RB>(gr, c + d * R));
+    for (int q = 0; q < NR; ++q) f4[q][m] = fold4(f8[q][0], f8[q][1]);
   }
+  for (int q = 0; q < NR; ++q) u[q] = fold1(fold2(f4[q][0], f4[q][1]), fold2(f4[q][2], f4[q][3]));
 }
 
-template <int NBR>
-void contract_t_rows(const float* g, const float* c, float* out, int64_t D, int64_t R) {
-  if (R == 4 * V) return contract_t_fixed<NBR, 4>(g, c, out, D, R);
-  if (R == 2 * V) return contract_t_fixed<NBR, 2>(g, c, out, D, R);
-  if (R == V) return contract_t_fixed<NBR, 1>(g, c, out, D, R);
+// What the gated backward needs per tile: keep (D), and x (rows of stride xs) for dkeep[d] += Σ_b x[b, d] u[b, d]
+struct GateGrad {
+  const float* keep;
+  const float* x;
+  int64_t xs;
+  float* d_keep;  // this thread's accumulator for the tile's head, (D)
+};
+
+// out[b, d] = Σ_r g[b, r] c[d, r] for NBR rows b (g rows of stride gs, out rows of stride os). GATED:
+// with u = g cᵀ, out = keep·u (the gradient through the gated code keep·c) and dkeep += Σ_b x·u.
+template <int NBR, int RB, bool GATED>
+void contract_t_fixed(const float* g, int64_t gs, const float* c, GateGrad gg, float* out, int64_t os, int64_t D,
+                      int64_t R) {
+  // rows in pairs (a pair shares the loads of c), then a last one
+  auto rows = [&](auto nr, int b0) {
+    constexpr int NR = decltype(nr)::value;
+    vec gr[NR][RB];
+    for (int q = 0; q < NR; ++q)
+      for (int j = 0; j < RB; ++j) gr[q][j] = load(g + (b0 + q) * gs + j * V);
+    int64_t d = 0;
+    for (; d + V <= D; d += V) {
+      vec u[NR];
+      dots16<NR, RB>(gr, c + d * R, R, u);
+      for (int q = 0; q < NR; ++q) {
+        const int b = b0 + q;
+        if constexpr (GATED) {
+          store(out + b * os + d, load(gg.keep + d) * u[q]);
+          store(gg.d_keep + d, load(gg.d_keep + d) + load(gg.x + b * gg.xs + d) * u[q]);
+        } else {
+          store(out + b * os + d, u[q]);
+        }
+      }
+    }
+    for (; d < D; ++d)
+      for (int q = 0; q < NR; ++q) {
+        const int b = b0 + q;
+        const float u = sum_lanes(dot_row<RB>(gr[q], c + d * R));
+        if constexpr (GATED) {
+          out[b * os + d] = gg.keep[d] * u;
+          gg.d_keep[d] += gg.x[b * gg.xs + d] * u;
+        } else {
+          out[b * os + d] = u;
+        }
+      }
+  };
+  int b = 0;
+  for (; b + 2 <= NBR; b += 2) rows(std::integral_constant<int, 2>{}, b);
+  if (b < NBR) rows(std::integral_constant<int, 1>{}, b);
+}
+
+template <int NBR, bool GATED>
+void contract_t_rows(const float* g, int64_t gs, const float* c, GateGrad gg, float* out, int64_t os, int64_t D,
+                     int64_t R) {
+  if (R == 4 * V) return contract_t_fixed<NBR, 4, GATED>(g, gs, c, gg, out, os, D, R);
+  if (R == 2 * V) return contract_t_fixed<NBR, 2, GATED>(g, gs, c, gg, out, os, D, R);
+  if (R == V) return contract_t_fixed<NBR, 1, GATED>(g, gs, c, gg, out, os, D, R);
   for (int64_t d = 0; d < D; ++d) {
     vec acc[NBR] = {};
     for (int64_t r0 = 0; r0 < R; r0 += V) {
       const vec cr = load(c + d * R + r0);
-      for (int b = 0; b < NBR; ++b) acc[b] += load(g + b * R + r0) * cr;
+      for (int b = 0; b < NBR; ++b) acc[b] += load(g + b * gs + r0) * cr;
     }
-    for (int b = 0; b < NBR; ++b) out[b * D + d] = sum_lanes(acc[b]);
+    for (int b = 0; b < NBR; ++b) {
+      const float u = sum_lanes(acc[b]);
+      if constexpr (GATED) {
+        out[b * os + d] = gg.keep[d] * u;
+        gg.d_keep[d] += gg.x[b * gg.xs + d] * u;
+      } else {
+        out[b * os + d] = u;
+      }
+    }
   }
 }
 
@@ -165,46 +262,117 @@ void by_row_blocks(int64_t rows, F&& f) {  // f(NBR, first row) over blocks of B
   }
 }
 
-// f(NBR, tile, first row) for every block of rows of every (position, head) tile, on torch's threads
+// f(NBR, chunk, tile, first row) for every block of rows of every (position, head) tile, on torch's threads.
+// The tiles are cut into at most `chunks` runs, one task each: a task can own an accumulator (the
+// gated backward's dkeep), summed in a fixed order afterwards.
 template <typename F>
-void over_row_blocks(int64_t T, int64_t B, F&& f) {
-  at::parallel_for(0, T, 16, [&](int64_t s, int64_t e) {
-    for (int64_t t = s; t < e; ++t) by_row_blocks(B, [&](auto nbr, int64_t b) { f(nbr, t, b); });
+void over_row_blocks(int64_t T, int64_t B, int64_t chunks, F&& f) {
+  at::parallel_for(0, chunks, 1, [&](int64_t s, int64_t e) {
+    for (int64_t k = s; k < e; ++k)
+      for (int64_t t = T * k / chunks; t < T * (k + 1) / chunks; ++t)
+        by_row_blocks(B, [&](auto nbr, int64_t b) { f(nbr, k, t, b); });
   });
+}
+
+int64_t tile_chunks(int64_t T) { return std::max<int64_t>(1, std::min<int64_t>(T / 16, 4 * at::get_num_threads())); }
+
+// The gate keep (H, D) of T tiles t = n·H + h, checked against their D features
+const float* keep_of(const torch::Tensor& keep, int64_t T, int64_t D, const char* where) {
+  check(keep, "keep", 2);
+  const int64_t H = keep.size(0);
+  TORCH_CHECK(H > 0 && T % H == 0 && keep.size(1) == D, "spelab sine_cpu.", where, ": keep ", keep.sizes(), " for ", T,
+              " tiles (positions x heads) of ", D, " features");
+  return keep.data_ptr<float>();
+}
+
+// out (T, B, R) = x[t] c[t] per tile, or (keep_h·x[t]) c[t] with a gate (tile t = n·H + h is head h)
+template <bool GATED>
+void contract_impl(const torch::Tensor& x, const torch::Tensor& c, const torch::Tensor* keep, torch::Tensor& out,
+                   const char* where) {
+  check_rows(x, "x");
+  check(c, "c", 3);
+  check_rows(out, "out");
+  const int64_t T = x.size(0), B = x.size(1), D = x.size(2), R = c.size(2);
+  TORCH_CHECK(c.size(0) == T && c.size(1) == D && out.size(0) == T && out.size(1) == B && out.size(2) == R,
+              "spelab sine_cpu.", where, ": x ", x.sizes(), ", c ", c.sizes(), ", out ", out.sizes());
+  check_width(R, where);
+  const float* kp = GATED ? keep_of(*keep, T, D, where) : nullptr;
+  const int64_t H = GATED ? keep->size(0) : 1;
+  const Rows xr{x.data_ptr<float>(), x.stride(0), x.stride(1)};
+  const OutRows orow{out.data_ptr<float>(), out.stride(0), out.stride(1)};
+  const float* cp = c.data_ptr<float>();
+  over_row_blocks(T, B, tile_chunks(T), [&](auto nbr, int64_t, int64_t t, int64_t b) {
+    const float* head = GATED ? kp + (t % H) * D : nullptr;
+    contract_rows<decltype(nbr)::value, GATED>(xr.at(t, b), xr.b, cp + t * D * R, head, orow.at(t, b), orow.b, D, R);
+  });
+}
+
+// out (T, B, D) = g[t] c[t]ᵀ per tile; with a gate, keep_h·(g[t] c[t]ᵀ), and d_keep (H, D) =
+// Σ_t,b x[t, b] · (g[t, b] c[t]ᵀ) over the tiles of each head
+template <bool GATED>
+void contract_t_impl(const torch::Tensor& g, const torch::Tensor& c, const torch::Tensor* x, const torch::Tensor* keep,
+                     torch::Tensor& out, torch::Tensor* d_keep, const char* where) {
+  check_rows(g, "g");
+  check(c, "c", 3);
+  check_rows(out, "out");
+  const int64_t T = g.size(0), B = g.size(1), R = g.size(2), D = c.size(1);
+  TORCH_CHECK(c.size(0) == T && c.size(2) == R && out.size(0) == T && out.size(1) == B && out.size(2) == D,
+              "spelab sine_cpu.", where, ": g ", g.sizes(), ", c ", c.sizes(), ", out ", out.sizes());
+  check_width(R, where);
+  const int64_t chunks = tile_chunks(T);
+  const float* kp = GATED ? keep_of(*keep, T, D, where) : nullptr;
+  const int64_t H = GATED ? keep->size(0) : 1;
+  Rows xr{nullptr, 0, 0};
+  std::vector<float> acc;  // per chunk: (H, D) partial sums of dkeep
+  if constexpr (GATED) {
+    check_rows(*x, "x");
+    TORCH_CHECK(x->size(0) == T && x->size(1) == B && x->size(2) == D, "spelab sine_cpu.", where, ": x ", x->sizes(),
+                " for g ", g.sizes());
+    check(*d_keep, "d_keep", 2);
+    TORCH_CHECK(d_keep->size(0) == H && d_keep->size(1) == D, "spelab sine_cpu.", where, ": d_keep ", d_keep->sizes());
+    xr = {x->data_ptr<float>(), x->stride(0), x->stride(1)};
+    acc.assign(static_cast<size_t>(chunks * H * D), 0.f);
+  }
+  const Rows gr{g.data_ptr<float>(), g.stride(0), g.stride(1)};
+  const OutRows orow{out.data_ptr<float>(), out.stride(0), out.stride(1)};
+  const float* cp = c.data_ptr<float>();
+  over_row_blocks(T, B, chunks, [&](auto nbr, int64_t k, int64_t t, int64_t b) {
+    const int64_t h = t % H;
+    GateGrad gg{nullptr, nullptr, 0, nullptr};
+    if constexpr (GATED) gg = {kp + h * D, xr.at(t, b), xr.b, acc.data() + (k * H + h) * D};
+    contract_t_rows<decltype(nbr)::value, GATED>(gr.at(t, b), gr.b, cp + t * D * R, gg, orow.at(t, b), orow.b, D, R);
+  });
+  if constexpr (GATED) {
+    float* dk = d_keep->data_ptr<float>();
+    std::fill(dk, dk + H * D, 0.f);
+    for (int64_t k = 0; k < chunks; ++k)
+      for (int64_t i = 0; i < H * D; ++i) dk[i] += acc[k * H * D + i];
+  }
 }
 
 }  // namespace
 
-torch::Tensor contract(const torch::Tensor& x, const torch::Tensor& c) {
-  check(x, "x", 3);
-  check(c, "c", 3);
-  const int64_t T = x.size(0), B = x.size(1), D = x.size(2), R = c.size(2);
-  TORCH_CHECK(c.size(0) == T && c.size(1) == D, "spelab sine_cpu.contract: x ", x.sizes(), " and c ", c.sizes());
-  check_width(R, "contract");
-  auto out = torch::empty({T, B, R}, x.options());
-  const float* xp = x.data_ptr<float>();
-  const float* cp = c.data_ptr<float>();
-  float* op = out.data_ptr<float>();
-  over_row_blocks(T, B, [&](auto nbr, int64_t t, int64_t b) {
-    contract_rows<decltype(nbr)::value>(xp + (t * B + b) * D, cp + t * D * R, op + (t * B + b) * R, D, R);
-  });
-  return out;
+// out (T, B, R) = x[t] c[t] per tile; x and out row-strided (out is written in place)
+void contract(const torch::Tensor& x, const torch::Tensor& c, torch::Tensor& out) {
+  contract_impl<false>(x, c, nullptr, out, "contract");
 }
 
-torch::Tensor contract_t(const torch::Tensor& g, const torch::Tensor& c) {
-  check(g, "g", 3);
-  check(c, "c", 3);
-  const int64_t T = g.size(0), B = g.size(1), R = g.size(2), D = c.size(1);
-  TORCH_CHECK(c.size(0) == T && c.size(2) == R, "spelab sine_cpu.contract_t: g ", g.sizes(), " and c ", c.sizes());
-  check_width(R, "contract_t");
-  auto out = torch::empty({T, B, D}, g.options());
-  const float* gp = g.data_ptr<float>();
-  const float* cp = c.data_ptr<float>();
-  float* op = out.data_ptr<float>();
-  over_row_blocks(T, B, [&](auto nbr, int64_t t, int64_t b) {
-    contract_t_rows<decltype(nbr)::value>(gp + (t * B + b) * R, cp + t * D * R, op + (t * B + b) * D, D, R);
-  });
-  return out;
+// out (T, B, R) = (keep_h·x[t]) c[t] per tile t = n·H + h: x through one layer's gated code keep·C, never
+// built (the gate's position-free term x·mix is a matmul per head, left to the caller)
+void contract_gated(const torch::Tensor& x, const torch::Tensor& c, const torch::Tensor& keep, torch::Tensor& out) {
+  contract_impl<true>(x, c, &keep, out, "contract_gated");
+}
+
+// out (T, B, D) = g[t] c[t]ᵀ per tile; g and out row-strided (out is written in place)
+void contract_t(const torch::Tensor& g, const torch::Tensor& c, torch::Tensor& out) {
+  contract_t_impl<false>(g, c, nullptr, nullptr, out, nullptr, "contract_t");
+}
+
+// contract_gated's backward: out (T, B, D) = keep_h·(g[t] c[t]ᵀ), d_keep (H, D) = Σ x ⊙ (g[t] c[t]ᵀ) over
+// each head's tiles
+void contract_t_gated(const torch::Tensor& g, const torch::Tensor& c, const torch::Tensor& x, const torch::Tensor& keep,
+                      torch::Tensor& out, torch::Tensor& d_keep) {
+  contract_t_impl<true>(g, c, &x, &keep, out, &d_keep, "contract_t_gated");
 }
 
 namespace {
@@ -328,8 +496,10 @@ void noise_product(const float* z, int64_t R, const float* pt, float* prod) {
 // with Z (2K rows) per position instead of [Ω, tΩ]ᵀ dC (4K rows, and a (2K, R) weight gradient).
 // dC is formed panel by panel in cache (PANEL positions × DG features), never in memory, then
 // transposed in registers so that the product and the sums run along positions.
+// keeps: empty, or one (H, D) gate per layer: that layer's x is scaled by it (dC = Σ (keep·x)ᵀ g).
 torch::Tensor code_sums(const torch::Tensor& omega_t, const std::vector<torch::Tensor>& xs,
-                        const std::vector<torch::Tensor>& gs, const torch::Tensor& noise, int64_t H, int64_t start) {
+                        const std::vector<torch::Tensor>& gs, const std::vector<torch::Tensor>& keeps,
+                        const torch::Tensor& noise, int64_t H, int64_t start) {
   check(omega_t, "omega_t", 3);
   check(noise, "noise", 3);
   TORCH_CHECK(!xs.empty() && xs.size() == gs.size(), "spelab sine_cpu.code_sums: ", xs.size(), " x and ", gs.size(),
@@ -338,18 +508,29 @@ torch::Tensor code_sums(const torch::Tensor& omega_t, const std::vector<torch::T
   const int64_t R = gs[0].size(2);
   TORCH_CHECK(HD == H * D && J % 2 == 0 && noise.size(0) == HD && noise.size(1) == J && noise.size(2) == R,
               "spelab sine_cpu.code_sums: omega_t ", omega_t.sizes(), ", noise ", noise.sizes(), ", heads ", H);
-  std::vector<const float*> xps, gps;
+  TORCH_CHECK(keeps.empty() || keeps.size() == xs.size(), "spelab sine_cpu.code_sums: ", keeps.size(), " keeps for ",
+              xs.size(), " layers");
+  std::vector<Rows> xrs, grs;
+  std::vector<const float*> kps;  // each layer's gate, (H, D), or null
   std::vector<int64_t> batches;
   for (size_t i = 0; i < xs.size(); ++i) {
-    check(xs[i], "x", 3);
-    check(gs[i], "g", 3);
+    check_rows(xs[i], "x");
+    check_rows(gs[i], "g");
     TORCH_CHECK(xs[i].size(0) == N * H && xs[i].size(2) == D && gs[i].size(0) == N * H &&
                     gs[i].size(1) == xs[i].size(1) && gs[i].size(2) == R,
                 "spelab sine_cpu.code_sums: x ", xs[i].sizes(), ", g ", gs[i].sizes(), " for ", N, " positions, heads ",
                 H);
-    xps.push_back(xs[i].data_ptr<float>());
-    gps.push_back(gs[i].data_ptr<float>());
+    xrs.push_back({xs[i].data_ptr<float>(), xs[i].stride(0), xs[i].stride(1)});
+    grs.push_back({gs[i].data_ptr<float>(), gs[i].stride(0), gs[i].stride(1)});
     batches.push_back(xs[i].size(1));
+    if (keeps.empty()) {
+      kps.push_back(nullptr);
+    } else {
+      check(keeps[i], "keep", 2);
+      TORCH_CHECK(keeps[i].size(0) == H && keeps[i].size(1) == D, "spelab sine_cpu.code_sums: keep ", keeps[i].sizes(),
+                  " for ", H, " heads, ", D, " features");
+      kps.push_back(keeps[i].data_ptr<float>());
+    }
   }
   check_width(R, "code_sums");
   auto out = torch::empty({HD, 2, 2, 2, K}, omega_t.options());
@@ -373,18 +554,33 @@ torch::Tensor code_sums(const torch::Tensor& omega_t, const std::vector<torch::T
         // dC panels of features d0 ... d0+nd-1, DG accumulators per vector of a row of g
         for (int64_t p = 0; p < np; ++p) {
           const int64_t t = (n0 + p) * H + h;
+          if (n0 + p + AHEAD < N)  // the layers' rows are many strided streams: fetch them ahead
+            for (size_t i = 0; i < batches.size(); ++i)
+              for (int64_t l = 0; l < batches[i]; ++l) {
+                const float* gn = grs[i].at(t + AHEAD * H, l);
+                for (int64_t r0 = 0; r0 < R; r0 += V) __builtin_prefetch(gn + r0);
+                __builtin_prefetch(xrs[i].at(t + AHEAD * H, l) + d0);
+              }
           for (int64_t r0 = 0; r0 < R; r0 += V) {
             vec acc[DG] = {};
-            for (size_t i = 0; i < batches.size(); ++i)
+            for (size_t i = 0; i < batches.size(); ++i) {
+              vec part[DG] = {};  // this layer's Σ_b x g, then scaled by its gate
               for (int64_t l = 0, L = batches[i]; l < L; ++l) {
-                const vec gv = load(gps[i] + (t * L + l) * R + r0);
-                const float* xr = xps[i] + (t * L + l) * D + d0;
+                const vec gv = load(grs[i].at(t, l) + r0);
+                const float* xr = xrs[i].at(t, l) + d0;
                 if (nd == DG) {
-                  for (int dd = 0; dd < DG; ++dd) acc[dd] += xr[dd] * gv;
+                  for (int dd = 0; dd < DG; ++dd) part[dd] += xr[dd] * gv;
                 } else {
-                  for (int64_t dd = 0; dd < nd; ++dd) acc[dd] += xr[dd] * gv;
+                  for (int64_t dd = 0; dd < nd; ++dd) part[dd] += xr[dd] * gv;
                 }
               }
+              if (kps[i]) {
+                const float* kv = kps[i] + h * D + d0;
+                for (int64_t dd = 0; dd < nd; ++dd) acc[dd] += kv[dd] * part[dd];
+              } else {
+                for (int64_t dd = 0; dd < nd; ++dd) acc[dd] += part[dd];
+              }
+            }
             for (int64_t dd = 0; dd < nd; ++dd) store(panel.data() + (dd * PANEL + p) * R + r0, acc[dd]);
           }
         }
@@ -435,9 +631,15 @@ torch::Tensor code_sums(const torch::Tensor& omega_t, const std::vector<torch::T
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("contract", &contract, "x (T, B, D), c (T, D, R) -> (T, B, R): x[t] c[t]");
-  m.def("contract_t", &contract_t, "g (T, B, R), c (T, D, R) -> (T, B, D): g[t] c[t]^T");
+  m.def("contract", &contract, "x (T, B, D), c (T, D, R), out (T, B, R): out[t] = x[t] c[t] (x, out row-strided)");
+  m.def("contract_gated", &contract_gated,
+        "x (T, B, D), c (T, D, R), keep (H, D), out (T, B, R): out[t] = (keep_h x[t]) c[t], t = n*H + h");
+  m.def("contract_t", &contract_t,
+        "g (T, B, R), c (T, D, R), out (T, B, D): out[t] = g[t] c[t]^T (g, out row-strided)");
+  m.def("contract_t_gated", &contract_t_gated,
+        "g, c, x, keep, out (T, B, D), d_keep (H, D): contract_gated's dx = keep_h (g c^T) and dkeep");
   m.def("build", &build, "omega_t (HD, 2K, N), w (2, HD, 2K, R), heads, out (2, N*H, D, R): the two codes");
   m.def("code_sums", &code_sums,
-        "omega_t (HD, 2K, N), [x (T, B, D)], [g (T, B, R)], noise (HD, 2K, R), heads, start -> (HD, 2, 2, 2, K)");
+        "omega_t (HD, 2K, N), [x (T, B, D)], [g (T, B, R)], [keep (H, D)] or [], noise (HD, 2K, R), heads, start "
+        "-> (HD, 2, 2, 2, K)");
 }

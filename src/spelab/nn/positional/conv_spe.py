@@ -152,8 +152,8 @@ class ConvSPE(StochasticPositionalEncoding):
         """A few positions (one-token decoding): direct filtering of the time-domain noise is cheaper."""
         return n * self.kernel_size <= code.n_fft
 
-    def _project(self, q, k, code, offset, keep):
-        return self._project_shared(q, k, code, offset, keep)
+    def _project(self, q, k, code, offset, keep, mix):
+        return self._project_shared(q, k, code, offset, keep, mix)
 
     def _code_tensor(self, code: ConvCode) -> torch.Tensor:
         return code.spectrum

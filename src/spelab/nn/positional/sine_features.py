@@ -27,5 +27,12 @@ def sine_features(
     shape[position_axis] = n
     steps = torch.arange(n, device=f.device, dtype=calc).view(shape)
     angle = torch.addcmul(base.unsqueeze(position_axis), steps, f.to(calc).unsqueeze(position_axis), value=2 * math.pi)
-    # cos and sin on contiguous tensors, then one concatenation: a strided `out=` is not vectorised on CPU
-    return torch.cat((torch.cos(angle), torch.sin(angle)), dim=2 if position_axis == 3 else -1).to(dtype)
+    if position_axis == 3:  # each half of Ωᵀ is contiguous per (head, feature): cos and sin write in place
+        out = angle.new_empty(*angle.shape[:2], 2 * angle.shape[2], n)
+        k = angle.shape[2]
+        torch.cos(angle, out=out[:, :, :k])
+        torch.sin(angle, out=out[:, :, k:])
+        return out.to(dtype)
+    # cos and sin on contiguous tensors, then one concatenation: a strided `out=` with K-wide rows is not
+    # vectorised on CPU
+    return torch.cat((torch.cos(angle), torch.sin(angle)), dim=-1).to(dtype)

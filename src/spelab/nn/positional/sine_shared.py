@@ -197,9 +197,12 @@ class _BuildCodesCompiled(torch.autograd.Function):
             if not layers:
                 sums.append(None)
                 continue
-            xs = [x.to(omega_t.dtype).contiguous() for x, _ in layers]  # (a bf16 layer under autocast)
-            gs = [g.to(omega_t.dtype).contiguous() for _, g in layers]
-            out = ctx.kernels.code_sums(omega_t, xs, gs, z, heads, ctx.start)  # (H·D, 2, 2, 2, K)
+            xs = [x.to(omega_t.dtype) for x, _, _ in layers]  # (a bf16 layer under autocast; row-strided views)
+            gs = [g.to(omega_t.dtype) for _, g, _ in layers]
+            # each layer's gate (H, D): ones for a layer that handed over keep·x itself (the PyTorch path)
+            ones = omega_t.new_ones(heads, dim)
+            keeps = [ones if keep is None else keep.to(omega_t.dtype).contiguous() for *_, keep in layers]
+            out = ctx.kernels.code_sums(omega_t, xs, gs, keeps, z, heads, ctx.start)  # (H·D, 2, 2, 2, K)
             sums.append(out.view(heads, dim, 2, 2, 2, k).permute(2, 3, 4, 0, 1, 5))
         shared.finish_backward()
         acc = torch.promote_types(lam.dtype, torch.float32)

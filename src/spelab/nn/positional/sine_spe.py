@@ -322,7 +322,7 @@ class SineSPE(StochasticPositionalEncoding):
             )
         return code.length
 
-    def _project(self, q, k, code, offset, keep):
+    def _project(self, q, k, code, offset, keep, mix):
         strategy = self.strategy
         if strategy not in MODULE_STRATEGIES:
             raise ValueError(f"SineSPE: strategy must be one of {MODULE_STRATEGIES}, got {strategy!r}")
@@ -333,12 +333,12 @@ class SineSPE(StochasticPositionalEncoding):
             and not use_triton(q)
             and n * self.num_heads * self.head_dim * self.num_realizations <= SHARED_CODE_ELEMENTS
         ):
-            return self._project_shared(q, k, code, offset, keep)
+            return self._project_shared(q, k, code, offset, keep, mix)
         weight = self.mixing_weight(code, keep)
         freq = self.frequencies()
         qhat = sine_project(q, freq, self.offsets, weight, offset, self.chunk, strategy)
         khat = sine_project(k, freq, None, weight, offset, self.chunk, strategy)
-        return qhat, khat
+        return self._add_mix(q, k, qhat, khat, mix)
 
     def _code_tensor(self, code: SineCode) -> torch.Tensor:
         return code.noise

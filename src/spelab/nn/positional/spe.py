@@ -124,7 +124,7 @@ class StochasticPositionalEncoding(nn.Module):
         """Deterministic part of forward: everything random comes in the code (gate_noise overrides ε)."""
         name = type(self).__name__
         self._check_code(code, offset, q.shape[1])
-        keep = None
+        keep = mix = None
         if gate is not None:
             gate_noise = gate_noise if gate_noise is not None else getattr(code, "gate_noise", None)
             if gate_noise is None or gate_noise.shape != (self.num_heads, self.head_dim, self.num_realizations):
@@ -134,14 +134,8 @@ class StochasticPositionalEncoding(nn.Module):
                     f"{None if gate_noise is None else tuple(gate_noise.shape)}"
                 )
             delta = gate.delta()
-            keep = torch.sqrt(1.0 - delta)
-        qhat, khat = self._project(q, k, code, offset, keep)
-        if gate is not None:
-            # the position-free term, a small (H, D, R) contraction instead of a gated (N, H, D, R) code
-            mix = (torch.sqrt(delta)[..., None] * gate_noise).to(q.dtype)
-            qhat = qhat + torch.einsum("bnhd,hdr->bnhr", q, mix)
-            khat = khat + torch.einsum("bnhd,hdr->bnhr", k, mix)
-        return qhat, khat
+            keep, mix = torch.sqrt(1.0 - delta), torch.sqrt(delta)[..., None] * gate_noise
+        return self._project(q, k, code, offset, keep, mix)
 
     def kernel(self, lags: torch.Tensor, gate: SPEGate | None = None) -> torch.Tensor:
         """Effective kernel P̃(τ) = (1-δ) P(τ) + δ at lags τ = m - n: (H, D, len(lags))."""
@@ -182,24 +176,45 @@ class StochasticPositionalEncoding(nn.Module):
         raise NotImplementedError
 
     def _project(
-        self, q: torch.Tensor, k: torch.Tensor, code: Any, offset: int, keep: torch.Tensor | None
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        code: Any,
+        offset: int,
+        keep: torch.Tensor | None,
+        mix: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """q̂, k̂ through the code keep·C + mix (keep (H, D), mix (H, D, R): the gate; both None without)."""
         raise NotImplementedError
+
+    @staticmethod
+    def _add_mix(
+        q: torch.Tensor, k: torch.Tensor, qhat: torch.Tensor, khat: torch.Tensor, mix: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """q̂ + q·mix, k̂ + k·mix: the gate's position-free term, a small (H, D, R) contraction instead of a
+        gated (N, H, D, R) code (for paths that took keep into the code's parameters)."""
+        if mix is None:
+            return qhat, khat
+        mix = mix.to(q.dtype)
+        return qhat + torch.einsum("bnhd,hdr->bnhr", q, mix), khat + torch.einsum("bnhd,hdr->bnhr", k, mix)
 
     def _raw_kernel(self, lags: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     # ----------------------------------------------------------------------------- shared codes
     def _project_shared(
-        self, q: torch.Tensor, k: torch.Tensor, code: Any, offset: int, keep: torch.Tensor | None
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        code: Any,
+        offset: int,
+        keep: torch.Tensor | None,
+        mix: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """q̂, k̂ through ungated codes shared by every layer (shared_codes.py): the gate sqrt(1-δ)
-        scales each (head, feature) of the code, so it scales q and k instead."""
+        """q̂, k̂ through ungated codes shared by every layer (shared_codes.py), each layer applying its own
+        gate: the code keep·C + mix, with keep = sqrt(1-δ) per (head, feature)."""
         shared, token = self._shared_codes(code, offset, q.shape[1], q.device)
-        if keep is not None:
-            keep = keep.to(q.dtype)
-            q, k = q * keep, k * keep
-        return contract_shared(q, shared, token, 0), contract_shared(k, shared, token, 1)
+        return contract_shared(q, shared, token, 0, keep, mix), contract_shared(k, shared, token, 1, keep, mix)
 
     def _shared_codes(
         self, code: Any, offset: int, n: int, device: torch.device
