@@ -471,6 +471,53 @@ inline void transpose16(vec* m) {
 
 constexpr int PV = PANEL / V;  // vectors per row of a transposed panel
 
+// The layers handed to code_sums: each one's (x, g) rows and gate (null: none)
+struct Layers {
+  std::vector<Rows> x, g;
+  std::vector<const float*> keep;
+  std::vector<int64_t> batch;
+};
+
+// f(width) with the group width nd (1 ... DG) as a compile-time constant: the accumulators of a group are
+// arrays indexed by it, which stay in registers only when the compiler knows their extent
+template <typename F>
+void by_width(int64_t nd, F&& f) {
+  switch (nd) {
+    case 8: return f(std::integral_constant<int, 8>{});
+    case 7: return f(std::integral_constant<int, 7>{});
+    case 6: return f(std::integral_constant<int, 6>{});
+    case 5: return f(std::integral_constant<int, 5>{});
+    case 4: return f(std::integral_constant<int, 4>{});
+    case 3: return f(std::integral_constant<int, 3>{});
+    case 2: return f(std::integral_constant<int, 2>{});
+    default: return f(std::integral_constant<int, 1>{});
+  }
+}
+static_assert(DG == 8, "by_width covers group widths up to 8");
+
+// dC[t, d0 + dd, :] = Σ_layers keep[hd0 + dd] Σ_b x[t, b, d0 + dd] g[t, b, :] for NDG features, written to
+// out + dd·stride (one row of each feature's panel), one vector of R at a time
+template <int NDG>
+void dc_rows(const Layers& layers, int64_t t, int64_t hd0, int64_t d0, int64_t R, float* out, int64_t stride) {
+  for (int64_t r0 = 0; r0 < R; r0 += V) {
+    vec acc[NDG] = {};
+    for (size_t i = 0; i < layers.batch.size(); ++i) {
+      vec part[NDG] = {};  // this layer's Σ_b x g, then scaled by its gate
+      for (int64_t l = 0; l < layers.batch[i]; ++l) {
+        const vec gv = load(layers.g[i].at(t, l) + r0);
+        const float* xr = layers.x[i].at(t, l) + d0;
+        for (int dd = 0; dd < NDG; ++dd) part[dd] += xr[dd] * gv;
+      }
+      if (const float* kv = layers.keep[i]) {
+        for (int dd = 0; dd < NDG; ++dd) acc[dd] += kv[hd0 + dd] * part[dd];
+      } else {
+        for (int dd = 0; dd < NDG; ++dd) acc[dd] += part[dd];
+      }
+    }
+    for (int dd = 0; dd < NDG; ++dd) store(out + dd * stride + r0, acc[dd]);
+  }
+}
+
 // prod[j, :] = Σ_r z[j, r] pt[r, :] for NJ rows j: (NJ × R)(R × PANEL), accumulators in registers
 template <int NJ>
 void noise_product(const float* z, int64_t R, const float* pt, float* prod) {
@@ -510,9 +557,7 @@ torch::Tensor code_sums(const torch::Tensor& omega_t, const std::vector<torch::T
               "spelab sine_cpu.code_sums: omega_t ", omega_t.sizes(), ", noise ", noise.sizes(), ", heads ", H);
   TORCH_CHECK(keeps.empty() || keeps.size() == xs.size(), "spelab sine_cpu.code_sums: ", keeps.size(), " keeps for ",
               xs.size(), " layers");
-  std::vector<Rows> xrs, grs;
-  std::vector<const float*> kps;  // each layer's gate, (H, D), or null
-  std::vector<int64_t> batches;
+  Layers layers;
   for (size_t i = 0; i < xs.size(); ++i) {
     check_rows(xs[i], "x");
     check_rows(gs[i], "g");
@@ -520,16 +565,16 @@ torch::Tensor code_sums(const torch::Tensor& omega_t, const std::vector<torch::T
                     gs[i].size(1) == xs[i].size(1) && gs[i].size(2) == R,
                 "spelab sine_cpu.code_sums: x ", xs[i].sizes(), ", g ", gs[i].sizes(), " for ", N, " positions, heads ",
                 H);
-    xrs.push_back({xs[i].data_ptr<float>(), xs[i].stride(0), xs[i].stride(1)});
-    grs.push_back({gs[i].data_ptr<float>(), gs[i].stride(0), gs[i].stride(1)});
-    batches.push_back(xs[i].size(1));
+    layers.x.push_back({xs[i].data_ptr<float>(), xs[i].stride(0), xs[i].stride(1)});
+    layers.g.push_back({gs[i].data_ptr<float>(), gs[i].stride(0), gs[i].stride(1)});
+    layers.batch.push_back(xs[i].size(1));
     if (keeps.empty()) {
-      kps.push_back(nullptr);
+      layers.keep.push_back(nullptr);
     } else {
       check(keeps[i], "keep", 2);
       TORCH_CHECK(keeps[i].size(0) == H && keeps[i].size(1) == D, "spelab sine_cpu.code_sums: keep ", keeps[i].sizes(),
                   " for ", H, " heads, ", D, " features");
-      kps.push_back(keeps[i].data_ptr<float>());
+      layers.keep.push_back(keeps[i].data_ptr<float>());
     }
   }
   check_width(R, "code_sums");
@@ -555,34 +600,15 @@ torch::Tensor code_sums(const torch::Tensor& omega_t, const std::vector<torch::T
         for (int64_t p = 0; p < np; ++p) {
           const int64_t t = (n0 + p) * H + h;
           if (n0 + p + AHEAD < N)  // the layers' rows are many strided streams: fetch them ahead
-            for (size_t i = 0; i < batches.size(); ++i)
-              for (int64_t l = 0; l < batches[i]; ++l) {
-                const float* gn = grs[i].at(t + AHEAD * H, l);
+            for (size_t i = 0; i < layers.batch.size(); ++i)
+              for (int64_t l = 0; l < layers.batch[i]; ++l) {
+                const float* gn = layers.g[i].at(t + AHEAD * H, l);
                 for (int64_t r0 = 0; r0 < R; r0 += V) __builtin_prefetch(gn + r0);
-                __builtin_prefetch(xrs[i].at(t + AHEAD * H, l) + d0);
+                __builtin_prefetch(layers.x[i].at(t + AHEAD * H, l) + d0);
               }
-          for (int64_t r0 = 0; r0 < R; r0 += V) {
-            vec acc[DG] = {};
-            for (size_t i = 0; i < batches.size(); ++i) {
-              vec part[DG] = {};  // this layer's Σ_b x g, then scaled by its gate
-              for (int64_t l = 0, L = batches[i]; l < L; ++l) {
-                const vec gv = load(grs[i].at(t, l) + r0);
-                const float* xr = xrs[i].at(t, l) + d0;
-                if (nd == DG) {
-                  for (int dd = 0; dd < DG; ++dd) part[dd] += xr[dd] * gv;
-                } else {
-                  for (int64_t dd = 0; dd < nd; ++dd) part[dd] += xr[dd] * gv;
-                }
-              }
-              if (kps[i]) {
-                const float* kv = kps[i] + h * D + d0;
-                for (int64_t dd = 0; dd < nd; ++dd) acc[dd] += kv[dd] * part[dd];
-              } else {
-                for (int64_t dd = 0; dd < nd; ++dd) acc[dd] += part[dd];
-              }
-            }
-            for (int64_t dd = 0; dd < nd; ++dd) store(panel.data() + (dd * PANEL + p) * R + r0, acc[dd]);
-          }
+          by_width(nd, [&](auto width) {
+            dc_rows<decltype(width)::value>(layers, t, h * D + d0, d0, R, panel.data() + p * R, PANEL * R);
+          });
         }
         for (int64_t p = 0; p < PANEL; ++p) times[p] = static_cast<float>(start + n0 + p);
         for (int64_t dd = 0; dd < nd; ++dd) {
