@@ -19,7 +19,7 @@ from bench.common import Result, main_cli, resolve_device, run_parts, synchroniz
 from spelab.nn import ClassificationHead, ConvSPE, PerformerAttention, SineSPE, Transformer
 
 SIZES = {  # device -> (batch, length, steps per measurement)
-    "cpu": dict(batch=2, length=256, steps=6, lightning_steps=60, lightning_d=128, lightning_layers=2),
+    "cpu": dict(batch=2, length=256, steps=10, lightning_steps=60, lightning_d=128, lightning_layers=2),
     "cuda": dict(batch=8, length=2048, steps=20, lightning_steps=200, lightning_d=512, lightning_layers=6),
 }
 
