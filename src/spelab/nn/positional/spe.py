@@ -12,7 +12,8 @@ P̃ = (1-δ) P + δ. ε is part of the code (drawn with it): a call without a co
 (the official behaviour in training), and a code reused across layers or decoding steps keeps one
 ε, so one-token-at-a-time decoding reproduces the full pass (with a fresh ε per step, the cached
 keys and the new query would carry independent ε and the position-free term would average out). The gated code is never built: sqrt(1-δ) is folded into the (small)
-generator parameters by the subclasses, and the ε term is a separate (H, D, R) contraction.
+generator parameters, or applied to q and k by the shared-code contractions (shared_codes.py), and the ε
+term is a separate (H, D, R) contraction.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ class SPEGate(nn.Module):
 class StochasticPositionalEncoding(nn.Module):
     """Base class of SineSPE and ConvSPE: argument checks, gating, forward, kernel().
 
-    Subclasses implement `draw`, `_code_length`, `_project` (the positional part of q̂, k̂ with a
-    per-(head, feature) factor folded in) and `_raw_kernel` (P without the gate).
+    Subclasses implement `draw`, `_code_length`, `_project` (q̂, k̂ through the code keep·C + mix: keep
+    folded into their parameters or applied by the shared-code contractions, mix by `_add_mix` or by
+    those contractions) and `_raw_kernel` (P without the gate).
     """
 
     is_relative = True
