@@ -195,6 +195,18 @@ def peak_cuda_mem(fn: Callable[[], object], device: str | torch.device = "cuda")
 # ----------------------------------------------------------------------------- output
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo; the platform's processor string elsewhere): VM hosts of one
+    name can differ, so bench_machine's bandwidth and matmul figures are the finer record."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.split(":", 1)[0].strip() in ("model name", "Model"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def env_info(device: str | torch.device) -> dict:
     dev = torch.device(device)
     info = {
@@ -202,6 +214,7 @@ def env_info(device: str | torch.device) -> dict:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),
+        "cpu": _cpu_model(),
         "num_threads": torch.get_num_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         # `make bench` keeps freed memory in glibc (Makefile): without it, whether a 32 MiB tensor is

@@ -109,3 +109,15 @@ def test_ab_revision_runs_against_head(monkeypatch, case):
     assert set(medians) == {baseline, "spelab_old", "spelab"}
     assert all(math.isfinite(v) and v > 0 for v in medians.values())
     assert "spelab_old" not in __import__("sys").modules
+
+
+def test_machine_benchmark_runs(monkeypatch, tmp_results):
+    import bench.bench_machine as bench_machine
+
+    tiny = bench_machine.Sizes(large_mib=2, code_mib=1, matmul=(16, 16, 32), repeats=2, warmup=0)
+    monkeypatch.setattr(bench_machine, "CPU", tiny)
+    results = bench_machine.main("cpu")
+    _check(results, "machine", tmp_results)
+    assert [r.unit for r in results] == ["GB/s", "GB/s", "GFLOP/s"]
+    assert all(r.value > 0 for r in results)
+    assert json.loads((tmp_results / "machine_cpu.json").read_text())["env"]["cpu"]
