@@ -20,9 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.common import Result, main_cli, resolve_device, run_parts, time_fn
-
-MiB = 2**20
+from bench.common import MiB, Result, main_cli, resolve_device, run_parts, time_fn
 
 
 @dataclass(frozen=True)
