@@ -4,8 +4,8 @@ The ratios of `make bench` divide a memory-bound cost by a compute-bound one (si
 read codes of 32 MiB per side; the Performer and the feed-forward layers are matmuls), so they move
 when the machine does: on 2026-12-03 and 2026-12-04 the same code gave a 6-layer train step with
 sineSPE 1.12-1.14x and 1.18-1.20x the step without, on VM hosts where the step without PE differed
-by 1.8x and sineSPE's memory-bound overhead by 1.15x. These figures, measured in the same `make bench`, say which host a file
-comes from.
+by 1.8x and sineSPE's memory-bound overhead by 1.15x. These figures, measured in the same `make bench`,
+say which host a file comes from.
 
 - read bandwidth: `sum()` of a float32 tensor of 256 MiB (beyond the caches) and of 32 MiB (one
   side's shared code at the train step's size: N=256, H=8, D=64, R=64), read again and again;
